@@ -1,0 +1,19 @@
+# The two README commands. Both create the environment first (tools/setup_env.sh: a no-op once it is complete).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export FEATQUANT_VENV := $(abspath $(VENV))
+
+.PHONY: env demo test bench
+
+env:
+	bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/demo.py $(DEMO_ARGS)
+
+# pytest exits 5 when it collected no test: that is a failure here, like any other non-zero exit.
+test: env
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: env
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
