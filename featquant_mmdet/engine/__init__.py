@@ -1,0 +1,1 @@
+"""Runner-side pieces: command-line config handling, hooks."""

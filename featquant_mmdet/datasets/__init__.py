@@ -1,0 +1,1 @@
+"""Datasets, synthetic-data generators and data transforms."""

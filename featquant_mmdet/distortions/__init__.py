@@ -1,0 +1,1 @@
+"""Image distortions: pure functions (``functional``) and thin pipeline transforms."""

@@ -1,0 +1,1 @@
+"""Layers built on ``ops``: quantizing convolutions, normalisation, and the conversion utility."""

@@ -1,0 +1,1 @@
+"""Pure tensor operations (no module state): the quantizing non-linearities and their gradients."""
