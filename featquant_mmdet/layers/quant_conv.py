@@ -1,0 +1,387 @@
+"""Quantizing convolutions of Section 2: ``U_d = sum_c W_{c,d} * f(X_c)`` with an element-wise input map ``f``.
+
+======================  ======================================================  ==========================
+layer                   input map (per input channel c, output portion lambda)   paper
+======================  ======================================================  ==========================
+``SFConv``              tau(x, beta) = floor(beta x) / beta                      eq. 2-3, "+SF-100"
+``PowConv``             psi(x, alpha_{lambda,c}) = sign(x) |x|^(alpha+1)        eq. 4-6, "+POW-Lambda"
+``HPowConv``            psi(x, alpha_{n,lambda,c}), alpha = F(mu_X, sigma_X)     eq. 7, "+HPOW"
+``SFPowConv``           psi(tau(x, beta), alpha_{lambda,c})                      "+SF-POW"
+======================  ======================================================  ==========================
+
+All four are ``nn.Conv2d`` subclasses through one base, :class:`QuantConv2d`: the constructor is ``nn.Conv2d``'s plus
+the layer's own keyword arguments, weights/bias/state-dict keys are ``nn.Conv2d``'s, and they are registered in
+``mmengine.registry.MODELS`` so ``mmcv.cnn.build_conv_layer(dict(type='PowConv', num_portions=4), 256, 384, 3)``
+builds them from any scope, and :func:`featquant_mmdet.layers.convert.convert_convs` swaps them into built models.
+
+Output portions (Lambda, ``num_portions``)
+------------------------------------------
+The D output channels are split into Lambda equal portions; portion lambda sees the input through its own exponents
+``alpha_{lambda, :}`` (Lambda = 1: one exponent per input channel, the paper's default; Lambda = D: one per (c, d)).
+Since the conv input then differs per portion, the layer stacks the Lambda mapped inputs along channels,
+``(N, Lambda*C, H, W)``, and runs ONE grouped convolution with ``groups=Lambda``: group lambda reads channels
+``[lambda*C, (lambda+1)*C)`` and writes output channels ``[lambda*D/Lambda, (lambda+1)*D/Lambda)`` with exactly the
+rows of the ordinary ``(D, C, kh, kw)`` weight, so the weight layout is unchanged. This materialises Lambda copies
+of the input (never D, unless Lambda = D is asked for) and has the FLOPs of the plain convolution. Lambda > 1
+needs ``groups=1`` in the original convolution.
+
+Memory: the mapped input is recomputed in backward
+--------------------------------------------------
+A naive ``conv(f(x))`` keeps ``f(x)`` alive from forward to backward (the conv saves its input), doubling the
+activation memory of every quantized layer in a network. Here forward computes ``f(x)`` without autograd, runs the
+conv and saves only ``x`` (which the previous layer keeps anyway) and the small parameter tensors; backward
+recomputes ``f(x)`` once (one element-wise pass; the convolution dominates the cost), takes the conv's input and
+weight gradients with ``aten.convolution_backward`` and differentiates ``f`` with autograd through the ops of
+:mod:`featquant_mmdet.ops.quantize` (eq. 6 for the power, straight-through for the floor).
+
+Precision: the map is computed in float32 (float16/bfloat16 inputs under ``torch.autocast`` included); the conv then
+runs in whatever precision autocast picks, exactly as a plain conv would.
+"""
+import inspect
+import math
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch import Tensor
+
+from ..ops.quantize import ALPHA_MAX, ALPHA_MIN, check_alpha, check_beta, scaled_floor, signed_power
+
+_CONV2D_KWARGS = tuple(p for p in inspect.signature(nn.Conv2d.__init__).parameters if p != 'self')
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The input maps: pure functions of the input and parameter tensors (so backward can recompute them).
+# --------------------------------------------------------------------------------------------------------------------
+def floor_map(x: Tensor, beta: Tensor) -> Tensor:
+    """tau(x, beta) per channel; ``beta`` has shape ``()`` or ``(C,)``."""
+    return scaled_floor(x, beta.view(-1, 1, 1) if beta.dim() else beta)
+
+
+def portioned_power_map(x: Tensor, alpha: Tensor) -> Tensor:
+    """psi per output portion: ``x`` (N, C, H, W), ``alpha`` (Lambda, C) or per sample (N, Lambda, C).
+
+    Returns (N, C, H, W) for Lambda = 1, else the Lambda mapped copies stacked along channels, (N, Lambda*C, H, W).
+    """
+    num_portions = alpha.shape[-2]
+    alpha = alpha[..., None, None]  # (..., Lambda, C, 1, 1)
+    if num_portions == 1:
+        return signed_power(x, alpha.squeeze(-4))  # (1|N, C, 1, 1)
+    if alpha.dim() == 4:
+        alpha = alpha.unsqueeze(0)
+    return signed_power(x.unsqueeze(1), alpha).flatten(1, 2)
+
+
+def floor_power_map(x: Tensor, beta: Tensor, alpha: Tensor) -> Tensor:
+    """psi(tau(x, beta), alpha) per output portion (see :func:`portioned_power_map`)."""
+    return portioned_power_map(floor_map(x, beta), alpha)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# conv(f(x)) without keeping f(x) between forward and backward.
+# --------------------------------------------------------------------------------------------------------------------
+class _MappedInputConv(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, input_map: Callable, conv_args: tuple, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                *map_params: Tensor) -> Tensor:
+        stride, padding, dilation, groups = conv_args
+        with torch.no_grad():
+            mapped = _match_conv_dtype(input_map(x, *map_params), weight)
+        out = F.conv2d(mapped, weight, bias, stride, padding, dilation, groups)
+        ctx.input_map, ctx.conv_args, ctx.has_bias = input_map, conv_args, bias is not None
+        ctx.save_for_backward(x, weight, *map_params)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, weight, *map_params = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv_args
+        needs = ctx.needs_input_grad  # (input_map, conv_args, x, weight, bias, *map_params)
+        leaves = [x.detach().requires_grad_(needs[2])]
+        leaves += [p.detach().requires_grad_(need) for p, need in zip(map_params, needs[5:])]
+        need_mapped_grad = any(t.requires_grad for t in leaves)
+        with torch.enable_grad():
+            mapped = ctx.input_map(*leaves)
+        conv_dtype = grad_out.dtype  # the conv's compute dtype (autocast may have picked float16/bfloat16)
+        grad_mapped, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad_out, mapped.detach().to(conv_dtype), weight.to(conv_dtype),
+            [weight.shape[0]] if ctx.has_bias else None, list(stride), list(padding), list(dilation), False, [0, 0],
+            groups, [need_mapped_grad, bool(needs[3]), bool(needs[4])])
+        leaf_grads = [None] * len(leaves)
+        if need_mapped_grad:
+            wanted = [i for i, t in enumerate(leaves) if t.requires_grad]
+            grads = torch.autograd.grad(mapped, [leaves[i] for i in wanted], grad_mapped.to(mapped.dtype))
+            for i, g in zip(wanted, grads):
+                leaf_grads[i] = g
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(weight.dtype)
+        return (None, None, leaf_grads[0], grad_weight, grad_bias, *leaf_grads[1:])
+
+
+def _match_conv_dtype(mapped: Tensor, weight: Tensor) -> Tensor:
+    # The maps return float32; under autocast the conv casts for itself, otherwise the weight's dtype rules.
+    if torch.is_autocast_enabled(mapped.device.type):
+        return mapped
+    return mapped.to(weight.dtype)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------------------------------
+class QuantConv2d(nn.Conv2d):
+    """Base class: ``nn.Conv2d`` applied to ``input_map(x, *self.map_params(x))`` (see the module docstring).
+
+    Subclasses set ``input_map`` (a pure function, a staticmethod) and implement ``map_params(x)`` returning the
+    tensors it needs; ``num_portions`` (Lambda) > 1 turns the conv into a ``groups=Lambda`` conv over the stacked
+    maps. The constructor takes ``nn.Conv2d``'s arguments; anything else raises a ``TypeError`` naming it.
+    """
+
+    input_map: Callable = None
+    num_portions: int = 1
+
+    def __init__(self, *args, **kwargs):
+        unknown = sorted(set(kwargs) - set(_CONV2D_KWARGS))
+        if unknown:
+            raise TypeError(f'{type(self).__name__} got unexpected keyword argument(s) {unknown}; accepted are '
+                            f'nn.Conv2d\'s {list(_CONV2D_KWARGS)} and its own {self._own_kwargs()}')
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _own_kwargs(cls):
+        return [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    def _set_num_portions(self, num_portions) -> None:
+        if isinstance(num_portions, bool) or not isinstance(num_portions, int) or num_portions < 1:
+            raise ValueError(f'{type(self).__name__}: num_portions (Lambda) must be a positive int, got '
+                             f'{num_portions!r}')
+        if self.out_channels % num_portions:
+            divisors = [k for k in range(1, self.out_channels + 1) if self.out_channels % k == 0]
+            raise ValueError(f'{type(self).__name__}: num_portions (Lambda) must divide out_channels='
+                             f'{self.out_channels}; got {num_portions}, accepted: {divisors}')
+        if num_portions > 1 and self.groups != 1:
+            raise ValueError(f'{type(self).__name__}: num_portions (Lambda) > 1 needs groups=1, got '
+                             f'groups={self.groups}')
+        self.num_portions = num_portions
+
+    def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def mapped_input(self, x: Tensor) -> Tensor:
+        """f(x) as the conv sees it: (N, C, H, W), or (N, Lambda*C, H, W) for Lambda > 1 (float32)."""
+        return type(self).input_map(x, *self.map_params(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        params = self.map_params(x)  # before padding: HPOW's statistics are of the real input
+        padding = self.padding
+        if self.padding_mode != 'zeros' or isinstance(padding, str):
+            # Every map is element-wise with f(0) = 0, so padding x first equals padding f(x).
+            mode = 'constant' if self.padding_mode == 'zeros' else self.padding_mode
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+            padding = (0, 0)
+        conv_args = (self.stride, padding, self.dilation, self.groups * self.num_portions)
+        if not torch.is_grad_enabled():
+            mapped = _match_conv_dtype(type(self).input_map(x, *params), self.weight)
+            return F.conv2d(mapped, self.weight, self.bias, *conv_args)
+        return _MappedInputConv.apply(type(self).input_map, conv_args, x, self.weight, self.bias, *params)
+
+
+@MODELS.register_module()
+class SFConv(QuantConv2d):
+    """Convolution of the scaled-floor input (eq. 2-3): ``U = W * tau(X, beta)``, ``tau(x, b) = floor(b x) / b``.
+
+    Args (besides ``nn.Conv2d``'s):
+        beta: the scale, > 0. One number for all channels (the paper's choice, ``beta = 100``) or a sequence of
+            ``in_channels`` numbers, one per input channel. A fixed hyper-parameter (a non-persistent buffer).
+
+    The floor's gradient is the straight-through estimator: dL/dx = dL/dtau.
+    """
+
+    input_map = staticmethod(floor_map)
+
+    def __init__(self, *args, beta: Union[float, Sequence[float]] = 100.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        beta_t = check_beta(beta)
+        if beta_t.dim() > 1 or (beta_t.dim() == 1 and beta_t.numel() != self.in_channels):
+            raise ValueError(f'SFConv: beta must be one number or {self.in_channels} (in_channels) numbers, got '
+                             f'shape {tuple(beta_t.shape)}')
+        self.register_buffer('beta', beta_t.to(self.weight.device), persistent=False)
+
+    def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return (self.beta,)
+
+    def extra_repr(self) -> str:
+        beta = self.beta.item() if self.beta.dim() == 0 else f'per-channel({self.beta.numel()})'
+        return f'{super().extra_repr()}, beta={beta}'
+
+
+class _PowerExponentsMixin:
+    """Learnable exponents ``alpha`` of shape (Lambda, in_channels), shared by PowConv and SFPowConv."""
+
+    def _init_alpha(self, alpha_init: float, num_portions: int) -> None:
+        self._set_num_portions(num_portions)
+        alpha_init = check_alpha(alpha_init, f'{type(self).__name__}: alpha_init')
+        self.alpha = nn.Parameter(torch.full((num_portions, self.in_channels), alpha_init,
+                                             device=self.weight.device, dtype=self.weight.dtype))
+
+    def exponents(self) -> Tensor:
+        """The learnable exponents (Lambda, C), as stored (the forward clamps them into [-1, 5])."""
+        return self.alpha
+
+
+@MODELS.register_module()
+class PowConv(_PowerExponentsMixin, QuantConv2d):
+    """Convolution of the signed-power input (eq. 4-6): ``U_d = sum_c W_{c,d} * psi(X_c, alpha_{lambda(d), c})``.
+
+    Args (besides ``nn.Conv2d``'s):
+        alpha_init: initial exponent, in ``[-1, 5]`` (0, the default, is the identity map).
+        num_portions: Lambda, the number of output-channel portions with their own exponents; must divide
+            ``out_channels``. 1 (default, the paper's "POW-1") shares one exponent per input channel.
+
+    The exponents are parameters of shape (Lambda, in_channels). They are not hard-limited during training (the
+    paper regularises them with L1/L2 instead, see ``AlphaRegularizationHook``) but the forward clamps them into
+    the numerically safe range [-1, 5]; a stored value outside gets no gradient from the loss, only from the
+    regulariser, which pulls it back.
+    """
+
+    input_map = staticmethod(portioned_power_map)
+
+    def __init__(self, *args, alpha_init: float = 0.0, num_portions: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_alpha(alpha_init, num_portions)
+
+    def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return (self.alpha,)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, num_portions={self.num_portions}'
+
+
+@MODELS.register_module()
+class SFPowConv(_PowerExponentsMixin, QuantConv2d):
+    """Floor, then power: ``U_d = sum_c W_{c,d} * psi(tau(X_c, beta), alpha_{lambda(d), c})`` ("+SF-POW").
+
+    Order: floor first. The floor then acts on the raw features exactly as in ``SFConv``, so ``beta`` keeps its
+    meaning (a grid step of 1/beta in feature units, noise below it removed) whatever the learned exponents, and
+    the power only re-spaces the quantization levels. The other order would make the grid depend on alpha (with
+    alpha < 0 the power stretches small values, so a fixed beta would quantize them ever more finely). Gradients:
+    straight-through for the floor, eq. 6 for the power evaluated at the floored value, hence 0 for inputs that
+    floor to 0 (0 <= x < 1/beta), as eq. 6 prescribes at 0.
+
+    Args: ``beta`` as in :class:`SFConv` (default 100), ``alpha_init`` and ``num_portions`` as in :class:`PowConv`.
+    """
+
+    input_map = staticmethod(floor_power_map)
+
+    def __init__(self, *args, beta: Union[float, Sequence[float]] = 100.0, alpha_init: float = 0.0,
+                 num_portions: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        beta_t = check_beta(beta, 'SFPowConv: beta')
+        if beta_t.dim() > 1 or (beta_t.dim() == 1 and beta_t.numel() != self.in_channels):
+            raise ValueError(f'SFPowConv: beta must be one number or {self.in_channels} (in_channels) numbers, '
+                             f'got shape {tuple(beta_t.shape)}')
+        self.register_buffer('beta', beta_t.to(self.weight.device), persistent=False)
+        self._init_alpha(alpha_init, num_portions)
+
+    def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return (self.beta, self.alpha)
+
+    def extra_repr(self) -> str:
+        beta = self.beta.item() if self.beta.dim() == 0 else f'per-channel({self.beta.numel()})'
+        return f'{super().extra_repr()}, beta={beta}, num_portions={self.num_portions}'
+
+
+class _LastExponents:
+    """Holds the last forward's exponents; copies and pickles empty (a graph-attached tensor cannot be deep-copied,
+    and mmengine deep-copies models, e.g. for EMA)."""
+
+    def __init__(self):
+        self.exponents: Optional[Tensor] = None
+
+    def __deepcopy__(self, memo):
+        return _LastExponents()
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.exponents = None
+
+
+@MODELS.register_module()
+class HPowConv(QuantConv2d):
+    """Power convolution whose exponents a hypernetwork computes per sample (eq. 7): ``alpha = F(mu_X, sigma_X)``.
+
+    Hypernetwork ``F`` (per sample n; C = in_channels, H = hidden_channels, Lambda = num_portions)::
+
+        s     = [mu_X ; sigma_X]                       (2C,)  per-channel mean and std over the spatial dims
+        z     = fc2(ReLU(fc1(s)))                      fc1: 2C -> H,  fc2: H -> Lambda*C
+        alpha = -1 + 6 * sigmoid(z)                    (Lambda, C), always inside the valid range (-1, 5)
+
+    Initialisation: ``fc1`` keeps PyTorch's default init; ``fc2``'s weight is 0 and its bias is
+    ``logit((alpha_init + 1) / 6)``, so every sample starts at exactly ``alpha = alpha_init`` (default 0: the
+    identity map, the conv behaves like the plain conv it replaced) and training moves away from it; the sigmoid
+    reparametrisation keeps alpha in range without a clamp that would cut the gradient. The statistics are taken
+    in float32 over the (unpadded) input, and the gradient flows through them to the input as well.
+
+    Args (besides ``nn.Conv2d``'s):
+        hidden_channels: H; default ``max(8, in_channels // 4)``.
+        num_portions: Lambda output-channel portions, each with its own exponents (divides ``out_channels``).
+        alpha_init: the exponent at initialisation, strictly inside (-1, 5).
+        eps: added to the variance before the square root.
+    """
+
+    input_map = staticmethod(portioned_power_map)
+
+    def __init__(self, *args, hidden_channels: Optional[int] = None, num_portions: int = 1,
+                 alpha_init: float = 0.0, eps: float = 1e-5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._set_num_portions(num_portions)
+        alpha_init = check_alpha(alpha_init, 'HPowConv: alpha_init')
+        if alpha_init in (ALPHA_MIN, ALPHA_MAX):
+            raise ValueError(f'HPowConv: alpha_init must lie strictly inside ({ALPHA_MIN}, {ALPHA_MAX}) (the '
+                             f'sigmoid reaches the bounds only at infinity), got {alpha_init}')
+        if hidden_channels is None:
+            hidden_channels = max(8, self.in_channels // 4)
+        if isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int) or hidden_channels < 1:
+            raise ValueError(f'HPowConv: hidden_channels must be a positive int, got {hidden_channels!r}')
+        if not eps > 0:
+            raise ValueError(f'HPowConv: eps must be > 0, got {eps!r}')
+        self.eps = float(eps)
+        factory = dict(device=self.weight.device, dtype=self.weight.dtype)
+        self.hyper_fc1 = nn.Linear(2 * self.in_channels, hidden_channels, **factory)
+        self.hyper_fc2 = nn.Linear(hidden_channels, num_portions * self.in_channels, **factory)
+        nn.init.zeros_(self.hyper_fc2.weight)
+        fraction = (alpha_init - ALPHA_MIN) / (ALPHA_MAX - ALPHA_MIN)
+        nn.init.constant_(self.hyper_fc2.bias, math.log(fraction / (1 - fraction)))
+        self._last = _LastExponents()
+
+    def compute_exponents(self, x: Tensor) -> Tensor:
+        """alpha = F(mu_X, sigma_X) for every sample: (N, Lambda, C)."""
+        x32 = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        var, mean = torch.var_mean(x32, dim=(2, 3), correction=0)
+        stats = torch.cat([mean, (var + self.eps).sqrt()], dim=1)
+        z = self.hyper_fc2(F.relu(self.hyper_fc1(stats.to(self.hyper_fc1.weight.dtype))))
+        alpha = ALPHA_MIN + (ALPHA_MAX - ALPHA_MIN) * torch.sigmoid(z.to(x32.dtype))
+        return alpha.view(x.shape[0], self.num_portions, self.in_channels)
+
+    def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
+        alpha = self.compute_exponents(x)
+        self._last.exponents = alpha
+        return (alpha,)
+
+    def exponents(self) -> Optional[Tensor]:
+        """The per-sample exponents (N, Lambda, C) of the last forward (None before the first forward).
+
+        Still attached to the autograd graph of that forward, so a penalty on them trains the hypernetwork.
+        """
+        return self._last.exponents
+
+    def extra_repr(self) -> str:
+        return (f'{super().extra_repr()}, num_portions={self.num_portions}, '
+                f'hidden_channels={self.hyper_fc1.out_features}')
