@@ -93,8 +93,8 @@ class _SignedPower(torch.autograd.Function):
     def forward(ctx, x: Tensor, alpha: Tensor) -> Tensor:
         x32 = _as_float32(x)
         alpha32 = alpha.to(dtype=x32.dtype)
-        # |x| ** (alpha + 1) with the sign of x put back: psi(0) = 0 ** p * 0 = 0 also for p == 0 (0 ** 0 == 1).
-        y = torch.pow(x32.abs(), alpha32 + 1).copysign_(x32)
+        # |x| ** (alpha + 1) times sign(x) (not copysign): psi(0) = 0 also for alpha = -1, where 0 ** 0 == 1.
+        y = torch.pow(x32.abs(), alpha32 + 1).mul_(x32.sign())
         ctx.save_for_backward(x32, alpha32, y)
         ctx.input_dtypes = (x.dtype, alpha.dtype)
         return y
