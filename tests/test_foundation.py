@@ -81,9 +81,9 @@ class _ToyModel(nn.Module):
         self.linear = nn.Linear(2, 1)
 
     def forward(self, inputs, labels, mode='tensor'):
-        pred = self.linear(torch.stack(inputs))
+        pred = self.linear(inputs)  # default_collate stacked the batch
         if mode == 'loss':
-            return {'loss': ((pred.squeeze(1) - torch.stack(labels)) ** 2).mean()}
+            return {'loss': ((pred.squeeze(1) - labels) ** 2).mean()}
         return pred
 
 
