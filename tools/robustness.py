@@ -1,0 +1,68 @@
+"""Evaluate a detector or classifier on clean and distorted test data: one resumable sweep, one results file.
+
+    python tools/robustness.py CONFIG CHECKPOINT [--distortions all|mix|NAME ...] [--levels 1 2 3 4]
+        [--work-dir DIR] [--seed N] [--metric KEY] [--reference RESULTS.json] [--cfg-options ...]
+
+    # Table 2 / Figure 4 (classifiers): every distortion at levels 1-4 and the mixture
+    python tools/robustness.py configs/pretrain/<classifier>.py ckpt.pth --metric accuracy/top5
+    # Table 3 (detectors): clean + Mix. Minor + Mix. Heavy
+    python tools/robustness.py configs/faster_rcnn_zf_voc.py ckpt.pth --distortions mix
+
+Presets (featquant_mmdet/evaluation/robustness.py): ``all`` = the paper's distortions + ``mix``; ``mix`` =
+``mix_minor`` + ``mix_heavy``. Results go to ``<work dir>/robustness.json`` after every cell; a rerun skips the
+finished cells, a changed checkpoint/config/seed moves the old file aside, a file of another config is an error.
+Everything is checked before the first evaluation. Compare models with tools/compare_robustness.py.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
+
+from featquant_mmdet.engine.cli import add_common_args, load_config  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Robustness sweep: clean + distortions x levels')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--distortions', nargs='+', default=['all'],
+                        help='presets "all" (the paper\'s distortions and mix) or "mix" (mix_minor, mix_heavy), '
+                             'or distortion names (default: all)')
+    parser.add_argument('--levels', nargs='+', type=int, default=[1, 2, 3, 4],
+                        help='strengths of the distortions that have levels (default: 1 2 3 4)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='distortion seed: draws depend only on (seed, image, distortion, level)')
+    parser.add_argument('--metric', default=None,
+                        help='summary metric key (default: pascal_voc/mAP, coco/bbox_mAP or accuracy/top1 from the '
+                             'test evaluator; accuracy/top5 is what the paper reports for classifiers)')
+    parser.add_argument('--reference', default=None,
+                        help='results file of the reference (unquantized) classifier: adds CE and mCE')
+    parser.add_argument('--saliency-config', default=None,
+                        help='classifier config whose saliency map guides targeted_occlusion (classifiers only; '
+                             'without it the preset "all" leaves targeted_occlusion out)')
+    parser.add_argument('--saliency-checkpoint', default=None, help='checkpoint of --saliency-config')
+    add_common_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from featquant_mmdet.evaluation.robustness import RobustnessError, format_summary, prepare_sweep, run_sweep
+    saliency = None
+    if args.saliency_config or args.saliency_checkpoint:
+        saliency = dict(config=args.saliency_config, checkpoint=args.saliency_checkpoint)
+    try:
+        cfg = load_config(args)
+        plan = prepare_sweep(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
+                             seed=args.seed, metric=args.metric, reference=args.reference, saliency=saliency)
+    except (RobustnessError, FileNotFoundError) as err:
+        raise SystemExit(f'robustness.py: error: {err}') from None
+    results = run_sweep(plan)
+    print(f'results: {plan.results_path}')
+    print(format_summary(results['summary']))
+    return results
+
+
+if __name__ == '__main__':
+    main()
