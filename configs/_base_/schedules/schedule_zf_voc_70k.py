@@ -1,0 +1,22 @@
+# py-faster-rcnn's ZF end2end solver: SGD, base_lr 0.001, momentum 0.9, weight_decay 5e-4, lr x0.1 at
+# iteration 50k of 70k (about 70% of the schedule), one image per iteration (snapshots every 10k iterations:
+# default_hooks in configs/faster_rcnn_zf_voc.py).
+#
+# Overrides for short runs: train_cfg.max_iters=N param_scheduler.0.milestones="[M]" (M about 0.7 N)
+
+# validation (VOC07 test) once, at the end; mmengine also validates at the last iteration of a shorter run
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=70000, val_interval=70000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+# no warm-up: py-faster-rcnn has none
+param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[50000], gamma=0.1)]
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005),
+    # Caffe's lr_mult 2 / decay_mult 0 on every bias of the ZF prototxt
+    paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0))
+
+# base_batch_size: the lr above is for one image per iteration (tools/train.py --auto-scale-lr)
+auto_scale_lr = dict(enable=False, base_batch_size=1)

@@ -1,0 +1,150 @@
+"""ZF net (Zeiler & Fergus) as used by py-faster-rcnn, with optional quantizing convolutions on any of its layers.
+
+Layers (names as in py-faster-rcnn's ZF prototxt; ``(kernel, stride, pad)``)::
+
+    conv1  96 ch (7, 2, 3) -> ReLU -> norm1 (LRN) -> pool1 max (3, 2, 1)     stage 0, stride 4
+    conv2 256 ch (5, 2, 2) -> ReLU -> norm2 (LRN) -> pool2 max (3, 2, 1)     stage 1, stride 16
+    conv3 384 ch (3, 1, 1) -> ReLU                                           stage 2, stride 16
+    conv4 384 ch (3, 1, 1) -> ReLU                                           stage 3, stride 16
+    conv5 256 ch (3, 1, 1) -> ReLU                                           stage 4, stride 16
+
+The LRNs are Caffe's WITHIN_CHANNEL mode (:class:`~featquant_mmdet.layers.lrn.WithinChannelLRN`) and the pools use
+Caffe's ceil rounding of the output size, so an ``H x W`` image gives the same conv5 map as py-faster-rcnn
+(e.g. 39 x 64 for 600 x 1000).
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_conv_layer
+from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import kaiming_init
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from featquant_mmdet.layers.lrn import WithinChannelLRN
+
+# (out_channels, kernel_size, stride, padding) of conv1..conv5
+ZF_CONVS = ((96, 7, 2, 3), (256, 5, 2, 2), (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1))
+CONV_NAMES = tuple(f'conv{i + 1}' for i in range(len(ZF_CONVS)))
+NUM_POOLED_STAGES = 2  # conv1 and conv2 are followed by LRN and max pooling
+
+
+def _parse_quant(quant: Optional[dict]) -> Tuple[Optional[dict], frozenset]:
+    """Check ``quant=dict(conv_cfg=dict(type=...), layers=(...))``; return (conv_cfg, names of quantized convs)."""
+    if quant is None:
+        return None, frozenset()
+    if not isinstance(quant, dict):
+        raise TypeError(f'ZF quant must be None or dict(conv_cfg=dict(type=...), layers=(...)), got {quant!r}')
+    unknown_keys = set(quant) - {'conv_cfg', 'layers'}
+    if unknown_keys:
+        raise ValueError(f'ZF quant: unknown key(s) {sorted(unknown_keys)}; accepted keys are conv_cfg and layers')
+    conv_cfg = quant.get('conv_cfg')
+    if not isinstance(conv_cfg, dict) or 'type' not in conv_cfg:
+        raise ValueError(f"ZF quant.conv_cfg must be a dict with a 'type' (e.g. dict(type='PowConv')), got {conv_cfg!r}")
+    layers = quant.get('layers')
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or len(layers) == 0:
+        raise ValueError(f"ZF quant.layers must be a non-empty tuple of conv names from {CONV_NAMES}, "
+                         f"e.g. ('conv3', 'conv4', 'conv5'); got {layers!r}")
+    unknown = [name for name in layers if name not in CONV_NAMES]
+    if unknown:
+        raise ValueError(f'ZF quant.layers: unknown layer name(s) {unknown}; ZF has {CONV_NAMES}')
+    if len(set(layers)) != len(layers):
+        raise ValueError(f'ZF quant.layers names a layer twice: {tuple(layers)}')
+    return dict(conv_cfg), frozenset(layers)
+
+
+@MODELS.register_module()
+class ZF(BaseModule):
+    """ZF backbone of py-faster-rcnn (total stride 16), optionally with quantizing convs such as POW.
+
+    Args:
+        in_channels: channels of the input image.
+        out_indices: stages whose outputs are returned (0..4 = after pool1, pool2, conv3, conv4, conv5 + ReLU).
+        frozen_stages: conv1..conv{frozen_stages} are frozen (no gradient, eval mode); -1 or 0 freezes nothing.
+        norm_eval: keep BatchNorm layers (if a quantizing conv brings any) in eval mode while training.
+        quant: ``dict(conv_cfg=dict(type='PowConv', ...), layers=('conv3', 'conv4', 'conv5'))`` builds the named
+            convs with ``mmcv.cnn.build_conv_layer(conv_cfg, ...)`` (any registered conv type: SFConv, PowConv,
+            HPowConv, SFPowConv, ...); the others stay ``nn.Conv2d``. ZF-POW-1 is the example above.
+        init_cfg: None for Kaiming (fan-out, ReLU) initialisation of the convs, as for training from scratch; or
+            an mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` to load
+            the backbone of a classifier checkpoint.
+    """
+
+    out_channels_of_stage = tuple(c[0] for c in ZF_CONVS)
+
+    def __init__(self,
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (4, ),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 quant: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        num_stages = len(ZF_CONVS)
+        out_indices = tuple(out_indices)
+        if not out_indices or any(not isinstance(i, int) or not 0 <= i < num_stages for i in out_indices):
+            raise ValueError(f'ZF out_indices must be stage indices in 0..{num_stages - 1}, got {out_indices!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'ZF frozen_stages must be an int in -1..{num_stages}, got {frozen_stages!r}')
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        quant_conv_cfg, self.quantized_layers = _parse_quant(quant)
+
+        channels = in_channels
+        for name, (out_channels, kernel_size, stride, padding) in zip(CONV_NAMES, ZF_CONVS):
+            conv_cfg = quant_conv_cfg if name in self.quantized_layers else None
+            try:
+                conv = build_conv_layer(conv_cfg, channels, out_channels, kernel_size, stride=stride, padding=padding)
+            except KeyError as err:  # mmcv's message does not say where the type should come from
+                raise KeyError(f'ZF quant.conv_cfg type {conv_cfg["type"]!r} is not a registered conv layer '
+                               f'(quantizing convs are registered by importing featquant_mmdet): {err}') from err
+            self.add_module(name, conv)
+            channels = out_channels
+        self.relu = nn.ReLU(inplace=True)
+        for i in range(1, NUM_POOLED_STAGES + 1):
+            self.add_module(f'norm{i}', WithinChannelLRN(local_size=3, alpha=5e-5, beta=0.75))
+            # ceil_mode: Caffe rounds pooled sizes up
+            self.add_module(f'pool{i}', nn.MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True))
+        self._freeze_stages()
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each returned feature map."""
+        return tuple(self.out_channels_of_stage[i] for i in self.out_indices)
+
+    def _freeze_stages(self) -> None:
+        for name in CONV_NAMES[:max(self.frozen_stages, 0)]:
+            conv = getattr(self, name)
+            conv.eval()
+            for param in conv.parameters():
+                param.requires_grad = False
+
+    def init_weights(self) -> None:
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        # default without a config, so that `init_cfg.type=Pretrained` can be set with --cfg-options alone
+        for name in CONV_NAMES:
+            kaiming_init(getattr(self, name), mode='fan_out', nonlinearity='relu')
+        self._is_init = True
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        outs = []
+        for stage, name in enumerate(CONV_NAMES):
+            x = self.relu(getattr(self, name)(x))
+            if stage < NUM_POOLED_STAGES:
+                x = getattr(self, f'pool{stage + 1}')(getattr(self, f'norm{stage + 1}')(x))
+            if stage in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
