@@ -1,0 +1,194 @@
+"""AlphaRegularizationHook / AlphaStatsHook with a real mmengine Runner and a real mmdet detector."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+
+import featquant_mmdet  # noqa: F401  (registers the hooks and conv layers)
+from featquant_mmdet.engine.hooks.alpha_hooks import (AlphaRegularizationHook, AlphaStatsHook, alpha_penalty,
+                                                      alpha_statistics, exponent_modules)
+from featquant_mmdet.layers.quant_conv import HPowConv, PowConv
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only adds barrier waits on the shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_penalty_hand_computed_for_learned_and_per_sample_exponents():
+    pow_conv = PowConv(2, 2, 1, num_portions=2)
+    with torch.no_grad():
+        pow_conv.alpha.copy_(torch.tensor([[0.5, -1.0], [2.0, 0.0]]))
+    # l1 * (0.5 + 1 + 2) + l2 * (0.25 + 1 + 4)
+    assert alpha_penalty([pow_conv], l1=0.1, l2=0.01).item() == pytest.approx(0.35 + 0.0525)
+    hpow = HPowConv(2, 2, 1, alpha_init=0.5)
+    hpow(torch.randn(4, 2, 3, 3))  # 4 samples x 2 channels, all at alpha = 0.5 initially
+    # per sample: l1 * 2 * 0.5 + l2 * 2 * 0.25, averaged over the 4 samples
+    assert alpha_penalty([hpow], l1=1.0, l2=2.0).item() == pytest.approx(1.0 + 1.0, rel=1e-6)
+    assert alpha_penalty([HPowConv(2, 2, 1)], 1.0, 1.0) is None  # no forward yet: nothing to penalise
+
+
+class TinyPowNet(BaseModel):
+    """A two-conv classifier in mmengine's data flow (forward(inputs, data_samples, mode))."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = PowConv(8, 8, 3, padding=1, alpha_init=0.5, num_portions=2)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        inputs = torch.stack(inputs) if isinstance(inputs, (list, tuple)) else inputs
+        logits = self.fc(F.relu(self.conv2(F.relu(self.conv1(inputs)))).mean(dim=(2, 3)))
+        if mode == 'loss':
+            return dict(loss_cls=F.cross_entropy(logits, torch.as_tensor(data_samples)))
+        return logits
+
+
+class TinyDataset(torch.utils.data.Dataset):
+
+    def __init__(self, n=16):
+        gen = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 3, 12, 12, generator=gen)
+        self.labels = [i % 2 for i in range(n)]
+        self.images[1::2, :, 3:9, 3:9] += 1.0
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return dict(inputs=self.images[i], data_samples=self.labels[i])
+
+
+def run_tiny(work_dir, custom_hooks, max_iters=4):
+    torch.manual_seed(0)
+    runner = Runner(
+        model=TinyPowNet(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=TinyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1), checkpoint=dict(type='CheckpointHook',
+                                                                                    interval=10**6)),
+        custom_hooks=custom_hooks, default_scope='mmdet', log_level='INFO')
+    runner.train()
+    return runner
+
+
+def test_runner_logs_loss_alpha_and_the_penalty_shrinks_the_exponents(tmp_path):
+    hooks = [dict(type='AlphaRegularizationHook', l1=0.05, l2=0.05), dict(type='AlphaStatsHook', interval=2)]
+    with_penalty = run_tiny(tmp_path / 'reg', hooks)
+    without = run_tiny(tmp_path / 'plain', [])
+    loss_alpha = with_penalty.message_hub.get_scalar('train/loss_alpha').current()
+    # the value logged at the last iteration is the penalty of the exponents as they were before the last step
+    assert loss_alpha > 0
+    with pytest.raises(KeyError):
+        without.message_hub.get_scalar('train/loss_alpha')
+    a_reg = with_penalty.model.conv2.alpha.detach()
+    a_plain = without.model.conv2.alpha.detach()
+    assert a_reg.abs().mean() < a_plain.abs().mean() - 0.01  # L1+L2 pull towards 0 on top of the data loss
+    # the penalty is part of the total loss: total = loss_cls + loss_alpha
+    hub = with_penalty.message_hub
+    assert hub.get_scalar('train/loss').current() == pytest.approx(
+        hub.get_scalar('train/loss_cls').current() + loss_alpha, rel=1e-5)
+    # statistics: scalars in the message hub and a JSON-lines record with the histograms
+    assert hub.get_scalar('train/alpha_mean').current() == pytest.approx(a_reg.mean().item(), abs=1e-6)
+    assert hub.get_scalar('train/alpha_max').current() == pytest.approx(a_reg.max().item(), abs=1e-6)
+    records = [json.loads(line) for line in open(osp.join(with_penalty.log_dir, 'alpha_stats.jsonl'))]
+    assert [r['iter'] for r in records] == [2, 4]
+    assert sum(records[-1]['all']['hist']) == a_reg.numel() == 16
+    assert list(records[-1]['layers']) == ['conv2']
+    log_text = open(osp.join(with_penalty.log_dir, f'{osp.basename(with_penalty.log_dir)}.log')).read()
+    assert 'loss_alpha' in log_text and 'alpha_mean' in log_text
+
+
+def test_mmdet_detector_train_step_gets_loss_alpha_without_subclassing():
+    """A real RetinaNet (mmdet's own config) with HPowConv convs: the penalty trains the hypernetworks."""
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.hub import get_config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.structures import InstanceData
+
+    from featquant_mmdet.layers.convert import convert_convs
+    cfg = get_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py').model
+    cfg.backbone.init_cfg = None
+    cfg.bbox_head.update(num_classes=2, in_channels=32, feat_channels=32, stacked_convs=1)
+    cfg.neck.out_channels = 32  # a small head: the point is the loss dict, not detection quality
+    torch.manual_seed(0)
+    detector = MODELS.build(cfg)
+    convert_convs(detector, dict(type='HPowConv', alpha_init=0.2), include=['backbone.layer4.*'], kernel_size=3)
+    hook = AlphaRegularizationHook(l1=0.1, l2=0.1)
+    hook.attach(detector)
+    sample = DetDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1.0, 1.0)))
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([[8.0, 8.0, 40.0, 40.0]]), labels=torch.tensor([1]))
+    data = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)], data_samples=[sample])
+    optim = build_optim_wrapper(detector, dict(optimizer=dict(type='SGD', lr=0.01)))
+    hpow = detector.backbone.layer4[0].conv2
+    bias_before = hpow.hyper_fc2.bias.detach().clone()
+    log_vars = detector.train_step(data, optim)
+    assert 'loss_alpha' in log_vars and log_vars['loss_alpha'].item() == pytest.approx(
+        0.1 * (0.2 + 0.04) * (256 + 3 * 512), rel=1e-4)  # layer4's 3x3 convs see 256, 512, 512, 512 channels
+    assert not torch.equal(hpow.hyper_fc2.bias.detach(), bias_before)  # the penalty reached the hypernetwork
+    with torch.no_grad():
+        out = detector(**detector.data_preprocessor(data), mode='tensor')
+    assert isinstance(out, tuple)  # other modes are untouched
+    hook.detach()
+    assert 'loss_alpha' not in detector.train_step(data, optim)
+
+
+def test_wrapped_models_are_unwrapped():
+    from mmengine.model import is_model_wrapper
+    from mmengine.registry import MODEL_WRAPPERS
+
+    @MODEL_WRAPPERS.register_module(force=True)
+    class _TestWrapper(nn.Module):  # the minimal shape of a wrapper: the model under .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):
+            return self.module(*args, **kwargs)
+
+    try:
+        wrapped = _TestWrapper(TinyPowNet())
+        assert is_model_wrapper(wrapped)
+        assert [n for n, _ in exponent_modules(wrapped)] == ['conv2']
+        hook = AlphaRegularizationHook(l2=1.0)
+        hook.attach(wrapped)
+        losses = wrapped([torch.rand(3, 8, 8)], [0], mode='loss')
+        assert losses['loss_alpha'].item() == pytest.approx(16 * 0.25)
+    finally:
+        MODEL_WRAPPERS.module_dict.pop('_TestWrapper', None)
+
+
+def test_statistics_hand_computed():
+    conv = PowConv(3, 2, 1, num_portions=2)
+    with torch.no_grad():
+        conv.alpha.copy_(torch.tensor([[-1.0, 0.0, 0.5], [1.0, 4.9, 7.0]]))  # 7.0: stored beyond the range
+    stats = alpha_statistics([('c', conv)], bins=6)
+    assert stats['edges'] == [-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert stats['all']['hist'] == [1, 2, 1, 0, 0, 2]  # out-of-range values land in the edge bins
+    assert stats['all']['min'] == -1.0 and stats['all']['max'] == 7.0 and stats['all']['count'] == 6
+
+
+def test_bad_configuration_errors():
+    with pytest.raises(ValueError, match='l1 and l2 are both 0'):
+        AlphaRegularizationHook()
+    with pytest.raises(ValueError, match='l2 must be a number >= 0'):
+        AlphaRegularizationHook(l1=1.0, l2=-1.0)
+    with pytest.raises(ValueError, match="loss_name must start with 'loss'"):
+        AlphaRegularizationHook(l1=1.0, loss_name='alpha_penalty')
+    with pytest.raises(ValueError, match='interval must be a positive int'):
+        AlphaStatsHook(interval=0)
+    with pytest.raises(RuntimeError, match='has no module with exponents'):
+        AlphaRegularizationHook(l1=1.0).attach(nn.Sequential(nn.Conv2d(3, 3, 1)))
