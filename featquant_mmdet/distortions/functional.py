@@ -87,6 +87,16 @@ def _round_to_uint8(x: np.ndarray) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+def _bgr_planes(img: np.ndarray, channel_order: str) -> list:
+    """The planes of a colour image in B, G, R order (so that random draws go to the same colour either way)."""
+    planes = cv2.split(img)
+    return planes if channel_order == 'bgr' else planes[::-1]
+
+
+def _merge_bgr(planes: list, channel_order: str) -> np.ndarray:
+    return cv2.merge(planes if channel_order == 'bgr' else planes[::-1])
+
+
 def standard_normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     """``N(0, 1)`` float32 samples of ``shape`` by the Box-Muller transform of ``rng``'s float32 uniforms.
 
@@ -269,26 +279,25 @@ def jpeg2000(img: np.ndarray, rate_x1000: int, *, channel_order: str = 'bgr') ->
 
 
 @image_op
-def chromatic_aberration(img: np.ndarray, shift: float, *, rng: np.random.Generator) -> np.ndarray:
+def chromatic_aberration(img: np.ndarray, shift: float, *, rng: np.random.Generator,
+                         channel_order: str = 'bgr') -> np.ndarray:
     """Chromatic aberration [Aber.]: the red and blue channels shifted by ``shift`` px in opposite directions.
 
     ``R'(p) = R(p - d)``, ``B'(p) = B(p + d)``, ``G' = G`` with ``d = shift (cos t, sin t)``, ``t ~ U[0, 2 pi)``
     (sub-pixel shifts by bilinear interpolation, replicated borders), like the coloured fringes of lateral
-    aberration. The direction is random, so the result does not depend on the channel order. A grayscale image
-    has no colours to separate and is returned unchanged (as a copy).
+    aberration. A grayscale image has no colours to separate and is returned unchanged (as a copy).
     """
     if not _is_color(img):
         return img.copy()
     theta = rng.uniform(0.0, 2 * np.pi)
     dx, dy = shift * np.cos(theta), shift * np.sin(theta)
     h, w = img.shape[:2]
-    c0, c1, c2 = cv2.split(img)
-    flags = cv2.INTER_LINEAR
-    c0 = cv2.warpAffine(c0, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), flags=flags,
-                        borderMode=cv2.BORDER_REPLICATE)
-    c2 = cv2.warpAffine(c2, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h), flags=flags,
-                        borderMode=cv2.BORDER_REPLICATE)
-    return cv2.merge([c0, c1, c2])
+    blue, green, red = _bgr_planes(img, channel_order)
+    red = cv2.warpAffine(red, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    blue = cv2.warpAffine(blue, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return _merge_bgr([blue, green, red], channel_order)
 
 
 # --------------------------------------------------------------------------------------------- statistical noise
@@ -337,7 +346,8 @@ def _num_ccs_complex(shape: tuple) -> int:
 
 
 @image_op
-def fft_phase_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator) -> np.ndarray:
+def fft_phase_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
+                    channel_order: str = 'bgr') -> np.ndarray:
     """Non-Gaussian random noise [NGRN]: Gaussian noise added to the Fourier phase of every channel.
 
     ``F = DFT(I_c)``, ``F'(u) = |F(u)| exp(i (arg F(u) + sigma e(u)))``, ``e(u) ~ N(0, 1)`` i.i.d. per frequency and
@@ -353,13 +363,13 @@ def fft_phase_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator) 
     shape = img.shape[:2]
     count = _num_ccs_complex(shape)
     out = []
-    for plane in (cv2.split(img) if _is_color(img) else [img]):
+    for plane in (_bgr_planes(img, channel_order) if _is_color(img) else [img]):
         angles = standard_normal(rng, (count, ))
         angles *= np.float32(sigma)
         rotation = _ccs_phase_rotation(shape, np.cos(angles), np.sin(angles))
         spec = cv2.mulSpectrums(cv2.dft(plane.astype(np.float32)), rotation, 0)
         out.append(_round_to_uint8(cv2.idft(spec, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)))
-    return cv2.merge(out) if len(out) > 1 else out[0]
+    return _merge_bgr(out, channel_order) if len(out) > 1 else out[0]
 
 
 # OpenCV's YCrCb <-> RGB (ITU-R BT.601, 8-bit): R = Y + 1.403 (Cr - 128), G = Y - 0.714 (Cr - 128) - 0.344 (Cb - 128),
@@ -399,15 +409,13 @@ def gaussian_noise_cbcr(img: np.ndarray, sigma: float, *, rng: np.random.Generat
     if not _is_color(img):
         return img.copy()
     noise_cb, noise_cr = standard_normal(rng, (2, *img.shape[:2])) * np.float32(sigma)
-    planes = cv2.split(img)
-    if channel_order == 'rgb':
-        planes = planes[::-1]
+    planes = _bgr_planes(img, channel_order)
     (b_cb, _), (g_cb, g_cr), (_, r_cr) = _CBCR_TO_BGR.tolist()
     b = cv2.addWeighted(planes[0], 1.0, noise_cb, b_cb, 0.0, dtype=cv2.CV_8U)
     g = cv2.addWeighted(planes[1], 1.0, cv2.addWeighted(noise_cb, g_cb, noise_cr, g_cr, 0.0), 1.0, 0.0,
                         dtype=cv2.CV_8U)
     r = cv2.addWeighted(planes[2], 1.0, noise_cr, r_cr, 0.0, dtype=cv2.CV_8U)
-    return cv2.merge([b, g, r] if channel_order == 'bgr' else [r, g, b])
+    return _merge_bgr([b, g, r], channel_order)
 
 
 # --------------------------------------------------------------------------------------------------- occlusion
@@ -419,7 +427,7 @@ _FONT_PX_AT_SCALE_1 = 22  # cap height of the Hershey fonts at fontScale=1
 @image_op
 def inpainting(img: np.ndarray, num_strings: int, *, rng: np.random.Generator,
                text_height: tuple = (0.05, 0.12), alpha: tuple = (0.5, 0.9),
-               length: tuple = (4, 12)) -> np.ndarray:
+               length: tuple = (4, 12), channel_order: str = 'bgr') -> np.ndarray:
     """Inpainting [Inp.]: ``num_strings`` random strings drawn with random transparency.
 
     Each string: ``length`` random letters/digits, a random Hershey font, cap height ``U(text_height) * min(H, W)``
@@ -437,7 +445,9 @@ def inpainting(img: np.ndarray, num_strings: int, *, rng: np.random.Generator,
         height_px = rng.uniform(*text_height) * min(h, w)
         scale = max(height_px / _FONT_PX_AT_SCALE_1, 0.1)
         thickness = max(1, int(round(height_px / 8)))
-        color = rng.integers(0, 256, 3 if color_img else 1)
+        color = rng.integers(0, 256, 3 if color_img else 1)  # B, G, R
+        if color_img and channel_order == 'rgb':
+            color = color[::-1]
         a = float(rng.uniform(*alpha))
         (tw, th), baseline = cv2.getTextSize(text, font, scale, thickness)
         # the origin is the baseline's left end; let up to a quarter of the string leave the image

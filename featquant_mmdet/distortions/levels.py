@@ -82,7 +82,8 @@ DISPLAY_NAMES = MappingProxyType({
 NEEDS_SALIENCY = ('targeted_occlusion', )
 _RANDOM_FUNCTIONS = (F.motion_blur, F.chromatic_aberration, F.salt_and_pepper, F.fft_phase_noise,
                      F.gaussian_noise_y, F.gaussian_noise_cbcr, F.inpainting)
-_COLOR_ORDER_FUNCTIONS = (F.jpeg, F.jpeg2000, F.gaussian_noise_y, F.gaussian_noise_cbcr)
+_COLOR_ORDER_FUNCTIONS = (F.jpeg, F.jpeg2000, F.chromatic_aberration, F.fft_phase_noise, F.gaussian_noise_y,
+                          F.gaussian_noise_cbcr, F.inpainting)
 
 
 def check_name(name: str) -> str:
