@@ -8,6 +8,15 @@ from featquant_mmdet.layers.convert import convert_convs
 from featquant_mmdet.layers.quant_conv import PowConv, QuantConv2d
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only adds barrier waits on the shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_net():
     torch.manual_seed(0)
     net = nn.Sequential()

@@ -1,0 +1,181 @@
+"""Forward+backward time and peak memory of the quantizing convs against a plain ``nn.Conv2d`` of the same shape.
+
+Run: ``.venv/bin/python benchmarks/bench_quant_conv.py [--device cpu|cuda] [--repeats 15] [--threads N]``
+
+Everything runs in one process, side by side: each round times every layer once, in turn, so that load changes on a
+shared machine hit all of them alike; the table reports the median over rounds and the ratio to the plain conv.
+One step = ``out = layer(x); out.backward(g)`` with ``x`` a ReLU-like feature map (half zeros) that requires grad,
+and ``g`` a fixed upstream gradient.
+
+Peak memory, CPU: PyTorch's profiler with ``profile_memory=True`` records every allocation and free of the CPU
+allocator (tensors made by aten ops, autograd and oneDNN's reorders alike; not Python objects). We replay those
+events in time order over one step and add the bytes that exist before it (input, parameters, upstream gradient),
+so the number is what ``torch.cuda.max_memory_allocated`` reports on a GPU: the largest amount of tensor memory
+live at once during the step. On CUDA we use exactly that (after ``reset_peak_memory_stats``).
+
+Shapes: the ZF detector's conv3-conv5 on a ~600x1000 image (batch 2, 38x63 maps) and a ResNet-50 3x3 conv
+(layer3's 256->256 at 14x14, batch 8). Targets from the issue: PowConv (Lambda=1) and SFConv <= 1.10x time and
+<= 1.25x peak memory; PowConv Lambda=4 <= 1.5x time. The naive autograd power ``sign(x) * |x| ** (alpha + 1)``
+followed by the conv is included as the reference the issue quotes.
+"""
+import argparse
+import os
+import os.path as osp
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from featquant_mmdet.layers.quant_conv import HPowConv, PowConv, SFConv, SFPowConv  # noqa: E402
+
+SHAPES = [  # name, in, out, batch, height, width
+    ('ZF conv3', 256, 384, 2, 38, 63),
+    ('ZF conv4', 384, 384, 2, 38, 63),
+    ('ZF conv5', 384, 256, 2, 38, 63),
+    ('R50 layer3 3x3', 256, 256, 8, 14, 14),
+]
+
+
+class NaivePowConv(nn.Conv2d):
+    """The reference: the power written with autograd ops (keeps its intermediates for backward)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.alpha = nn.Parameter(torch.zeros(1, self.in_channels, 1, 1))
+
+    def forward(self, x):
+        return self._conv_forward(torch.sign(x) * x.abs() ** (self.alpha + 1), self.weight, self.bias)
+
+
+def make_layers(cin, cout, device):
+    layers = {
+        'nn.Conv2d': nn.Conv2d(cin, cout, 3, padding=1),
+        'SFConv': SFConv(cin, cout, 3, padding=1, beta=100.0),
+        'PowConv L=1': PowConv(cin, cout, 3, padding=1),
+        'PowConv L=4': PowConv(cin, cout, 3, padding=1, num_portions=4),
+        'SFPowConv L=1': SFPowConv(cin, cout, 3, padding=1),
+        'HPowConv L=1': HPowConv(cin, cout, 3, padding=1),
+        'naive pow (ref)': NaivePowConv(cin, cout, 3, padding=1),
+    }
+    gen = torch.Generator().manual_seed(0)
+    for layer in layers.values():
+        with torch.no_grad():
+            if hasattr(layer, 'alpha'):  # exponents away from 0 so the power does real work
+                layer.alpha.copy_(torch.rand(layer.alpha.shape, generator=gen) - 0.5)
+        layer.to(device)
+    return layers
+
+
+def make_step(layer, x, g):
+    def step():
+        out = layer(x)
+        out.backward(g)
+        x.grad = None
+        for p in layer.parameters():
+            p.grad = None
+    return step
+
+
+def sync(device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_steps(steps, device, repeats, warmup):
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():  # interleaved: every round measures all layers
+            sync(device)
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def peak_bytes_cpu(step, baseline_bytes):
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return baseline_bytes + peak
+
+
+def peak_bytes_cuda(step):
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated()
+
+
+def tensor_bytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--repeats', type=int, default=15, help='timed rounds (median reported)')
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (CPU)')
+    parser.add_argument('--shapes', nargs='*', default=None, help='subset of shape names (default: all)')
+    args = parser.parse_args(argv)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is available')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f'torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, '
+          f'cpu count {os.cpu_count()}, repeats {args.repeats} (median)')
+    header = f'{"shape":<16} {"layer":<16} {"time ms":>9} {"x plain":>8} {"peak MB":>9} {"x plain":>8}'
+    print(header)
+    print('-' * len(header))
+    rows = []
+    for name, cin, cout, n, h, w in SHAPES:
+        if args.shapes and name not in args.shapes:
+            continue
+        torch.manual_seed(0)
+        x = F.relu(torch.randn(n, cin, h, w, device=args.device)).requires_grad_()
+        g = torch.randn(n, cout, h, w, device=args.device)
+        layers = make_layers(cin, cout, args.device)
+        steps = {k: make_step(layer, x, g) for k, layer in layers.items()}
+        times = time_steps(steps, args.device, args.repeats, args.warmup)
+        peaks = {}
+        for k, step in steps.items():
+            if args.device == 'cuda':
+                peaks[k] = peak_bytes_cuda(step)
+            else:
+                baseline = tensor_bytes([x, g, *layers[k].parameters(), *layers[k].buffers()])
+                peaks[k] = peak_bytes_cpu(step, baseline)
+        for k in layers:
+            t_ratio = times[k] / times['nn.Conv2d']
+            m_ratio = peaks[k] / peaks['nn.Conv2d']
+            rows.append((name, k, t_ratio, m_ratio))
+            print(f'{name:<16} {k:<16} {times[k] * 1e3:9.2f} {t_ratio:8.3f} {peaks[k] / 2**20:9.2f} {m_ratio:8.3f}')
+        print()
+    targets = {'SFConv': (1.10, 1.25), 'PowConv L=1': (1.10, 1.25), 'PowConv L=4': (1.5, None)}
+    print('targets (issue): time/memory ratio limits', targets)
+    for name, k, t_ratio, m_ratio in rows:
+        if k in targets:
+            t_lim, m_lim = targets[k]
+            ok_t = t_ratio <= t_lim
+            ok_m = m_lim is None or m_ratio <= m_lim
+            print(f'  {name:<16} {k:<12} time {t_ratio:.3f} {"ok" if ok_t else "OVER"}'
+                  + ('' if m_lim is None else f', memory {m_ratio:.3f} {"ok" if ok_m else "OVER"}'))
+
+
+if __name__ == '__main__':
+    main()
