@@ -1,4 +1,5 @@
 """ZF backbone, its within-channel LRN, the dropout box head, and where the quantizing convs sit in the configs."""
+import math
 import os.path as osp
 
 import pytest
@@ -183,3 +184,38 @@ def test_dropout_head_drops_in_training_only():
     assert not torch.allclose(head(x)[0], cls_eval)
     with pytest.raises(ValueError, match='dropout_ratio'):
         DropoutShared2FCBBoxHead(dropout_ratio=1.0, in_channels=4, fc_out_channels=16, roi_feat_size=2)
+
+
+def caffe_roi_pool_loop(feat, rois, size, scale):
+    """Caffe's ROIPoolingLayer::Forward_cpu, written out."""
+    out = torch.zeros(len(rois), feat.shape[1], size, size)
+    height, width = feat.shape[2:]
+    for k, (b, x1, y1, x2, y2) in enumerate(rois.tolist()):
+        # C's round(): halves away from zero (Python's round() goes to even)
+        sx, sy, ex, ey = (int(math.copysign(math.floor(abs(v * scale) + 0.5), v)) for v in (x1, y1, x2, y2))
+        bin_h, bin_w = max(ey - sy + 1, 1) / size, max(ex - sx + 1, 1) / size
+        for ph in range(size):
+            for pw in range(size):
+                h0 = min(max(int(math.floor(ph * bin_h)) + sy, 0), height)
+                h1 = min(max(int(math.ceil((ph + 1) * bin_h)) + sy, 0), height)
+                w0 = min(max(int(math.floor(pw * bin_w)) + sx, 0), width)
+                w1 = min(max(int(math.ceil((pw + 1) * bin_w)) + sx, 0), width)
+                if h1 > h0 and w1 > w0:
+                    out[k, :, ph, pw] = feat[int(b), :, h0:h1, w0:w1].amax(dim=(1, 2))
+    return out
+
+
+def test_portable_roi_pool_is_caffe_roi_pooling_on_cpu():
+    from mmdet.registry import MODELS
+    torch.manual_seed(0)
+    feat = torch.randn(2, 3, 12, 15)
+    rois = torch.tensor([[0, 0, 0, 239, 191], [1, 30.4, 17.0, 100.0, 60.6], [0, 200, 150, 210, 160],
+                         [1, -20, -10, 50, 40]])
+    extractor = MODELS.build(dict(type='PortableSingleRoIExtractor', roi_layer=dict(type='RoIPool', output_size=6),
+                                  out_channels=3, featmap_strides=[16]))
+    pooled = extractor((feat, ), rois)
+    torch.testing.assert_close(pooled, caffe_roi_pool_loop(feat, rois, 6, 1 / 16))
+    # another roi layer type still comes from mmcv.ops
+    align = MODELS.build(dict(type='PortableSingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=6),
+                              out_channels=3, featmap_strides=[16]))
+    assert type(align.roi_layers[0]).__module__.startswith('mmcv.ops')

@@ -122,7 +122,9 @@ def _paste_object(img: np.ndarray, style: Tuple[str, tuple, str], x0: int, y0: i
     colour = np.asarray(colour, np.float32) * rng.uniform(0.85, 1.15)
     fill = colour * (0.65 + 0.35 * pattern[..., None])
     border = max(2, size // 25)
-    interior = cv2.erode(mask, np.ones((2 * border + 1, 2 * border + 1), np.uint8))
+    # outside the patch counts as background, so shapes touching the patch edge get their outline there too
+    interior = cv2.erode(mask, np.ones((2 * border + 1, 2 * border + 1), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                         borderValue=0)
     fill[(mask > 0) & (interior == 0)] = 20.0  # dark outline
     region = img[y0:y0 + size, x0:x0 + size]
     region[mask > 0] = fill[mask > 0]

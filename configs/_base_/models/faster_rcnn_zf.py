@@ -36,7 +36,8 @@ model = dict(
     roi_head=dict(
         type='StandardRoIHead',
         bbox_roi_extractor=dict(
-            type='SingleRoIExtractor',
+            # SingleRoIExtractor whose RoIPool (Caffe's, via torchvision) also runs on CPU, unlike mmcv's
+            type='PortableSingleRoIExtractor',
             roi_layer=dict(type='RoIPool', output_size=6),  # roi_pool_conv5: 6x6 max pooling at 1/16
             out_channels=256,
             featmap_strides=[16]),

@@ -1,0 +1,224 @@
+"""Faster R-CNN + ZF on generated VOC 2007 files: train, resume and test through tools/, and the bad-input errors."""
+import importlib.util
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import featquant_mmdet  # noqa: F401  (registers the plugin)
+from featquant_mmdet.datasets.strict_voc import StrictVOCDataset
+from featquant_mmdet.datasets.synthetic_voc import DEFAULT_CLASSES, OBJECT_STYLES, _paste_object, main as voc_cli
+from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+IMAGE_SIZE = (192, 160)  # smallest size at which some 128x128 anchors lie inside the image (allowed_border=0)
+
+
+def short_run_options(data_root, max_iters):
+    """The --cfg-options the configs document for another data root, a small image scale and a short schedule."""
+    scale = f'({IMAGE_SIZE[0]},{IMAGE_SIZE[1]})'
+    options = [f'train_cfg.max_iters={max_iters}', f'param_scheduler.0.milestones=[{max_iters}]',
+               'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+               f'train_dataloader.dataset.pipeline.2.scale={scale}']
+    for split in ('train', 'val', 'test'):
+        options += [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
+                    f'{split}_dataloader.persistent_workers=False']
+    options += [f'{split}_dataloader.dataset.pipeline.1.scale={scale}' for split in ('val', 'test')]
+    return options
+
+
+@pytest.fixture(scope='module')
+def voc_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('voc')
+    # one test image: each evaluation of the 4096-d RoI head on 300 proposals costs about a second on a CPU
+    return make_voc_dataset(str(root), num_train=3, num_test=1, image_size=IMAGE_SIZE, classes=DEFAULT_CLASSES,
+                            seed=0)
+
+
+@pytest.fixture
+def voc_copy(voc_root, tmp_path):
+    """A private copy of the generated dataset that a test may break."""
+    return shutil.copytree(voc_root, tmp_path / 'VOCdevkit')
+
+
+def run_tool(tool, *args):
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', tool), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{tool} failed:\n{output[-5000:]}'
+    return output
+
+
+# ---------------------------------------------------------------------------------------------- generated data
+def test_generated_voc_tree_is_deterministic_and_loads(voc_root, tmp_path):
+    again = make_voc_dataset(str(tmp_path), num_train=3, num_test=1, image_size=IMAGE_SIZE, seed=0)
+    other_seed = make_voc_dataset(str(tmp_path / 'seed1'), num_train=3, num_test=1, image_size=IMAGE_SIZE, seed=1)
+    for name in ('JPEGImages/000001.jpg', 'Annotations/000004.xml', 'ImageSets/Main/test.txt'):
+        a, b = (open(osp.join(r, 'VOC2007', name), 'rb').read() for r in (voc_root, again))
+        assert a == b, name
+    assert open(osp.join(voc_root, 'VOC2007/JPEGImages/000001.jpg'), 'rb').read() != open(
+        osp.join(other_seed, 'VOC2007/JPEGImages/000001.jpg'), 'rb').read()
+    assert open(osp.join(voc_root, 'VOC2007/ImageSets/Main/trainval.txt')).read().split() == ['000001', '000002',
+                                                                                              '000003']
+
+    dataset = StrictVOCDataset(data_root=voc_root, ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                               data_prefix=dict(sub_data_root='VOC2007/'), test_mode=True, pipeline=[])
+    assert len(dataset) == 3
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        img = cv2.imread(info['img_path'])
+        assert img.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0], 3)
+        assert (info['width'], info['height']) == IMAGE_SIZE
+        assert 1 <= len(info['instances']) <= 3
+        for inst in info['instances']:
+            x1, y1, x2, y2 = inst['bbox']
+            assert 0 <= x1 < x2 < IMAGE_SIZE[0] and 0 <= y1 < y2 < IMAGE_SIZE[1]
+            assert min(x2 - x1, y2 - y1) >= 0.3 * min(IMAGE_SIZE)  # large objects
+            assert dataset.metainfo['classes'][inst['bbox_label']] in DEFAULT_CLASSES
+
+
+@pytest.mark.parametrize('style', OBJECT_STYLES)
+def test_generated_boxes_are_tight(style):
+    """The box returned for a drawn object touches its dark outline on all four sides, and nothing outside it."""
+    img = np.full((100, 120, 3), 128.0, np.float32)
+    x1, y1, x2, y2 = _paste_object(img, style, 20, 10, 70, np.random.default_rng(0))
+    drawn = np.any(img != 128.0, axis=-1)
+    ys, xs = np.nonzero(drawn)
+    assert (x1, y1, x2, y2) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    outline = np.all(img == 20.0, axis=-1)
+    for edge in (outline[y1, x1:x2], outline[y2 - 1, x1:x2], outline[y1:y2, x1], outline[y1:y2, x2 - 1]):
+        assert edge.any()
+    # every drawn pixel that touches the background is outline
+    background = ~drawn
+    touches = drawn & (np.roll(background, 1, 0) | np.roll(background, -1, 0) | np.roll(background, 1, 1)
+                       | np.roll(background, -1, 1))
+    assert outline[touches].all()
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(image_size=32), 'at least 64'),
+    (dict(image_size=(100, 100, 3)), 'width, height'),
+    (dict(num_train=0), 'num_train'),
+    (dict(classes=tuple('abcdefg')), 'between 1 and 6'),
+    (dict(classes=('car', 'car')), 'distinct'),
+])
+def test_generator_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_voc_dataset(str(tmp_path), **{**dict(num_train=1, num_test=1, image_size=64), **kwargs})
+
+
+def test_generator_cli(tmp_path, capsys):
+    voc_cli([str(tmp_path), '--num-train', '1', '--num-test', '1', '--image-size', '96', '64', '--classes', 'cat',
+             'dog', '--seed', '3'])
+    assert 'VOCdevkit' in capsys.readouterr().out
+    root = ET.parse(tmp_path / 'VOCdevkit/VOC2007/Annotations/000002.xml').getroot()
+    assert root.findtext('size/width') == '96' and root.findtext('size/height') == '64'
+    assert {o.findtext('name') for o in root.iter('object')} <= {'cat', 'dog'}
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def build_dataset(data_root, **kwargs):
+    return StrictVOCDataset(data_root=str(data_root), ann_file='VOC2007/ImageSets/Main/trainval.txt',
+                            data_prefix=dict(sub_data_root='VOC2007/'), pipeline=[], **kwargs)
+
+
+def test_missing_data_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / 'nowhere'))):
+        build_dataset(tmp_path / 'nowhere')
+
+
+def test_data_root_pointing_at_voc2007(voc_copy):
+    with pytest.raises(FileNotFoundError, match='looks like a VOC2007 folder'):
+        build_dataset(voc_copy / 'VOC2007')
+
+
+def test_missing_image_list(voc_copy):
+    os.remove(voc_copy / 'VOC2007/ImageSets/Main/trainval.txt')
+    with pytest.raises(FileNotFoundError, match='trainval.txt'):
+        build_dataset(voc_copy)
+
+
+def test_unparseable_xml(voc_copy):
+    (voc_copy / 'VOC2007/Annotations/000002.xml').write_text('<annotation><object><name>car</name>')
+    with pytest.raises(ValueError, match=r"000002\.xml.*not valid XML"):
+        build_dataset(voc_copy)
+
+
+def test_missing_xml(voc_copy):
+    os.remove(voc_copy / 'VOC2007/Annotations/000003.xml')
+    with pytest.raises(FileNotFoundError, match=r'000003\.xml'):
+        build_dataset(voc_copy)
+
+
+def test_class_outside_configured_classes(voc_copy):
+    xml = voc_copy / 'VOC2007/Annotations/000001.xml'
+    tree = ET.parse(xml)
+    tree.getroot().find('object/name').text = 'unicorn'
+    tree.write(xml)
+    with pytest.raises(ValueError, match=r"000001\.xml.*'unicorn'.*configured classes"):
+        build_dataset(voc_copy)
+    # the same file is fine once the class is configured
+    assert len(build_dataset(voc_copy, metainfo=dict(classes=DEFAULT_CLASSES + ('unicorn', )))) == 3
+
+
+def test_non_numeric_box(voc_copy):
+    xml = voc_copy / 'VOC2007/Annotations/000001.xml'
+    tree = ET.parse(xml)
+    tree.getroot().find('object/bndbox/xmax').text = 'wide'
+    tree.write(xml)
+    with pytest.raises(ValueError, match=r"000001\.xml.*xmax.*'wide'"):
+        build_dataset(voc_copy)
+
+
+def test_listed_image_missing(voc_copy):
+    os.remove(voc_copy / 'VOC2007/JPEGImages/000002.jpg')
+    with pytest.raises(FileNotFoundError, match=r'000002\.jpg'):
+        build_dataset(voc_copy)
+
+
+def test_train_tool_fails_before_training_on_a_bad_data_root(voc_copy, tmp_path):
+    """tools/train.py (in process) stops with the named file before any iteration runs."""
+    os.remove(voc_copy / 'VOC2007/JPEGImages/000003.jpg')
+    spec = importlib.util.spec_from_file_location('train_tool', osp.join(REPO, 'tools', 'train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    work_dir = tmp_path / 'work'
+    with pytest.raises(FileNotFoundError, match=r'000003\.jpg'):
+        train_tool.main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--work-dir', str(work_dir),
+                         '--cfg-options', *short_run_options(voc_copy, 2)])
+    assert not list(work_dir.glob('*.pth'))
+
+
+# ---------------------------------------------------------------------------------------------- train / resume / test
+def test_pow1_config_trains_resumes_and_tests(voc_root, tmp_path):
+    config = osp.join(REPO, 'configs', 'faster_rcnn_zf_pow1_voc.py')
+    work_dir = str(tmp_path / 'work')
+
+    out = run_tool('train.py', config, '--work-dir', work_dir, '--cfg-options', *short_run_options(voc_root, 2))
+    assert re.search(r'Iter\(train\) \[2/2\].*loss_rpn_cls', out)
+    assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
+    assert re.search(r'pascal_voc/mAP: \d\.\d+', out)  # validation at the end of training
+
+    out = run_tool('train.py', config, '--work-dir', work_dir, '--resume', '--cfg-options',
+                   *short_run_options(voc_root, 3))
+    assert 'resumed epoch: 0, iter: 2' in out
+    assert 'Iter(train) [3/3]' in out and 'Iter(train) [1/3]' not in out
+    ckpt = torch.load(osp.join(work_dir, 'iter_3.pth'), map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 3
+    # the POW exponents are trained and saved; conv1/conv2 have none
+    assert {f'backbone.conv{i}.alpha' for i in (3, 4, 5)} <= set(ckpt['state_dict'])
+    assert 'backbone.conv2.alpha' not in ckpt['state_dict']
+
+    out = run_tool('test.py', config, osp.join(work_dir, 'iter_3.pth'), '--work-dir', work_dir, '--cfg-options',
+                   *short_run_options(voc_root, 3))
+    match = re.search(r'pascal_voc/mAP: (\d\.\d+)', out)
+    assert match and 0.0 <= float(match.group(1)) <= 1.0
+    assert 'bottle' in out  # the per-class AP table of VOCMetric
