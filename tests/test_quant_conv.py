@@ -77,9 +77,11 @@ def test_powconv_values_hand_computed_and_identity_at_alpha_zero():
                                               ('PowConv', dict(num_portions=6)), ('HPowConv', {}),
                                               ('HPowConv', dict(num_portions=3)), ('SFPowConv', {}),
                                               ('SFPowConv', dict(num_portions=2, beta=[5., 10., 20., 40.]))])
-def test_output_and_gradients_match_plain_autograd_of_conv_of_mapped_input(conv_type, kwargs):
+@pytest.mark.parametrize('memory_efficient', [False, True])
+def test_output_and_gradients_match_plain_autograd_of_conv_of_mapped_input(conv_type, kwargs, memory_efficient):
     torch.manual_seed(0)
-    conv = randomize(build_conv_layer(dict(type=conv_type, **kwargs), 4, 6, 3, padding=1))
+    conv = randomize(build_conv_layer(dict(type=conv_type, memory_efficient=memory_efficient, **kwargs), 4, 6, 3,
+                                      padding=1))
     x = torch.randn(2, 4, 7, 7, requires_grad=True)
     params = [p for p in conv.parameters()]
     out = conv(x)
@@ -128,15 +130,18 @@ def test_one_exponent_per_input_output_pair_when_lambda_equals_out_channels():
 
 
 @pytest.mark.parametrize('conv_type', ['PowConv', 'SFPowConv', 'HPowConv'])
-def test_mapped_input_is_not_kept_for_backward(conv_type):
-    """Only x (already alive), the weight and the small parameter tensors are saved: f(x) is recomputed."""
-    conv = randomize(build_conv_layer(dict(type=conv_type), 8, 8, 3, padding=1))
+def test_memory_efficient_layers_keep_only_x_for_backward(conv_type):
+    """memory_efficient: only x (alive anyway), the weight and small tensors are saved; f(x) is recomputed.
+    Default: exactly one more input-sized buffer, f(x), shared by the power op and the conv."""
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        conv(x)
-    big = [t for t in saved if t.numel() >= x.numel()]
-    assert big and all(t.data_ptr() == x.data_ptr() for t in big)
+    for memory_efficient, extra_buffers in ((True, 0), (False, 2 if conv_type == 'SFPowConv' else 1)):
+        conv = randomize(build_conv_layer(dict(type=conv_type, memory_efficient=memory_efficient), 8, 8, 3,
+                                          padding=1))
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            conv(x)
+        big = {t.untyped_storage().data_ptr() for t in saved if t.numel() >= x.numel()}
+        assert len(big - {x.untyped_storage().data_ptr()}) == extra_buffers  # SF-POW: tau(x) and psi(tau(x))
 
 
 def test_padding_modes_and_same_padding_match_the_reference():
@@ -209,6 +214,11 @@ def test_extreme_inputs_give_finite_outputs_and_gradients():
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
+def test_memory_efficient_must_be_a_bool():
+    with pytest.raises(TypeError, match='memory_efficient must be True or False'):
+        PowConv(4, 4, 3, memory_efficient='yes')
+
+
 def test_unknown_keyword_names_it_and_the_accepted_ones():
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['betaa'\].*num_portions"):
         build_conv_layer(dict(type='PowConv', betaa=3), 4, 4, 3)
@@ -247,8 +257,9 @@ def test_mmdet_resnet18_with_each_conv_type_trains(conv_type):
     """mmdet's ResNet-18 built with conv_cfg=<type> (every conv, stem included) learns a tiny 2-class problem."""
     from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
+    conv_cfg = dict(type=conv_type, memory_efficient=conv_type in ('SFConv', 'HPowConv'))  # both paths train
     backbone = ResNet(depth=18, base_channels=8, num_stages=2, strides=(1, 2), dilations=(1, 1), out_indices=(1, ),
-                      conv_cfg=dict(type=conv_type),
+                      conv_cfg=conv_cfg,
                       norm_eval=False)
     assert sum(isinstance(m, QuantConv2d) for m in backbone.modules()) == 1 + 4 + 4 + 1  # stem, 2 stages, shortcut
     head = nn.Linear(16, 2)

@@ -25,14 +25,16 @@ rows of the ordinary ``(D, C, kh, kw)`` weight, so the weight layout is unchange
 of the input (never D, unless Lambda = D is asked for) and has the FLOPs of the plain convolution. Lambda > 1
 needs ``groups=1`` in the original convolution.
 
-Memory: the mapped input is recomputed in backward
---------------------------------------------------
-A naive ``conv(f(x))`` keeps ``f(x)`` alive from forward to backward (the conv saves its input), doubling the
-activation memory of every quantized layer in a network. Here forward computes ``f(x)`` without autograd, runs the
-conv and saves only ``x`` (which the previous layer keeps anyway) and the small parameter tensors; backward
-recomputes ``f(x)`` once (one element-wise pass; the convolution dominates the cost), takes the conv's input and
-weight gradients with ``aten.convolution_backward`` and differentiates ``f`` with autograd through the ops of
-:mod:`featquant_mmdet.ops.quantize` (eq. 6 for the power, straight-through for the floor).
+Memory: ``memory_efficient=True`` recomputes the mapped input in backward
+----------------------------------------------------------------------
+By default ``conv(f(x))`` is differentiated by autograd: the conv keeps ``f(x)`` for its weight gradient, one extra
+input-sized tensor per quantized layer between forward and backward (the ops of :mod:`featquant_mmdet.ops.quantize`
+keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv). With ``memory_efficient=True``
+(like timm's memory-efficient activations) forward computes ``f(x)`` without autograd, runs the conv and saves only
+``x`` and the small parameter tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients
+with ``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one
+more element-wise pass in backward (about 5% of a ZF-size conv step on CPU, see ``benchmarks/bench_quant_conv.py``)
+and removes the layer's extra activation memory, which matters when every conv of a deep net is quantized.
 
 Precision: the map is computed in float32 (float16/bfloat16 inputs under ``torch.autocast`` included); the conv then
 runs in whatever precision autocast picks, exactly as a plain conv would.
@@ -138,23 +140,30 @@ class QuantConv2d(nn.Conv2d):
 
     Subclasses set ``input_map`` (a pure function, a staticmethod) and implement ``map_params(x)`` returning the
     tensors it needs; ``num_portions`` (Lambda) > 1 turns the conv into a ``groups=Lambda`` conv over the stacked
-    maps. The constructor takes ``nn.Conv2d``'s arguments; anything else raises a ``TypeError`` naming it.
+    maps. The constructor takes ``nn.Conv2d``'s arguments and ``memory_efficient`` (recompute the map in backward
+    instead of keeping it, default False); anything else raises a ``TypeError`` naming it.
     """
 
     input_map: Callable = None
     num_portions: int = 1
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, memory_efficient: bool = False, **kwargs):
         unknown = sorted(set(kwargs) - set(_CONV2D_KWARGS))
         if unknown:
             raise TypeError(f'{type(self).__name__} got unexpected keyword argument(s) {unknown}; accepted are '
                             f'nn.Conv2d\'s {list(_CONV2D_KWARGS)} and its own {self._own_kwargs()}')
+        if not isinstance(memory_efficient, bool):
+            raise TypeError(f'{type(self).__name__}: memory_efficient must be True or False, got {memory_efficient!r}')
         super().__init__(*args, **kwargs)
+        self.memory_efficient = memory_efficient
 
     @classmethod
     def _own_kwargs(cls):
-        return [name for name, p in inspect.signature(cls.__init__).parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        names = []
+        for klass in (cls, QuantConv2d):
+            names += [name for name, p in inspect.signature(klass.__init__).parameters.items()
+                      if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in names]
+        return names
 
     def _set_num_portions(self, num_portions) -> None:
         if isinstance(num_portions, bool) or not isinstance(num_portions, int) or num_portions < 1:
@@ -172,6 +181,9 @@ class QuantConv2d(nn.Conv2d):
     def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
         raise NotImplementedError
 
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (', memory_efficient=True' if self.memory_efficient else '')
+
     def mapped_input(self, x: Tensor) -> Tensor:
         """f(x) as the conv sees it: (N, C, H, W), or (N, Lambda*C, H, W) for Lambda > 1 (float32)."""
         return type(self).input_map(x, *self.map_params(x))
@@ -185,10 +197,10 @@ class QuantConv2d(nn.Conv2d):
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
             padding = (0, 0)
         conv_args = (self.stride, padding, self.dilation, self.groups * self.num_portions)
-        if not torch.is_grad_enabled():
-            mapped = _match_conv_dtype(type(self).input_map(x, *params), self.weight)
-            return F.conv2d(mapped, self.weight, self.bias, *conv_args)
-        return _MappedInputConv.apply(type(self).input_map, conv_args, x, self.weight, self.bias, *params)
+        if self.memory_efficient and torch.is_grad_enabled():
+            return _MappedInputConv.apply(type(self).input_map, conv_args, x, self.weight, self.bias, *params)
+        mapped = _match_conv_dtype(type(self).input_map(x, *params), self.weight)
+        return F.conv2d(mapped, self.weight, self.bias, *conv_args)
 
 
 @MODELS.register_module()

@@ -17,9 +17,10 @@ Valid exponents: ``alpha`` in ``[ALPHA_MIN, ALPHA_MAX] = [-1, 5]``, i.e. a power
 Below -1 the power is negative and psi blows up at 0 (|1e-30| ** -0.5 = 1e15, then Inf); above 5, inputs of
 magnitude 1e6 (reachable by unnormalised features) overflow float32 (1e6 ** 6 = 1e36 is the largest that fits
 comfortably under float32's 3.4e38). Inside that range forward and backward are finite for every finite float32
-input with |x| <= 1e6, including 0 and +-1e-30: the ratio y/x is evaluated as |y| / max(|x|, tiny) so that
-subnormal inputs cannot produce an Inf, and ln|x| is taken of max(|x|, tiny) so that x == 0 contributes 0 * ln(tiny)
-= 0 instead of 0 * -Inf = NaN. ``signed_power`` clamps ``alpha`` into the range (the gradient to alpha is then 0
+input with |x| <= 1e6, including 0 and +-1e-30: psi is evaluated as x * max(|x|, tiny)^alpha and the ratio
+y/x of eq. 6 as max(|x|, tiny)^alpha, so x == 0 gives y = 0 (not 0^0 = 1 at alpha = -1) and subnormal inputs
+cannot produce an Inf, and ln|x| is taken of max(|x|, tiny) so that x == 0 contributes 0 * ln(tiny) = 0 instead of
+0 * -Inf = NaN (float32 tiny = 1.2e-38; subnormal |x| below it are treated as tiny). ``signed_power`` clamps ``alpha`` into the range (the gradient to alpha is then 0
 outside it, like ``torch.clamp``), and :func:`check_alpha` gives the error for configured values outside it.
 """
 from numbers import Real
@@ -30,7 +31,6 @@ from torch import Tensor
 ALPHA_MIN = -1.0
 ALPHA_MAX = 5.0
 
-_FLOAT32_TINY = torch.finfo(torch.float32).tiny
 
 
 def check_alpha(alpha: float, name: str = 'alpha') -> float:
@@ -87,14 +87,19 @@ def scaled_floor(x: Tensor, beta) -> Tensor:
 
 
 class _SignedPower(torch.autograd.Function):
-    """sign(x) |x|^(alpha+1) with the gradients of eq. 6 (0 where x == 0). Saves x, alpha and y."""
+    """x |x|^alpha (= sign(x) |x|^(alpha+1)) with the gradients of eq. 6 (0 where x == 0). Saves x, alpha and y.
+
+    Written for few passes and few fresh buffers (on CPU a fresh buffer's page faults cost as much as the math):
+    forward 1 buffer; backward 2 buffers and a boolean mask.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor) -> Tensor:
         x32 = _as_float32(x)
         alpha32 = alpha.to(dtype=x32.dtype)
-        # |x| ** (alpha + 1) times sign(x) (not copysign): psi(0) = 0 also for alpha = -1, where 0 ** 0 == 1.
-        y = torch.pow(x32.abs(), alpha32 + 1).mul_(x32.sign())
+        # x * max(|x|, tiny)^alpha: exactly 0 at x == 0 for every alpha in range (tiny^-1 is finite), no sign pass,
+        # and no 0^0 == 1 at alpha = -1. (Subnormal |x| < tiny is treated as tiny.)
+        y = _broadcast_inplace(x32.abs().clamp_min_(_tiny(x32)), alpha32, torch.pow).mul_(x32)
         ctx.save_for_backward(x32, alpha32, y)
         ctx.input_dtypes = (x.dtype, alpha.dtype)
         return y
@@ -104,16 +109,29 @@ class _SignedPower(torch.autograd.Function):
         x, alpha, y = ctx.saved_tensors
         grad_y = _as_float32(grad_y)
         grad_x = grad_alpha = None
-        abs_x_safe = x.abs().clamp_min_(_FLOAT32_TINY if x.dtype == torch.float32 else torch.finfo(x.dtype).tiny)
-        if ctx.needs_input_grad[0]:
-            # (alpha + 1) * y / x == (alpha + 1) * |y| / |x|; y == 0 where x == 0, so the gradient there is 0.
-            grad_x = (grad_y * y.abs()).div_(abs_x_safe).mul_(alpha + 1)
-            grad_x = grad_x.sum_to_size(x.shape).to(ctx.input_dtypes[0])
+        log_abs_x = x.abs().clamp_min_(_tiny(x)).log_()
         if ctx.needs_input_grad[1]:
-            # y * ln|x|: y == 0 where x == 0, and ln(tiny) is finite, so x == 0 contributes exactly 0.
-            grad_alpha = (grad_y * y).mul_(abs_x_safe.log_())
-            grad_alpha = grad_alpha.sum_to_size(alpha.shape).to(ctx.input_dtypes[1])
+            # sum dL/dy * y * ln|x|; y == 0 where x == 0 and ln(tiny) is finite, so x == 0 contributes exactly 0.
+            grad_alpha = (grad_y * y).mul_(log_abs_x).sum_to_size(alpha.shape).to(ctx.input_dtypes[1])
+        if ctx.needs_input_grad[0]:
+            # dL/dy * (alpha + 1) * y / x, with (alpha + 1) * y / x = (alpha + 1) |x|^alpha
+            # = exp(alpha ln|x| + ln(alpha + 1)) in one addcmul and one exp (alpha = -1: exp(-inf) = 0); 0 at x == 0.
+            same_shape = torch.broadcast_shapes(log_abs_x.shape, alpha.shape) == log_abs_x.shape
+            exponent = torch.addcmul(torch.log(alpha + 1), log_abs_x, alpha, out=log_abs_x if same_shape else None)
+            grad_x = exponent.exp_().mul_(grad_y).sum_to_size(x.shape)
+            grad_x = grad_x.masked_fill_(x == 0, 0.0).to(ctx.input_dtypes[0])
         return grad_x, grad_alpha
+
+
+def _tiny(t: Tensor) -> float:
+    return torch.finfo(t.dtype).tiny
+
+
+def _broadcast_inplace(t: Tensor, other: Tensor, op) -> Tensor:
+    """``op(t, other)``, written into ``t`` (a fresh temporary) when the broadcast result has ``t``'s shape."""
+    if torch.broadcast_shapes(t.shape, other.shape) == t.shape:
+        return op(t, other, out=t)
+    return op(t, other)
 
 
 def signed_power(x: Tensor, alpha) -> Tensor:
