@@ -229,7 +229,10 @@ def config_name(cfg) -> str:
 def test_data_identity(cfg) -> dict:
     """Where the test images come from; results of two models can only be compared on the same test data."""
     dataset = cfg.test_dataloader.get('dataset', {})
-    return {key: _jsonable(dataset.get(key)) for key in ('type', 'data_root', 'ann_file', 'data_prefix')}
+    identity = {key: _jsonable(dataset.get(key)) for key in ('type', 'data_root', 'ann_file', 'data_prefix')}
+    if isinstance(identity['data_root'], str) and identity['data_root']:
+        identity['data_root'] = osp.abspath(identity['data_root'])  # 'data/voc/' and '/repo/data/voc' are one root
+    return identity
 
 
 def results_identity(cfg, checkpoint: str, seed: int) -> dict:
@@ -673,8 +676,6 @@ def run_sweep(plan: SweepPlan, runner=None) -> dict:
     from mmengine.dist import broadcast_object_list, is_main_process
     from mmengine.logging import print_log
 
-    if runner is None:
-        runner = build_sweep_runner(plan.cfg, plan.checkpoint)
     main = is_main_process()
     for note in plan.notes:
         print_log(f'[robustness] {note}', logger='current', level=30)
@@ -692,7 +693,10 @@ def run_sweep(plan: SweepPlan, runner=None) -> dict:
         results = _new_results(plan)
 
     synced = [[c.key for c in plan.pending(results)]]
-    broadcast_object_list(synced)  # every rank evaluates the same cells (rank 0 decided)
+    if synced[0] and runner is None:
+        runner = build_sweep_runner(plan.cfg, plan.checkpoint)  # only when there is something to evaluate
+    if synced[0]:
+        broadcast_object_list(synced)  # every rank evaluates the same cells (rank 0 decided)
     pending = [Cell.from_key(key) for key in synced[0]]
     skipped = [c.key for c in plan.cells if c.key not in synced[0]]
 
@@ -704,7 +708,7 @@ def run_sweep(plan: SweepPlan, runner=None) -> dict:
               f'{len(pending)} to evaluate', logger='current')
 
     progress = CellProgress(len(plan.cells), len(skipped), plan.metric)
-    evaluator = CellEvaluator(runner, seed=plan.seed, saliency=plan.saliency)
+    evaluator = CellEvaluator(runner, seed=plan.seed, saliency=plan.saliency) if pending else None
     try:
         for cell in pending:
             metrics, wall, num_images = evaluator.evaluate(cell)
@@ -719,7 +723,8 @@ def run_sweep(plan: SweepPlan, runner=None) -> dict:
                                       f'{sorted(metrics)} (pass one of them with --metric)')
             progress.update(cell, metrics, wall)
     finally:
-        evaluator.finish()
+        if evaluator is not None:
+            evaluator.finish()
     run_record['finished_at'] = _utc_now()
     results['summary'] = summarize(results, plan.metric, plan.reference)
     if plan.reference_path:

@@ -178,6 +178,7 @@ def plot_levels(results: Sequence[dict], labels: Sequence[str], out_path: str, m
             for label, c in zip(labels, curves):
                 if panel in c:
                     ax.plot(*c[panel], marker='o', label=label)
+            ax.set_xticks(sorted({x for c in curves if panel in c for x in c[panel][0]}))
             ax.set_xlabel('level (0: clean)')
             ax.set_title(column_title(panel))
         ax.set_ylabel(f'{metric} (%)')

@@ -1,0 +1,432 @@
+"""The robustness sweep end to end: ZF Faster R-CNN on generated VOC data (killed midway and resumed), the ZF
+classifier on generated ImageNet-format data, invalidation, summary numbers and errors on bad input."""
+import copy
+import json
+import os
+import os.path as osp
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from featquant_mmdet.evaluation import robustness as rb
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DET_CONFIG = osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py')
+CLS_CONFIG = osp.join(REPO, 'configs', 'pretrain', 'zf_imagenet.py')
+TOOL = osp.join(REPO, 'tools', 'robustness.py')
+
+
+def load_tool():
+    """tools/robustness.py as a module (its ``main(argv)`` is what the command line runs)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tools_robustness', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cli_options(options: dict) -> list:
+    return [f'{k}={v}' for k, v in options.items()]
+
+
+def save_initial_checkpoint(config: str, options: dict, path: str, seed: int, init_weights: bool = True) -> str:
+    """The initialised model of ``config`` in the Runner's checkpoint format (``meta`` + ``state_dict``).
+
+    ``init_weights=False`` keeps PyTorch's default initialisation, whose larger fc weights make a random
+    classifier's predictions depend on the image (the configs' fc init, std 0.005, predicts one class for all)."""
+    import featquant_mmdet  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.runner.checkpoint import save_checkpoint, weights_to_cpu
+    register_all_modules(init_default_scope=True)  # the models build their data preprocessors in mmdet's scope
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(options)
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    if init_weights:
+        model.init_weights()
+    save_checkpoint({'meta': {'seed': seed, 'config': osp.basename(config)},
+                     'state_dict': weights_to_cpu(model.state_dict())}, path)
+    return path
+
+
+def hand_summary(cells: dict, metric: str) -> dict:
+    """P, per-distortion means, mPC and rPC computed directly from the stored cells."""
+    groups = {}
+    for key, cell in cells.items():
+        if key != 'clean':
+            groups.setdefault(cell['distortion'], []).append(cell['metrics'][metric])
+    means = {name: sum(v) / len(v) for name, v in groups.items()}
+    p = cells['clean']['metrics'][metric]
+    mpc = sum(means.values()) / len(means)
+    return dict(P=p, means=means, mPC=mpc, rPC=mpc / p if p else None)
+
+
+def check_summary(results: dict, metric: str) -> None:
+    expected = hand_summary(results['cells'], metric)
+    summary = results['summary']
+    assert summary['metric'] == metric
+    assert summary['P'] == pytest.approx(expected['P'])
+    assert {n: d['mean'] for n, d in summary['per_distortion'].items()} == pytest.approx(expected['means'])
+    assert summary['mPC'] == pytest.approx(expected['mPC'])
+    if expected['rPC'] is None:
+        assert summary['rPC'] is None
+    else:
+        assert summary['rPC'] == pytest.approx(expected['rPC'])
+
+
+# ---------------------------------------------------------------------------------------------------- detection
+
+
+@pytest.fixture(scope='module')
+def det(tmp_path_factory):
+    from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
+    root = tmp_path_factory.mktemp('robustness_det')
+    data_root = make_voc_dataset(str(root / 'data'), num_train=1, num_test=4, image_size=(128, 96), seed=0)
+    options = {
+        'test_dataloader.dataset.data_root': data_root + '/',
+        'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
+        'model.roi_head.bbox_head.fc_out_channels': 64,  # a small fc6/fc7 keeps the checkpoint small
+    }
+    ckpt = save_initial_checkpoint(DET_CONFIG, options, str(root / 'zf_init.pth'), seed=0)
+    return dict(root=root, options=options, checkpoint=ckpt)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+@pytest.fixture(scope='module')
+def det_killed_and_resumed(det):
+    """A 5-cell sweep run by the tool in a subprocess, killed once a cell is written, then resumed."""
+    work_dir = str(det['root'] / 'sweep')
+    results_path = osp.join(work_dir, 'robustness.json')
+    argv = [DET_CONFIG, det['checkpoint'], '--distortions', 'motion_blur', 'mix', '--levels', '1', '2',
+            '--work-dir', work_dir, '--cfg-options'] + cli_options(det['options'])
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env.setdefault('OMP_NUM_THREADS', '2')
+    proc = subprocess.Popen([sys.executable, TOOL] + argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    before = None
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            data = _read_json(results_path)
+            if data and data['cells']:
+                before = data
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the tool and its dataloader workers (its own session)
+        _, err = proc.communicate()
+    assert before is not None, f'the sweep wrote no cell (exit {proc.returncode}): {err.decode()[-3000:]}'
+    assert proc.returncode == -signal.SIGKILL, 'the sweep finished before it could be killed'
+    killed_state = _read_json(results_path)  # what the file holds after the kill (a later cell may have landed)
+    after = load_tool().main(argv)
+    return dict(before=before, killed=killed_state, after=after, results_path=results_path, argv=argv)
+
+
+def test_killed_sweep_resumes_without_recomputing_finished_cells(det_killed_and_resumed):
+    killed, after = det_killed_and_resumed['killed'], det_killed_and_resumed['after']
+    planned = ['clean', 'motion_blur@1', 'motion_blur@2', 'mix_minor', 'mix_heavy']
+    done_at_kill = list(killed['cells'])
+    assert 1 <= len(done_at_kill) < len(planned)
+    assert list(after['cells']) == done_at_kill + [k for k in planned if k not in done_at_kill]
+    # finished cells are kept byte for byte: same timestamps and wall times, not re-evaluated
+    for key in done_at_kill:
+        assert after['cells'][key] == killed['cells'][key]
+    resumed_run = after['runs'][-1]
+    assert sorted(resumed_run['skipped']) == sorted(done_at_kill)
+    assert resumed_run['evaluated'] == [k for k in planned if k not in done_at_kill]
+    assert len(after['runs']) == 2 and after['runs'][0]['finished_at'] is None  # the killed run never finished
+    on_disk = _read_json(det_killed_and_resumed['results_path'])
+    assert on_disk['cells'] == after['cells'] and on_disk['summary'] == after['summary']
+
+
+def test_detector_cells_hold_voc_metrics_and_wall_times(det_killed_and_resumed):
+    after = det_killed_and_resumed['after']
+    assert after['task'] == 'detection' and after['metric'] == 'pascal_voc/mAP'
+    for key, cell in after['cells'].items():
+        assert set(cell['metrics']) >= {'pascal_voc/mAP', 'pascal_voc/AP50'}
+        assert 0.0 <= cell['metrics']['pascal_voc/mAP'] <= 1.0
+        assert cell['wall_time_s'] > 0 and cell['num_images'] == 4
+        assert rb.Cell(cell['distortion'], cell['level']).key == key
+    assert after['summary']['per_distortion']['motion_blur']['levels'] == [1, 2]
+    check_summary(after, 'pascal_voc/mAP')
+
+
+def test_detector_table_has_table3_columns(det_killed_and_resumed):
+    from featquant_mmdet.evaluation import robustness_report as report
+    after = det_killed_and_resumed['after']
+    columns, rows = report.comparison_table([after], ['ZF'])
+    assert columns == ['Original', 'M.Blur', 'Mix.Minor', 'Mix.Heavy', 'mPC', 'rPC']
+    cells = after['cells']
+    expected = [cells['clean']['metrics']['pascal_voc/mAP'] * 100,
+                (cells['motion_blur@1']['metrics']['pascal_voc/mAP'] +
+                 cells['motion_blur@2']['metrics']['pascal_voc/mAP']) / 2 * 100,
+                cells['mix_minor']['metrics']['pascal_voc/mAP'] * 100,
+                cells['mix_heavy']['metrics']['pascal_voc/mAP'] * 100]
+    assert rows[0][:4] == pytest.approx(expected)
+
+
+def test_rerun_of_a_finished_sweep_evaluates_nothing(det_killed_and_resumed, monkeypatch):
+    def no_evaluation(self, cell):
+        raise AssertionError(f'cell {cell.key} was evaluated again')
+
+    monkeypatch.setattr(rb.CellEvaluator, 'evaluate', no_evaluation)
+    again = load_tool().main(det_killed_and_resumed['argv'])
+    assert again['runs'][-1]['evaluated'] == [] and len(again['runs'][-1]['skipped']) == 5
+    assert again['cells'] == det_killed_and_resumed['after']['cells']
+
+
+# ------------------------------------------------------------------------------------------------ classification
+
+
+CLS_OPTIONS_BASE = {
+    'model.head.num_classes': 6,
+    'model.head.hidden_channels': 64,  # small fc6/fc7: a 17 MB checkpoint instead of 210 MB
+    'test_dataloader.dataset.pipeline.1.scale': 64,
+    'test_dataloader.dataset.pipeline.2.crop_size': 64,
+    'test_dataloader.num_workers': 1,
+}
+NO_WORKERS = {'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False}
+
+
+@pytest.fixture(scope='module')
+def cls(tmp_path_factory):
+    from featquant_mmdet.datasets.synthetic_imagenet import make_imagenet_dataset
+    root = tmp_path_factory.mktemp('robustness_cls')
+    data_root = str(root / 'imagenet')
+    make_imagenet_dataset(data_root, num_train_per_class=1, num_val_per_class=2, image_size=64, seed=0)
+    options = dict(CLS_OPTIONS_BASE, **{'test_dataloader.dataset.data_root': data_root + '/'})
+    ckpt = save_initial_checkpoint(CLS_CONFIG, options, str(root / 'zf_cls.pth'), seed=1, init_weights=False)
+    return dict(root=root, options=options, checkpoint=ckpt)
+
+
+def load_cfg(config, options, work_dir):
+    from featquant_mmdet.engine.cli import add_common_args, load_config
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument('config')
+    add_common_args(parser)
+    return load_config(parser.parse_args([config, '--work-dir', str(work_dir), '--cfg-options'] +
+                                         cli_options(options)))
+
+
+@pytest.fixture(scope='module')
+def cls_sweep(cls):
+    work_dir = cls['root'] / 'sweep'
+    cfg = load_cfg(CLS_CONFIG, cls['options'], work_dir)
+    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['motion_blur', 'jpeg', 'mix'], levels=[1, 3],
+                            metric='accuracy/top5')
+    assert plan.action == 'new'
+    return dict(results=rb.run_sweep(plan), work_dir=work_dir, cfg=cfg)
+
+
+def test_classifier_sweep_summary_matches_hand_computation(cls_sweep):
+    results = cls_sweep['results']
+    assert results['task'] == 'classification'
+    assert list(results['cells']) == ['clean', 'motion_blur@1', 'motion_blur@3', 'jpeg@1', 'jpeg@3', 'mix']
+    for cell in results['cells'].values():
+        assert set(cell['metrics']) == {'accuracy/top1', 'accuracy/top5'} and cell['num_images'] == 12
+    check_summary(results, 'accuracy/top5')
+    # the same stored cells summarised with another metric key
+    again = rb.summarize(results, 'accuracy/top1')
+    hand = hand_summary(results['cells'], 'accuracy/top1')
+    assert again['mPC'] == pytest.approx(hand['mPC'])
+
+
+def test_sweep_is_deterministic_in_the_distortion_seed(cls, cls_sweep, tmp_path):
+    """A fresh sweep of the same cells reproduces every number (draws depend on seed, image, distortion, level)."""
+    cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), tmp_path)
+    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['motion_blur'], levels=[3], metric='accuracy/top5')
+    fresh = rb.run_sweep(plan)
+    for key in ('clean', 'motion_blur@3'):
+        assert fresh['cells'][key]['metrics'] == cls_sweep['results']['cells'][key]['metrics']
+
+
+def test_changed_checkpoint_invalidates_the_results(cls, cls_sweep, tmp_path):
+    work_dir = tmp_path / 'work'
+    shutil.copytree(cls_sweep['work_dir'], work_dir)
+    old = _read_json(work_dir / 'robustness.json')
+    state = torch.load(cls['checkpoint'], weights_only=False)
+    name = next(k for k, v in state['state_dict'].items() if v.is_floating_point())
+    state['state_dict'][name].add_(1.0)  # "re-trained": one tensor changed
+    new_ckpt = str(tmp_path / 'retrained.pth')
+    torch.save(state, new_ckpt)
+    cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), work_dir)
+    plan = rb.prepare_sweep(cfg, new_ckpt, distortions=['jpeg'], levels=[1], metric='accuracy/top5')
+    assert plan.action == 'invalidate' and plan.changes == ['checkpoint_sha256']
+    results = rb.run_sweep(plan)
+    assert list(results['cells']) == ['clean', 'jpeg@1']  # nothing of the old checkpoint was kept
+    assert results['identity']['checkpoint_sha256'] == rb.file_sha256(new_ckpt)
+    stale = [p for p in os.listdir(work_dir) if p.startswith('robustness.stale-')]
+    assert len(stale) == 1  # the old results were moved aside, not deleted
+    assert _read_json(work_dir / stale[0])['cells'] == old['cells']
+
+
+def test_changed_config_or_seed_invalidates_runtime_settings_do_not(cls, cls_sweep):
+    work_dir = cls_sweep['work_dir']
+    kwargs = dict(distortions=['motion_blur'], levels=[1], metric='accuracy/top5')
+    changed_cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **{'model.head.dropout': 0.3}), work_dir)
+    assert rb.prepare_sweep(changed_cfg, cls['checkpoint'], **kwargs).changes == ['config_sha256']
+    same_cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS,
+                                                            **{'default_hooks.logger.interval': 7}), work_dir)
+    assert rb.prepare_sweep(same_cfg, cls['checkpoint'], **kwargs).action == 'resume'
+    assert rb.prepare_sweep(same_cfg, cls['checkpoint'], seed=3, **kwargs).changes == ['distortion_seed']
+
+
+def test_results_of_another_model_are_an_error(cls, cls_sweep):
+    other = load_cfg(osp.join(REPO, 'configs', 'pretrain', 'zf_pow1_imagenet.py'), cls['options'],
+                     cls_sweep['work_dir'])
+    with pytest.raises(rb.RobustnessError, match='another model.*zf_imagenet'):
+        rb.prepare_sweep(other, cls['checkpoint'], distortions=['jpeg'], levels=[1])
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.fixture
+def tool_without_evaluation(monkeypatch):
+    """tools/robustness.py's main, with the Runner and the evaluation replaced by failures."""
+    def fail(*args, **kwargs):
+        raise AssertionError('evaluation started despite bad input')
+
+    monkeypatch.setattr(rb, 'run_sweep', fail)
+    monkeypatch.setattr(rb, 'build_sweep_runner', fail)
+    return load_tool().main
+
+
+@pytest.mark.parametrize('extra, options, message', [
+    (['--distortions', 'fog'], {}, "unknown distortion 'fog'; accepted: presets all, mix or names motion_blur"),
+    (['--levels', '5'], {}, r'unknown distortion level\(s\) \[5\]; accepted levels: \[1, 2, 3, 4\]'),
+    (['--levels', '0'], {}, r'level\(s\) \[0\].*clean cell, level 0, is always evaluated'),
+    (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-config'),
+    (['--metric', 'top5'], {}, 'metric key .top5. must be "<prefix>/<name>"'),
+    ([], {'test_dataloader': None}, 'has no test_dataloader'),
+    ([], {'test_evaluator': None}, 'has no test_evaluator'),
+    (['--reference', '/nonexistent/robustness.json'], {}, 'results file not found'),
+])
+def test_bad_input_is_an_error_before_any_evaluation(cls, tmp_path, tool_without_evaluation, extra, options,
+                                                     message):
+    argv = [CLS_CONFIG, cls['checkpoint'], '--distortions', 'jpeg', '--levels', '1', '--work-dir', str(tmp_path),
+            '--cfg-options'] + cli_options(dict(cls['options'], **options)) + extra
+    with pytest.raises(SystemExit, match=message):
+        tool_without_evaluation(argv)
+    assert not osp.exists(tmp_path / 'robustness.json')
+
+
+def test_missing_checkpoint_and_corrupt_results_file_are_errors(cls, tmp_path, tool_without_evaluation):
+    base = ['--work-dir', str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
+    with pytest.raises(SystemExit, match='checkpoint file not found: .*missing.pth'):
+        tool_without_evaluation([CLS_CONFIG, str(tmp_path / 'missing.pth')] + base)
+    (tmp_path / 'robustness.json').write_text('{"cells": ')
+    with pytest.raises(SystemExit, match='is not a robustness results file .invalid JSON'):
+        tool_without_evaluation([CLS_CONFIG, cls['checkpoint']] + base)
+    (tmp_path / 'robustness.json').write_text('{"format": "something-else"}')
+    with pytest.raises(SystemExit, match="format 'something-else', expected 'featquant-robustness/1'"):
+        tool_without_evaluation([CLS_CONFIG, cls['checkpoint']] + base)
+
+
+def test_reference_must_cover_the_cells_and_share_the_test_data(cls, cls_sweep, tmp_path, tool_without_evaluation):
+    reference = str(cls_sweep['work_dir'] / 'robustness.json')
+
+    def argv(distortions, seed=0, **options):
+        return [CLS_CONFIG, cls['checkpoint'], '--work-dir', str(tmp_path), '--reference', reference, '--levels',
+                '1', '--seed', str(seed), '--distortions'] + distortions + [
+                    '--cfg-options'] + cli_options(dict(cls['options'], **options))
+
+    with pytest.raises(SystemExit, match=r"lacks cells \['defocus_blur@1'\]"):
+        tool_without_evaluation(argv(['jpeg', 'defocus_blur']))
+    with pytest.raises(SystemExit, match='test_data .* differs'):
+        tool_without_evaluation(argv(['jpeg'], **{'test_dataloader.dataset.data_root': '/elsewhere/'}))
+    with pytest.raises(SystemExit, match='distortion_seed 0 differs from .* 1'):
+        tool_without_evaluation(argv(['jpeg'], seed=1))
+
+
+def test_detector_rejects_targeted_occlusion_and_preset_all_leaves_it_out(det, tmp_path, tool_without_evaluation):
+    argv = [DET_CONFIG, det['checkpoint'], '--work-dir', str(tmp_path), '--cfg-options'] + cli_options(det['options'])
+    with pytest.raises(SystemExit, match='targeted_occlusion.*ground-truth class'):
+        tool_without_evaluation(argv + ['--distortions', 'targeted_occlusion'])
+    assert rb.resolve_distortions(['all'], 'detection') == [
+        n for n in rb._levels_module().DISTORTION_NAMES if n != 'targeted_occlusion'] + ['mix_minor', 'mix_heavy']
+
+
+# ------------------------------------------------------------------------------------------------ pure pieces
+
+
+def test_presets_per_model_type():
+    names = list(rb._levels_module().DISTORTION_NAMES)
+    notes = []
+    assert rb.resolve_distortions(['all'], 'classification', has_saliency=True) == names + ['mix']
+    assert rb.resolve_distortions(['all'], 'classification', notes=notes) == [
+        n for n in names if n != 'targeted_occlusion'] + ['mix']
+    assert notes and 'targeted_occlusion left out' in notes[0]
+    assert rb.resolve_distortions(['mix'], 'classification') == ['mix']
+    assert rb.resolve_distortions(['mix'], 'detection') == ['mix_minor', 'mix_heavy']
+    assert rb.resolve_distortions(['jpeg', 'mix', 'jpeg', 'mix_heavy'], 'detection') == [
+        'jpeg', 'mix_minor', 'mix_heavy']
+    assert [c.key for c in rb.plan_cells(['jpeg', 'mix_minor'], [1, 3])] == ['clean', 'jpeg@1', 'jpeg@3',
+                                                                             'mix_minor']
+    for key in ('clean', 'jpeg@3', 'mix_heavy'):
+        assert rb.Cell.from_key(key).key == key
+
+
+def _cells(values: dict) -> dict:
+    cells = {}
+    for key, value in values.items():
+        cell = rb.Cell.from_key(key)
+        cells[key] = {'distortion': cell.distortion, 'level': cell.level, 'metrics': {'accuracy/top1': value}}
+    return {'metric': 'accuracy/top1', 'cells': cells, 'identity': {'config_name': 'ref'}}
+
+
+def test_summary_and_corruption_errors_by_hand():
+    model = _cells({'clean': 90.0, 'jpeg@1': 80.0, 'jpeg@2': 60.0, 'jpeg@4': 40.0, 'motion_blur@1': 70.0,
+                    'mix': 50.0})
+    reference = _cells({'clean': 88.0, 'jpeg@1': 70.0, 'jpeg@2': 50.0, 'jpeg@4': 30.0, 'motion_blur@1': 80.0,
+                        'mix': 40.0})
+    summary = rb.summarize(model, reference=reference)
+    assert summary['P'] == 90.0
+    assert summary['per_distortion']['jpeg'] == {'mean': 60.0, 'levels': [1, 2, 4]}
+    # every distortion counts once: (60 + 70 + 50) / 3, not the mean over the 5 cells
+    assert summary['mPC'] == pytest.approx(60.0)
+    assert summary['rPC'] == pytest.approx(60.0 / 90.0)
+    # CE_jpeg = (20 + 40 + 60) / (30 + 50 + 70); CE_mb = 30 / 20; CE_mix = 50 / 60
+    assert summary['CE'] == pytest.approx({'jpeg': 120 / 150, 'motion_blur': 30 / 20, 'mix': 50 / 60})
+    assert summary['mCE'] == pytest.approx((120 / 150 + 30 / 20 + 50 / 60) / 3)
+    del reference['cells']['jpeg@4']
+    with pytest.raises(rb.RobustnessError, match=r"reference results lack cells \['jpeg@4'\]"):
+        rb.summarize(model, reference=reference)
+    with pytest.raises(rb.RobustnessError, match="metric 'accuracy/top5' not in the stored metrics"):
+        rb.summarize(model, 'accuracy/top5')
+
+
+def test_default_metric_keys():
+    assert rb.default_metric_key(dict(type='VOCMetric', metric='mAP')) == 'pascal_voc/mAP'
+    assert rb.default_metric_key([dict(type='CocoMetric', metric='bbox')]) == 'coco/bbox_mAP'
+    assert rb.default_metric_key(dict(type='Accuracy', topk=(1, 5))) == 'accuracy/top1'
+    with pytest.raises(rb.RobustnessError, match="no default summary metric .*'MyMetric'.*--metric"):
+        rb.default_metric_key(dict(type='MyMetric'))
+
+
+def test_results_file_is_replaced_atomically(tmp_path):
+    path = str(tmp_path / 'robustness.json')
+    rb.write_json_atomic(path, {'a': 1})
+    rb.write_json_atomic(path, {'a': 2})
+    assert _read_json(path) == {'a': 2}
+    assert os.listdir(tmp_path) == ['robustness.json']  # no temporary file left behind
+    data = copy.deepcopy(rb._new_results(rb.SweepPlan(None, '', [], 0, 'accuracy/top1', {'config_name': 'x'}, path,
+                                                      'new', [])))
+    rb.write_json_atomic(path, data)
+    assert rb.load_results(path)['task'] == 'classification'
