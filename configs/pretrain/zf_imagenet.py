@@ -1,0 +1,10 @@
+# ZF classifier on ILSVRC-12 from random initialisation (the paper's ZF baseline before detection, Section 3.3).
+_base_ = [
+    './_base_/models/zf.py', './_base_/datasets/imagenet_bs32.py', './_base_/schedules/imagenet_bs256.py',
+    './_base_/default_runtime.py'
+]
+custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
+
+# ZF has no batch normalisation: He et al.'s lr 0.1 (set for BN ResNets) makes it diverge; Zeiler & Fergus trained
+# it with lr 0.01 and weight decay 5e-4 (the AlexNet recipe). Schedule and batch stay He et al.'s.
+optim_wrapper = dict(optimizer=dict(lr=0.01, weight_decay=5e-4))

@@ -1,0 +1,176 @@
+"""Hand-off from ImageNet pretraining to detection: classifier checkpoint -> detector (partial) state dict.
+
+An ``ImageClassifier`` checkpoint holds ``backbone.*`` and ``head.*``. The detector configs start from it with
+
+    model.backbone.init_cfg = dict(type='Pretrained', checkpoint=CONVERTED, prefix='backbone.')
+
+and, for ZF (as py-faster-rcnn does: the RoI head's fc6/fc7 take 6x6x256 inputs like the classifier's), the
+classifier's ``head.fc6`` / ``head.fc7`` become the RoI head's ``roi_head.bbox_head.shared_fcs.0`` / ``.1``, loaded by
+
+    model.roi_head.bbox_head.init_cfg = [<the head's own inits>,
+        dict(type='Pretrained', checkpoint=CONVERTED, prefix='roi_head.bbox_head.')]
+
+(mmengine applies a ``Pretrained`` init after the others, so fc_cls/fc_reg keep their Normal init and the shared fcs
+are overwritten). The converted file is therefore a partial *detector* state dict: ``backbone.*`` and, for ZF,
+``roi_head.bbox_head.shared_fcs.{0,1}.*``, so one file serves both prefixes.
+
+mmengine's ``Pretrained`` init loads with ``strict=False`` and only *warns* about missing, unexpected or misshaped
+keys; :func:`check_state_dict` is the strict check (the conversion tool runs it against the detector config).
+"""
+from collections import OrderedDict
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+BACKBONE_PREFIX = 'backbone.'
+BBOX_HEAD_PREFIX = 'roi_head.bbox_head.'
+# classifier head fc -> detector RoI head shared fc (ZF: fc6/fc7 are 4096-d on 256x6x6 inputs in both)
+ZF_FC_HANDOFF = (('head.fc6.', BBOX_HEAD_PREFIX + 'shared_fcs.0.'), ('head.fc7.', BBOX_HEAD_PREFIX + 'shared_fcs.1.'))
+_MAX_LISTED = 20
+
+
+class StateDictMismatchError(ValueError):
+    """Keys or shapes of a state dict do not match a model; lists missing, unexpected and misshaped keys."""
+
+    def __init__(self, what: str, missing: Sequence[str] = (), unexpected: Sequence[str] = (),
+                 misshaped: Sequence[str] = ()):
+        self.missing, self.unexpected, self.misshaped = list(missing), list(unexpected), list(misshaped)
+        parts = [what]
+        for label, keys in (('missing keys', self.missing), ('unexpected keys', self.unexpected),
+                            ('shape mismatches', self.misshaped)):
+            if keys:
+                shown = ', '.join(keys[:_MAX_LISTED])
+                more = f' ... and {len(keys) - _MAX_LISTED} more' if len(keys) > _MAX_LISTED else ''
+                parts.append(f'{label} ({len(keys)}): {shown}{more}')
+        super().__init__('\n  '.join(parts))
+
+
+def state_dict_of_checkpoint(checkpoint) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: a Runner checkpoint (``{'state_dict': ...}``) or a bare state dict."""
+    if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
+        checkpoint = checkpoint['state_dict']
+    if not isinstance(checkpoint, Mapping) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise TypeError('expected a checkpoint with a "state_dict" or a state dict of tensors, got '
+                        f'{type(checkpoint).__name__} with keys {list(checkpoint)[:10] if isinstance(checkpoint, Mapping) else "-"}')
+    # DataParallel / DistributedDataParallel wrappers prefix every key with "module."
+    if checkpoint and all(k.startswith('module.') for k in checkpoint):
+        checkpoint = {k[len('module.'):]: v for k, v in checkpoint.items()}
+    return dict(checkpoint)
+
+
+def classifier_to_detector_state_dict(
+        classifier_state: Mapping[str, torch.Tensor],
+        fc_handoff: Optional[Iterable[Tuple[str, str]]] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """Keep the classifier's ``backbone.*`` keys and rename the handed-over head fcs to the detector's names.
+
+    Args:
+        classifier_state: state dict of an ``ImageClassifier``.
+        fc_handoff: ``(classifier prefix, detector prefix)`` pairs; ``None`` means ZF's fc6/fc7 ->
+            ``roi_head.bbox_head.shared_fcs.0/1`` when the classifier has them (a ``ZFClsHead``), nothing otherwise;
+            ``()`` hands over the backbone only.
+
+    Raises:
+        StateDictMismatchError: the state dict has no ``backbone.*`` key (not a classifier), or a requested
+            prefix matches nothing.
+    """
+    backbone = [(k, v) for k, v in classifier_state.items() if k.startswith(BACKBONE_PREFIX)]
+    if not backbone:
+        tops = sorted({k.split('.', 1)[0] + '.' for k in classifier_state})
+        raise StateDictMismatchError(f'not a classifier checkpoint: no "{BACKBONE_PREFIX}*" key (top-level prefixes '
+                                     f'found: {tops})', missing=[BACKBONE_PREFIX + '*'])
+    converted = OrderedDict(backbone)
+    if fc_handoff is None:
+        has_zf_head = any(k.startswith(ZF_FC_HANDOFF[0][0]) for k in classifier_state)
+        fc_handoff = ZF_FC_HANDOFF if has_zf_head else ()
+    for src, dst in fc_handoff:
+        matched = [(k, v) for k, v in classifier_state.items() if k.startswith(src)]
+        if not matched:
+            heads = sorted({k for k in classifier_state if not k.startswith(BACKBONE_PREFIX)})
+            raise StateDictMismatchError(f'the classifier has no "{src}*" parameters to hand over as "{dst}*" '
+                                         f'(its non-backbone keys: {heads})', missing=[src + '*'])
+        converted.update((dst + k[len(src):], v) for k, v in matched)
+    return converted
+
+
+def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`StateDictMismatchError` unless ``given`` has exactly the keys and shapes of ``expected``."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    misshaped = [f'{k}: checkpoint {tuple(given[k].shape)}, model {tuple(expected[k].shape)}'
+                 for k in expected if k in given and given[k].shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        raise StateDictMismatchError(what, missing, unexpected, misshaped)
+
+
+def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module) -> None:
+    """Check that ``converted`` covers the model's backbone exactly and, when it carries RoI-head fcs, that those
+    are the model's ``roi_head.bbox_head.shared_fcs`` with the same shapes.
+
+    ``model`` is the detector (or anything with the same state-dict names, such as another classifier).
+    """
+    model_state = model.state_dict()
+    backbone_model = {k: v for k, v in model_state.items() if k.startswith(BACKBONE_PREFIX)}
+    if not backbone_model:
+        raise StateDictMismatchError(f'the model ({type(model).__name__}) has no "{BACKBONE_PREFIX}*" parameters')
+    check_state_dict(backbone_model, {k: v for k, v in converted.items() if k.startswith(BACKBONE_PREFIX)},
+                     f'the converted backbone does not match the backbone of the {type(model).__name__}')
+    others = {k: v for k, v in converted.items() if not k.startswith(BACKBONE_PREFIX)}
+    if others:
+        # those in the model's namespace of the handed-over fcs must match one to one
+        prefixes = sorted({k.rsplit('.', 1)[0] + '.' for k in others})
+        expected = {k: v for k, v in model_state.items() if any(k.startswith(p) for p in prefixes)}
+        check_state_dict(expected, others, f'the handed-over head fcs do not match the {type(model).__name__} '
+                                           f'(prefixes {prefixes})')
+
+
+def build_detector_from_config(config) -> torch.nn.Module:
+    """Build (without initialising) the model of a detector config file or ``Config``, plugin registered."""
+    import featquant_mmdet  # noqa: F401  (registers the plugin's modules)
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, init_default_scope
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    scope = cfg.get('default_scope', 'mmdet')
+    if DefaultScope.get_current_instance() is None:
+        init_default_scope(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        return MODELS.build(cfg.model)
+
+
+def convert_classifier_checkpoint(src: str, dst: Optional[str] = None, detector_config=None,
+                                  fc_handoff: Optional[Iterable[Tuple[str, str]]] = None
+                                  ) -> 'OrderedDict[str, torch.Tensor]':
+    """Convert the classifier checkpoint ``src`` for detection; check it against ``detector_config`` when given
+    (:class:`StateDictMismatchError` lists missing/unexpected/misshaped keys); save it to ``dst`` when given.
+
+    The saved file is ``{'state_dict': <partial detector state dict>, 'meta': {...}}``, loadable by mmengine's
+    ``Pretrained`` init with ``prefix='backbone.'`` (and ``'roi_head.bbox_head.'`` for ZF's fc6/fc7).
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint  # mmengine's loader (patched for torch>=2.6)
+    converted = classifier_to_detector_state_dict(state_dict_of_checkpoint(_load_checkpoint(src, 'cpu')),
+                                                  fc_handoff)
+    if detector_config is not None:
+        check_against_model(converted, build_detector_from_config(detector_config))
+    if dst is not None:
+        import os
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+        handed_over = sorted({k.rsplit('.', 1)[0] for k in converted if not k.startswith(BACKBONE_PREFIX)})
+        torch.save(dict(state_dict=converted, meta=dict(source=str(src), handed_over=handed_over)), dst)
+    return converted
+
+
+def bbox_head_init_cfg(checkpoint: str) -> list:
+    """``init_cfg`` of a ZF detector's RoI box head that starts fc6/fc7 (``shared_fcs.0/1``) from ``checkpoint``.
+
+    mmdet's own inits of ``fc_cls`` (Normal, std 0.01) and ``fc_reg`` (Normal, std 0.001) are kept; mmengine runs a
+    ``Pretrained`` init after the others, so the shared fcs end up with the converted classifier weights (it logs
+    ``fc_cls``/``fc_reg`` as missing from the checkpoint, which is expected). In a config::
+
+        model = dict(roi_head=dict(bbox_head=dict(init_cfg=[
+            dict(type='Normal', std=0.01, override=dict(name='fc_cls')),
+            dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
+            dict(type='Pretrained', checkpoint=CONVERTED, prefix='roi_head.bbox_head.')])))
+    """
+    return [dict(type='Normal', std=0.01, override=dict(name='fc_cls')),
+            dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
+            dict(type='Pretrained', checkpoint=checkpoint, prefix=BBOX_HEAD_PREFIX)]
