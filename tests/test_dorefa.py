@@ -163,3 +163,29 @@ def test_convert_convs_turns_a_model_into_dorefa_keeping_the_first_conv_full_pre
     with pytest.raises(ValueError):
         convert_convs(model, dict(type='DoReFaConv', w_bits=3), include=['conv1'], kernel_size=1)
 
+
+
+# ---------------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize('config,full_precision_convs', [
+    ('configs/pretrain/resnet18_dorefa_imagenet.py', ['backbone.conv1']),
+    ('configs/pretrain/resnet50_dorefa_imagenet.py', ['backbone.conv1']),
+    ('configs/faster_rcnn_zf_dorefa_voc.py', ['backbone.conv1', 'rpn_head.rpn_conv', 'rpn_head.rpn_cls',
+                                               'rpn_head.rpn_reg']),
+])
+def test_dorefa_configs_quantize_all_but_the_first_conv_and_the_fcs(config, full_precision_convs, repo_root):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from featquant_mmdet.layers.dorefa_conv import DoReFaConv
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(f'{repo_root}/{config}')
+    model = MODELS.build(cfg.model)
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    dorefa = {n for n, m in convs.items() if isinstance(m, DoReFaConv)}
+    assert sorted(set(convs) - dorefa) == sorted(full_precision_convs)
+    assert {(convs[n].w_bits, convs[n].a_bits, convs[n].g_bits) for n in dorefa} == {(1, 4, 32)}  # Table 2 note b
+    assert all(type(m) is nn.Linear for m in model.modules() if isinstance(m, nn.Linear))  # fcs stay full precision
+    for name in dorefa:  # binary: one magnitude per layer, both signs
+        magnitude = convs[name].quantized_weight().detach().abs()
+        assert torch.equal(magnitude, torch.full_like(magnitude, float(magnitude.flatten()[0]))), name
