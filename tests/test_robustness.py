@@ -309,8 +309,10 @@ def tool_without_evaluation(monkeypatch):
 
 
 @pytest.mark.parametrize('extra, options, message', [
-    (['--distortions', 'fog'], {}, "unknown distortion 'fog'; accepted: presets all, mix or names motion_blur"),
-    (['--levels', '5'], {}, r'unknown distortion level\(s\) \[5\]; accepted levels: \[1, 2, 3, 4\]'),
+    (['--distortions', 'smoke'], {}, "unknown distortion 'smoke'; accepted: presets all, mix, corruptions or names "
+                                     "motion_blur"),
+    (['--distortions', 'fog'], {}, "unknown distortion 'fog' .did you mean ic:fog"),
+    (['--levels', '5'], {}, r'unknown distortion level\(s\) \[5\]; accepted levels of jpeg: \[1, 2, 3, 4\]'),
     (['--levels', '0'], {}, r'level\(s\) \[0\].*clean cell, level 0, is always evaluated'),
     (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-config'),
     (['--metric', 'top5'], {}, 'metric key .top5. must be "<prefix>/<name>"'),
@@ -430,3 +432,56 @@ def test_results_file_is_replaced_atomically(tmp_path):
                                                       'new', [])))
     rb.write_json_atomic(path, data)
     assert rb.load_results(path)['task'] == 'classification'
+
+
+# ------------------------------------------------------------------------------- optional corruption family
+
+
+def _imagecorruptions_importable() -> bool:
+    try:
+        import imagecorruptions  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_imagecorruptions_importable(), reason='imagecorruptions-imaug is installed')
+def test_corruption_family_without_the_package_is_a_clear_error(cls, tmp_path, tool_without_evaluation):
+    argv = [CLS_CONFIG, cls['checkpoint'], '--work-dir', str(tmp_path), '--distortions', 'ic:fog', '--levels', '5',
+            '--cfg-options'] + cli_options(cls['options'])
+    with pytest.raises(SystemExit, match='needs the optional package imagecorruptions-imaug: pip install -r '
+                                         'requirements/optional.txt'):
+        tool_without_evaluation(argv)
+    with pytest.raises(ImportError, match='imagecorruptions-imaug'):
+        from featquant_mmdet.evaluation.corruptions import ImageCorruption
+        ImageCorruption('fog', 3)
+
+
+def test_corruption_presets_and_severities():
+    from featquant_mmdet.evaluation.corruptions import COMMON_CORRUPTIONS
+    names = rb.resolve_distortions(['corruptions'], 'detection')
+    assert names == ['ic:' + n for n in COMMON_CORRUPTIONS] and len(names) == 15
+    assert rb.resolve_levels([1, 2, 3, 4, 5], names) == [1, 2, 3, 4, 5]
+    with pytest.raises(rb.RobustnessError, match=r'level\(s\) \[5\]; accepted levels of jpeg.*severities 1-5'):
+        rb.resolve_levels([4, 5], ['jpeg', 'ic:fog'])
+
+
+@pytest.mark.skipif(not _imagecorruptions_importable(), reason='needs the optional imagecorruptions-imaug')
+def test_corruption_transform_is_deterministic_per_image_and_leaves_numpy_alone():
+    import numpy as np
+
+    from featquant_mmdet.evaluation.corruptions import ImageCorruption, inject_corruption
+    img = (np.random.default_rng(0).random((64, 96, 3)) * 255).astype(np.uint8)
+    transform = ImageCorruption('gaussian_noise', 3, seed=0)
+    np.random.seed(123)
+    state = np.random.get_state()[1].copy()
+    a = transform(dict(img=img.copy(), img_path='/data/a/1.jpg'))['img']
+    b = transform(dict(img=img.copy(), img_path='/elsewhere/a/1.jpg'))['img']  # same last two path components
+    c = transform(dict(img=img.copy(), img_path='/data/a/2.jpg'))['img']
+    assert (np.random.get_state()[1] == state).all()  # the global generator is put back
+    assert a.shape == img.shape and a.dtype == np.uint8
+    assert (a == b).all() and not (a == c).all() and not (a == img).all()
+    loader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile'), dict(type='PackDetInputs')]))
+    inject_corruption(loader, 'ic:fog', 2, seed=4)
+    assert loader['dataset']['pipeline'][1] == dict(type='ImageCorruption', name='fog', severity=2, seed=4,
+                                                    channel_order='bgr')

@@ -44,7 +44,7 @@ RESULTS_FORMAT = 'featquant-robustness/1'
 RESULTS_FILENAME = 'robustness.json'
 
 # The distortion presets of ``--distortions`` are defined in ``distortion_presets`` and nowhere else.
-PRESET_NAMES = ('all', 'mix')
+PRESET_NAMES = ('all', 'mix', 'corruptions')
 
 # Test metric -> (its default prefix, the key it reports that the summary uses by default).
 DEFAULT_METRIC_KEYS = {
@@ -113,25 +113,42 @@ def distortion_presets(task: str = 'classification') -> Dict[str, Tuple[str, ...
     ``all``    every distortion + ``mix``                  every distortion but targeted occlusion
                                                            + ``mix_minor`` + ``mix_heavy``
     ``mix``    ``mix`` (Table 2's Mix.)                    ``mix_minor`` + ``mix_heavy``
+    ``corruptions``  the 15 ``ic:<name>`` corruptions of ImageNet-C / Pascal-C (severities 1-5), both types
     =========  ==========================================  ==========================================
 
     The preset ``mix`` shadows the mixture of the same name, which is what it means for classifiers; detectors
     are evaluated on Table 3's two mixtures instead.
     """
     names = tuple(_levels_module().DISTORTION_NAMES)
+    corruptions = corruption_names()
     if task == 'classification':
-        return {'all': names + ('mix', ), 'mix': ('mix', )}
+        return {'all': names + ('mix', ), 'mix': ('mix', ), 'corruptions': corruptions}
     mixtures = ('mix_minor', 'mix_heavy')
-    return {'all': tuple(n for n in names if n not in saliency_distortions()) + mixtures, 'mix': mixtures}
+    return {'all': tuple(n for n in names if n not in saliency_distortions()) + mixtures, 'mix': mixtures,
+            'corruptions': corruptions}
 
 
-def valid_levels() -> Tuple[int, ...]:
-    """The distortion strengths (1..4 in the paper; 0 is the clean cell, always evaluated)."""
+def corruption_names() -> Tuple[str, ...]:
+    """The optional family: the 15 common-benchmark corruptions, ``ic:<name>`` (severities 1-5)."""
+    from .corruptions import COMMON_CORRUPTIONS, PREFIX
+    return tuple(PREFIX + n for n in COMMON_CORRUPTIONS)
+
+
+def is_corruption(name: Optional[str]) -> bool:
+    return name is not None and name.startswith('ic:')
+
+
+def valid_levels(name: Optional[str] = None) -> Tuple[int, ...]:
+    """The strengths of ``name``: 1..4 for the paper's distortions (0 is the clean cell, always evaluated),
+    1..5 for the ``ic:`` corruptions."""
+    if is_corruption(name):
+        from .corruptions import NUM_SEVERITIES
+        return tuple(range(1, NUM_SEVERITIES + 1))
     return tuple(range(1, _levels_module().NUM_LEVELS + 1))
 
 
 def _accepted_names() -> Tuple[str, ...]:
-    return tuple(_levels_module().DISTORTION_NAMES) + mixture_names()
+    return tuple(_levels_module().DISTORTION_NAMES) + mixture_names() + corruption_names()
 
 
 def resolve_distortions(names: Sequence[str], task: str = 'classification', has_saliency: bool = False,
@@ -153,8 +170,10 @@ def resolve_distortions(names: Sequence[str], task: str = 'classification', has_
     for name in names:
         for item in presets.get(name, (name, )):
             if item not in accepted:
-                raise RobustnessError(f'unknown distortion {item!r}; accepted: presets {", ".join(PRESET_NAMES)} '
-                                      f'or names {", ".join(accepted)}')
+                hint = f' (did you mean ic:{item}, the common-benchmark corruption?)' if (
+                    'ic:' + item) in accepted else ''
+                raise RobustnessError(f'unknown distortion {item!r}{hint}; accepted: presets '
+                                      f'{", ".join(PRESET_NAMES)} or names {", ".join(accepted)}')
             if item in saliency_distortions() and (task != 'classification' or not has_saliency):
                 why = ('it occludes what a classifier finds salient for the ground-truth class, which a detection '
                        'image does not have' if task != 'classification' else
@@ -170,15 +189,20 @@ def resolve_distortions(names: Sequence[str], task: str = 'classification', has_
     return out
 
 
-def resolve_levels(levels: Sequence[int]) -> List[int]:
-    """Check the strengths (sorted, duplicates dropped)."""
-    accepted = valid_levels()
-    if not levels:
-        raise RobustnessError(f'no level given; accepted levels: {list(accepted)}')
-    bad = [lv for lv in levels if not isinstance(lv, int) or isinstance(lv, bool) or lv not in accepted]
-    if bad:
-        raise RobustnessError(f'unknown distortion level(s) {bad}; accepted levels: {list(accepted)} '
-                              '(the clean cell, level 0, is always evaluated)')
+def resolve_levels(levels: Sequence[int], names: Sequence[str] = ()) -> List[int]:
+    """Check the strengths (sorted, duplicates dropped) against every distortion with levels in ``names``."""
+    leveled = [n for n in names if n not in mixture_names()] or [None]
+    for name in leveled:
+        accepted = valid_levels(name)
+        if not levels:
+            raise RobustnessError(f'no level given; accepted levels: {list(accepted)}')
+        bad = [lv for lv in levels if not isinstance(lv, int) or isinstance(lv, bool) or lv not in accepted]
+        if bad:
+            whose = f' of {name}' if name is not None else ''
+            hint = (' (the ic: corruptions have severities 1-5: sweep them apart from the paper\'s distortions)'
+                    if any(is_corruption(n) for n in leveled) else '')
+            raise RobustnessError(f'unknown distortion level(s) {bad}; accepted levels{whose}: {list(accepted)} '
+                                  f'(the clean cell, level 0, is always evaluated){hint}')
     return sorted(set(levels))
 
 
@@ -511,6 +535,10 @@ class CellEvaluator:
         loader_cfg = copy.deepcopy(self.base_loader_cfg)
         if cell.distortion is not None:
             from featquant_mmdet.distortions.inject import inject_distortion
+            if is_corruption(cell.distortion):
+                from .corruptions import inject_corruption
+                inject_corruption(loader_cfg, cell.distortion, cell.level, seed=self.seed)
+                return loader_cfg
             kwargs = {}
             if cell.distortion in saliency_distortions():
                 kwargs = dict(classifier=self.saliency['config'], checkpoint=self.saliency['checkpoint'])
@@ -605,7 +633,13 @@ def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), 
     saliency = _check_saliency(saliency)
     notes: List[str] = []
     names = resolve_distortions(distortions, task_of(metric), saliency is not None, notes)
-    cells = plan_cells(names, resolve_levels(levels))
+    cells = plan_cells(names, resolve_levels(levels, names))
+    if any(is_corruption(n) for n in names):
+        from .corruptions import import_imagecorruptions
+        try:
+            import_imagecorruptions()
+        except ImportError as err:
+            raise RobustnessError(str(err)) from None
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RobustnessError(f'distortion seed must be a non-negative integer, got {seed!r}')
     if not osp.isfile(checkpoint):
@@ -749,7 +783,7 @@ def format_summary(summary: dict) -> str:
              f'rPC={_fmt(summary["rPC"])}' + (f'  mCE={_fmt(summary["mCE"])}' if 'mCE' in summary else '')]
     for name, entry in summary['per_distortion'].items():
         ce = f'  CE={_fmt(summary["CE"][name])}' if 'CE' in summary else ''
-        lines.append(f'  {name:<16} mean={_fmt(entry["mean"])} over levels {entry["levels"]}{ce}')
+        lines.append(f'  {name:<20} mean={_fmt(entry["mean"])} over levels {entry["levels"]}{ce}')
     return '\n'.join(lines)
 
 
