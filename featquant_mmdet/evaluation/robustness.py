@@ -15,8 +15,13 @@ Pascal-C / COCO-C: Michaelis et al. 2019)::
     P_d  = 1/|L_d| sum_l P_{d,l}                     per-distortion mean
     mPC  = 1/D sum_d P_d                             mean performance under corruption
     rPC  = mPC / P                                   relative performance under corruption
-    CE_d = sum_l E_{d,l} / sum_l E^ref_{d,l}         corruption error, E = 1 - accuracy (classifiers),
+    CE_d = sum_l E_{d,l} / sum_l E^ref_{d,l}         corruption error of a classifier, E = 100% - accuracy,
     mCE  = 1/D sum_d CE_d                            normalised by a reference model's results file
+
+The metric is a key of the test evaluator's output: ``pascal_voc/mAP`` (VOC), ``coco/bbox_mAP`` (COCO),
+``accuracy/top1`` by default for classifiers (``accuracy/top5`` is what the paper's Table 2 reports). Every cell
+stores all the evaluator's metrics, so any of them can be summarised later (``summarize(results, metric)``).
+Presets of distortions: :func:`distortion_presets`; the optional ``ic:`` family: :mod:`.corruptions`.
 
 Results file (``<work_dir>/robustness.json``): written atomically (temporary file + ``os.replace``) after every
 cell, so a killed sweep loses at most the cell in flight, and a rerun evaluates only the missing cells. Its
@@ -55,8 +60,9 @@ DEFAULT_METRIC_KEYS = {
 
 # Runtime settings that cannot change a cell's numbers; left out of the config hash so that, e.g., another
 # logging interval or more dataloader workers do not invalidate finished cells.
+# (custom_hooks stay in: an EMAHook, for one, swaps the weights that are tested.)
 RUNTIME_CONFIG_KEYS = ('work_dir', 'load_from', 'resume', 'launcher', 'env_cfg', 'log_level', 'log_processor',
-                       'default_hooks', 'custom_hooks', 'visualizer', 'vis_backends')
+                       'default_hooks', 'visualizer', 'vis_backends')
 RUNTIME_DATALOADER_KEYS = ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor')
 
 
