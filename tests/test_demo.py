@@ -1,0 +1,203 @@
+"""The demo (tools/demo.py) end to end at the tiny preset, its reruns, its bad-input messages, and the detection sheet.
+
+One tiny run (module fixture) does the real flow: generated VOC + ImageNet sets, ZF / ZF-POW-1 pretraining,
+conversion, Faster R-CNN training, robustness sweeps, comparison, sheet and Table 3, every tool in a subprocess.
+It is interrupted once after the first stage and continued, as a user would after Ctrl-C.
+"""
+import csv
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(REPO, 'tools', 'demo.py')
+SHEET_TOOL = osp.join(REPO, 'tools', 'analysis', 'detection_sheet.py')
+LABELS = ('ZF', 'ZF+POW-1')
+KEYS = ('zf', 'zf_pow1')
+CELLS = ('clean', 'mix_minor', 'mix_heavy')
+HEAVY_STEPS = ('pretrain_zf', 'pretrain_zf_pow1', 'convert_zf', 'convert_zf_pow1', 'train_zf', 'train_zf_pow1',
+               'robustness_zf', 'robustness_zf_pow1', 'sheet')
+
+
+def demo_cmd(work, results, *extra):
+    return [sys.executable, DEMO, '--preset', 'tiny', '--work-dir', str(work), '--results-dir', str(results), *extra]
+
+
+def run_demo(work, results, *extra, timeout=900):
+    return subprocess.run(demo_cmd(work, results, *extra), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def read_table(path):
+    with open(path) as f:
+        return {row['model']: [float(row[c]) for c in ('Original', 'Mix.Minor', 'Mix.Heavy')]
+                for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """The tiny demo, interrupted (SIGINT) once the first step has finished, then rerun to the end."""
+    base = tmp_path_factory.mktemp('demo')
+    work, results = base / 'work', base / 'results'
+    first_marker = work / 'stages' / 'data_voc.json'
+    proc = subprocess.Popen(demo_cmd(work, results), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while not first_marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    interrupted = dict(returncode=proc.returncode, stdout=out, stderr=err)
+    resumed = run_demo(work, results)
+    return dict(work=work, results=results, interrupted=interrupted, resumed=resumed)
+
+
+def test_interrupt_gives_a_clear_message_and_the_rerun_continues(tiny_run):
+    interrupted, resumed = tiny_run['interrupted'], tiny_run['resumed']
+    assert interrupted['returncode'] == 130, interrupted['stderr'][-3000:]
+    assert 'interrupted' in interrupted['stderr'] and 'rerun the same command' in interrupted['stderr']
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # the step finished before the interruption is reused, the rest runs
+    assert 'detection set (VOC 2007 layout) -- skipped' in resumed.stdout
+    for step in ('pretrain_zf', 'train_zf_pow1', 'robustness_zf', 'sheet', 'table'):
+        assert f'{step} done in' in resumed.stdout
+
+
+def test_table_is_the_evaluation_results(tiny_run):
+    work, results = tiny_run['work'], tiny_run['results']
+    table = read_table(results / 'table3.csv')
+    assert list(table) == list(LABELS)
+    for key, label in zip(KEYS, LABELS):
+        with open(work / 'robustness' / key / 'robustness.json') as f:
+            sweep = json.load(f)
+        # the sweep evaluated the trained detector's checkpoint on the 4 generated test images, per cell
+        with open(work / 'detect' / key / 'last_checkpoint') as f:
+            assert sweep['identity']['checkpoint'] == osp.abspath(f.read().strip())
+        assert all(sweep['cells'][c]['num_images'] == 4 for c in CELLS)
+        expected = [100 * sweep['cells'][c]['metrics']['pascal_voc/mAP'] for c in CELLS]
+        assert table[label] == pytest.approx(expected, abs=1e-4)
+    markdown = (results / 'table3.md').read_text()
+    assert '| Models | Original | Mix.Minor | Mix.Heavy |' in markdown
+    record = json.loads((results / 'demo_run.json').read_text())
+    assert record['preset'] == 'tiny' and set(record['table']) == set(LABELS)
+    assert record['steps']['train_zf']['status'] == 'ran' and record['steps']['train_zf']['wall_s'] > 0
+
+
+def test_sheet_has_the_expected_layout(tiny_run):
+    import cv2
+    from featquant_mmdet.analysis.detection_sheet import sheet_size
+    sheet = cv2.imread(str(tiny_run['results'] / 'detection_sheet.png'))
+    assert sheet is not None
+    # tiny preset: 1 image x 2 models side by side, 3 rows (Original, Mix.Minor, Mix.Heavy), 160x120 tiles
+    assert (sheet.shape[1], sheet.shape[0]) == sheet_size(3, 2, (160, 120))
+    assert sheet.std() > 10  # images were drawn, not an empty canvas
+
+
+def test_rerun_reuses_finished_stages_and_rebuilds_the_table_from_the_results(tiny_run):
+    """Edit the sweep results, drop the comparison: the rerun skips every heavy stage and rebuilds the table."""
+    work, results = tiny_run['work'], tiny_run['results']
+    edited = {}
+    for i, key in enumerate(KEYS):
+        path = work / 'robustness' / key / 'robustness.json'
+        sweep = json.loads(path.read_text())
+        for j, cell in enumerate(CELLS):
+            sweep['cells'][cell]['metrics']['pascal_voc/mAP'] = 0.1 * (i + 1) + 0.01 * j
+        path.write_text(json.dumps(sweep))
+        edited[LABELS[i]] = [100 * (0.1 * (i + 1) + 0.01 * j) for j in range(len(CELLS))]
+    (results / 'robustness_table.csv').unlink()
+    rerun = run_demo(work, results)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    for step in HEAVY_STEPS:
+        assert f'{step} done in' not in rerun.stdout
+    assert rerun.stdout.count('-- skipped, done on') == 2 + len(HEAVY_STEPS)  # + the two data steps
+    assert 'compare done in' in rerun.stdout and 'table done in' in rerun.stdout
+    table = read_table(results / 'table3.csv')
+    for label in LABELS:
+        assert table[label] == pytest.approx(edited[label], abs=1e-4)
+
+
+def test_bad_data_root_is_a_clear_error(tmp_path):
+    not_voc = tmp_path / 'photos'
+    not_voc.mkdir()
+    result = run_demo(tmp_path / 'work', tmp_path / 'results', '--data-root', str(not_voc), timeout=120)
+    assert result.returncode == 1
+    assert f'--data-root {not_voc} is not a Pascal VOC layout' in result.stderr
+    assert 'VOC2007' in result.stderr
+    assert not (tmp_path / 'work' / 'stages').exists()  # nothing ran
+
+
+def test_bad_imagenet_root_is_a_clear_error(tmp_path):
+    result = run_demo(tmp_path / 'work', tmp_path / 'results', '--imagenet-root', str(tmp_path), timeout=120)
+    assert result.returncode == 1
+    assert f'--imagenet-root {tmp_path} is not an ImageNet layout: missing train, val, val.txt' in result.stderr
+
+
+def test_unwritable_results_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    result = run_demo(tmp_path / 'work', blocker / 'results', timeout=120)
+    assert result.returncode == 1
+    assert f'cannot write to the results folder {blocker / "results"}' in result.stderr
+    assert '--results-dir' in result.stderr
+
+
+def test_sheet_images_are_the_evaluated_images(tmp_path):
+    """The sheet's distorted image is byte-identical to what the robustness sweep's test pipeline feeds the model."""
+    import cv2
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+
+    import featquant_mmdet  # noqa: F401
+    from featquant_mmdet.analysis.detection_sheet import distorted_image
+    from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
+    from featquant_mmdet.distortions.inject import inject_distortion
+    init_default_scope('mmdet')
+    root = make_voc_dataset(str(tmp_path), num_train=1, num_test=1, image_size=(160, 120))
+    path = osp.join(root, 'VOC2007', 'JPEGImages', '000002.jpg')
+    img = cv2.imread(path)
+    for key in ('mix_minor', 'mix_heavy'):
+        loader = dict(dataset=dict(pipeline=[dict(type='LoadImageFromFile')]))
+        inject_distortion(loader, key, seed=3)
+        piped = Compose(loader['dataset']['pipeline'])(dict(img_path=path))['img']
+        mine = distorted_image(img, path, key, seed=3)
+        assert np.array_equal(mine, piped)
+        assert not np.array_equal(mine, img)
+        assert not np.array_equal(mine, distorted_image(img, path, key, seed=4))
+    assert np.array_equal(distorted_image(img, path, 'clean'), img)
+
+
+def test_sheet_versions_and_layout_checks():
+    from featquant_mmdet.analysis.detection_sheet import (GAP, HEADER_HEIGHT, LABEL_WIDTH, check_versions,
+                                                          compose_sheet, version_title)
+    assert check_versions(['clean', 'mix_heavy', 'motion_blur@3']) == ['clean', 'mix_heavy', 'motion_blur@3']
+    assert [version_title(k) for k in ('clean', 'mix_minor', 'mix_heavy')] == ['Original', 'Mix.Minor', 'Mix.Heavy']
+    with pytest.raises(ValueError, match="unknown distortion 'fog'.*accepted: clean"):
+        check_versions(['fog'])
+    with pytest.raises(ValueError, match="invalid level 7 for distortion 'jpeg'"):
+        check_versions(['jpeg@7'])
+    with pytest.raises(ValueError, match='must be an integer'):
+        check_versions(['jpeg@x'])
+    with pytest.raises(ValueError, match='needs a level'):
+        check_versions(['jpeg'])
+    tile = np.full((20, 30, 3), 7, np.uint8)
+    sheet = compose_sheet([[tile, tile]], ['Original'], ['a', 'b'], (30, 20))
+    assert sheet.shape == (HEADER_HEIGHT + 20 + GAP, LABEL_WIDTH + 2 * (30 + GAP), 3)
+    assert (sheet[HEADER_HEIGHT:HEADER_HEIGHT + 20, LABEL_WIDTH + 34:LABEL_WIDTH + 64] == 7).all()
+    with pytest.raises(ValueError, match='need 1 row titles and 2 column titles'):
+        compose_sheet([[tile, tile]], ['Original'], ['a'], (30, 20))
+
+
+def test_sheet_tool_argument_errors(tmp_path):
+    result = subprocess.run([sys.executable, SHEET_TOOL, '--config', 'a.py', 'b.py', '--checkpoint', 'a.pth',
+                             '--out', str(tmp_path / 's.png')], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and '2 configs but 1 checkpoints' in result.stderr
+    result = subprocess.run([sys.executable, SHEET_TOOL, '--config', 'configs/faster_rcnn_zf_voc.py', '--checkpoint',
+                             str(tmp_path / 'missing.pth'), '--out', str(tmp_path / 's.png')], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and 'checkpoint file not found' in result.stderr
