@@ -1,6 +1,6 @@
 """Evaluate a detector or classifier on clean and distorted test data: one resumable sweep, one results file.
 
-    python tools/robustness.py CONFIG CHECKPOINT [--distortions all|mix|NAME ...] [--levels 1 2 3 4]
+    python tools/robustness.py CONFIG CHECKPOINT [--distortions all|mix|corruptions|NAME ...] [--levels 1 2 3 4]
         [--work-dir DIR] [--seed N] [--metric KEY] [--reference RESULTS.json] [--cfg-options ...]
 
     # Table 2 / Figure 4 (classifiers): every distortion at levels 1-4 and the mixture
@@ -8,10 +8,14 @@
     # Table 3 (detectors): clean + Mix. Minor + Mix. Heavy
     python tools/robustness.py configs/faster_rcnn_zf_voc.py ckpt.pth --distortions mix
 
-Presets (featquant_mmdet/evaluation/robustness.py): ``all`` = the paper's distortions + ``mix``; ``mix`` =
-``mix_minor`` + ``mix_heavy``. Results go to ``<work dir>/robustness.json`` after every cell; a rerun skips the
-finished cells, a changed checkpoint/config/seed moves the old file aside, a file of another config is an error.
-Everything is checked before the first evaluation. Compare models with tools/compare_robustness.py.
+Presets (``distortion_presets`` in featquant_mmdet/evaluation/robustness.py), per model type: ``all`` = the
+paper's distortions + its mixture columns; ``mix`` = the mixture columns: ``mix`` (Table 2) for classifiers,
+``mix_minor`` + ``mix_heavy`` (Table 3) for detectors; ``corruptions`` = the 15 ``ic:<name>`` corruptions of the
+common robustness benchmark (needs ``pip install -r requirements/optional.txt``).
+
+Results go to ``<work dir>/robustness.json`` after every cell; a rerun skips the finished cells, a changed
+checkpoint/config/seed moves the old file aside (``robustness.stale-<time>.json``), a file of another config is an
+error. Everything is checked before the first evaluation. Compare models with tools/compare_robustness.py.
 """
 import argparse
 import os.path as osp
@@ -27,10 +31,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--distortions', nargs='+', default=['all'],
-                        help='presets "all" (the paper\'s distortions and mix) or "mix" (mix_minor, mix_heavy), '
-                             'or distortion names (default: all)')
+                        help='presets or names (default: all). Classifiers: all = the paper\'s distortions + mix, '
+                             'mix = mix (Table 2). Detectors: all = the distortions but targeted_occlusion + '
+                             'mix_minor + mix_heavy, mix = mix_minor + mix_heavy (Table 3). corruptions = the 15 '
+                             'ic:<name> corruptions of ImageNet-C/Pascal-C (optional package, --levels 1 2 3 4 5)')
     parser.add_argument('--levels', nargs='+', type=int, default=[1, 2, 3, 4],
-                        help='strengths of the distortions that have levels (default: 1 2 3 4)')
+                        help='strengths of the distortions that have levels (default: 1 2 3 4; 1-5 for ic:)')
     parser.add_argument('--seed', type=int, default=0,
                         help='distortion seed: draws depend only on (seed, image, distortion, level)')
     parser.add_argument('--metric', default=None,
