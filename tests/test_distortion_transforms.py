@@ -413,3 +413,61 @@ def test_gallery_tool_draws_every_type_and_level(photo_files, region_classifier,
         tool.main([image, '--out', str(out), '--names', 'fog'])
     with pytest.raises(SystemExit, match='cannot read image'):
         tool.main([str(tmp_path / 'missing.jpg'), '--out', str(out)])
+
+
+# ------------------------------------------------------------------------------------ end to end through tools/test.py
+# END-TO-END, the slowest test of this file (about half a minute on two idle cores): it trains the ZF Faster R-CNN of
+# configs/faster_rcnn_zf_voc.py for two iterations on generated VOC files, then runs tools/test.py clean and with
+# --distortion mix_heavy (in process). A two-iteration detector ranks boxes almost at random, so the mAP is taken at
+# IoU 0.1, where it is a few percent and the metric's 3 decimals can tell two runs apart; the training is seeded,
+# so that the numbers are reproducible. The objects (0.35-0.6 of the short side) need 320x256 images to be near the
+# 128 px anchors.
+VOC_IMAGE_SIZE = (320, 256)
+
+
+def _short_voc_options(data_root):
+    """The --cfg-options configs/faster_rcnn_zf_voc.py documents for another data root, scale and schedule."""
+    scale = f'({VOC_IMAGE_SIZE[0]},{VOC_IMAGE_SIZE[1]})'
+    options = ['train_cfg.max_iters=2', 'param_scheduler.0.milestones=[2]', 'default_hooks.checkpoint.interval=2',
+               f'train_dataloader.dataset.pipeline.2.scale={scale}', f'test_dataloader.dataset.pipeline.1.scale={scale}',
+               # a detector trained for two iterations scores every box below the default 0.05: keep them all, so
+               # that the mAP measures the ranking of the boxes instead of being 0 either way
+               'model.test_cfg.rcnn.score_thr=0.0', 'test_evaluator.iou_thrs=[0.1]', 'randomness.seed=1']
+    for split in ('train', 'test'):
+        options += [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
+                    f'{split}_dataloader.persistent_workers=False']
+    return options + ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f'{name}_tool', osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tools_test_distortion_changes_the_voc_map(tmp_path):
+    from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
+    import pickle
+    root = make_voc_dataset(str(tmp_path / 'voc'), num_train=2, num_test=3, image_size=VOC_IMAGE_SIZE, seed=0)
+    config = osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py')
+    work_dir = str(tmp_path / 'work')
+    options = _short_voc_options(root)
+    _tool('train').main([config, '--work-dir', work_dir, '--cfg-options', *options])
+    checkpoint = osp.join(work_dir, 'iter_2.pth')
+    test_tool = _tool('test')
+    clean = test_tool.main([config, checkpoint, '--work-dir', work_dir, '--out', str(tmp_path / 'clean.pkl'),
+                            '--cfg-options', *options])
+    heavy = test_tool.main([config, checkpoint, '--work-dir', work_dir, '--distortion', 'mix_heavy',
+                            '--out', str(tmp_path / 'heavy.pkl'), '--cfg-options', *options])
+    assert clean['pascal_voc/mAP'] > 0  # the comparison below is between two real numbers, not two zeros
+    assert heavy['pascal_voc/mAP'] != clean['pascal_voc/mAP'], (clean, heavy)
+    # what was applied travels with every prediction
+    with open(tmp_path / 'heavy.pkl', 'rb') as f:
+        records = [sample['distortion'] for sample in pickle.load(f)]
+    assert records == [dict(name='mix_heavy', level=1, seed=0)] * 3
+    with open(tmp_path / 'clean.pkl', 'rb') as f:
+        assert all('distortion' not in sample for sample in pickle.load(f))
+    with pytest.raises(ValueError, match='valid levels: 0, 1, 2, 3, 4'):
+        test_tool.main([config, checkpoint, '--work-dir', work_dir, '--distortion', 'jpeg', '--level', '7',
+                        '--cfg-options', *options])

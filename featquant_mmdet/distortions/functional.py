@@ -319,57 +319,33 @@ def salt_and_pepper(img: np.ndarray, amount: float, *, rng: np.random.Generator,
     return out
 
 
-def _ccs_phase_rotation(shape: tuple, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """A packed (CCS) spectrum equal to ``cos + i sin`` on every complex coefficient and 1 on the real ones.
-
-    OpenCV's CCS layout of a real HxW DFT: interior columns hold (re, im) pairs of full complex columns; the first
-    column (and the last, for even W) holds the packed spectrum of a real column: rows 1.. are (re, im) pairs, the
-    DC (and, for even H, Nyquist) rows are real. ``cos``/``sin`` hold ``h * n_pairs`` interior values followed by
-    ``n_edge_pairs`` values per edge column.
-    """
-    h, w = shape
-    n_pairs, n_edge_pairs = (w - 1) // 2, (h - 1) // 2
-    rotation = np.ones(shape, np.float32)
-    interior = h * n_pairs
-    rotation[:, 1:1 + 2 * n_pairs:2] = cos[:interior].reshape(h, n_pairs)
-    rotation[:, 2:2 + 2 * n_pairs:2] = sin[:interior].reshape(h, n_pairs)
-    for i, col in enumerate([0] + ([w - 1] if w % 2 == 0 else [])):
-        part = slice(interior + i * n_edge_pairs, interior + (i + 1) * n_edge_pairs)
-        rotation[1:1 + 2 * n_edge_pairs:2, col] = cos[part]
-        rotation[2:2 + 2 * n_edge_pairs:2, col] = sin[part]
-    return rotation
-
-
-def _num_ccs_complex(shape: tuple) -> int:
-    h, w = shape
-    return h * ((w - 1) // 2) + (1 + (w % 2 == 0)) * ((h - 1) // 2)
-
-
 @image_op
-def fft_phase_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
-                    channel_order: str = 'bgr') -> np.ndarray:
-    """Non-Gaussian random noise [NGRN]: Gaussian noise added to the Fourier phase of every channel.
+def fft_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
+              channel_order: str = 'bgr') -> np.ndarray:
+    """Non-Gaussian random noise [NGRN]: Gaussian noise added in the Fourier domain, magnitude of the inverse DFT.
 
-    ``F = DFT(I_c)``, ``F'(u) = |F(u)| exp(i (arg F(u) + sigma e(u)))``, ``e(u) ~ N(0, 1)`` i.i.d. per frequency and
-    channel (Hermitian-symmetric, so the image stays real), ``I'_c = IDFT(F')``. The amplitude spectrum, and so the
-    image's power at every frequency, is kept; the perturbation ``I' - I`` is a non-linear function of the Gaussian
-    draws (its expectation is ``(exp(-sigma^2 / 2) - 1) (I - mean)``), i.e. non-Gaussian intensity and colour
-    fluctuations around edges and textures. The DC and Nyquist coefficients are real and stay untouched, so the
-    mean brightness is kept.
+    ``I'_c = |IDFT(DFT(I_c) + N_c)|``, ``N_c(u) = sigma sqrt(H W) (a(u) + i b(u))``, ``a, b ~ N(0, 1)`` i.i.d. per
+    frequency and channel. The noise is not Hermitian-symmetric, so the inverse DFT is complex and its magnitude
+    is kept, as MRI does with k-space noise: the result is Rician, not Gaussian, ``I' ~ Rice(I, sigma)`` (biased
+    upwards and skewed in dark regions, ``I' ~ N(I, sigma^2)`` only where ``I >> sigma``).
 
-    Implementation: OpenCV's packed (CCS) real DFT, multiplied by a packed spectrum of unit phasors
-    (``cv2.mulSpectrums``), and the inverse DFT.
+    Computed without the transforms: the unitary DFT maps i.i.d. circular complex Gaussian noise to i.i.d. circular
+    complex Gaussian noise, so ``IDFT(DFT(I) + N) = I + n1 + i n2`` with ``n1, n2 ~ N(0, sigma^2)`` i.i.d. per
+    pixel, exactly; ``I' = sqrt((I + n1)^2 + n2^2)``, with ``(n1, n2)`` the two outputs of one Box-Muller draw.
     """
-    shape = img.shape[:2]
-    count = _num_ccs_complex(shape)
-    out = []
-    for plane in (_bgr_planes(img, channel_order) if _is_color(img) else [img]):
-        angles = standard_normal(rng, (count, ))
-        angles *= np.float32(sigma)
-        rotation = _ccs_phase_rotation(shape, np.cos(angles), np.sin(angles))
-        spec = cv2.mulSpectrums(cv2.dft(plane.astype(np.float32)), rotation, 0)
-        out.append(_round_to_uint8(cv2.idft(spec, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)))
-    return _merge_bgr(out, channel_order) if len(out) > 1 else out[0]
+    if _is_color(img) and channel_order == 'rgb':  # draw in B, G, R order either way
+        return np.ascontiguousarray(fft_noise(img[:, :, ::-1], sigma, rng=rng)[:, :, ::-1])
+    shape = img.shape
+    size = int(np.prod(shape))
+    u = rng.random((2, size), dtype=np.float32)
+    radius = np.sqrt(np.float32(-2) * np.log1p(-u[0]))
+    radius *= np.float32(sigma)
+    angle = u[1]
+    angle *= np.float32(2 * np.pi)
+    x = img.reshape(-1).astype(np.float32)
+    real = x + radius * np.cos(angle)
+    imag = radius * np.sin(angle)
+    return _round_to_uint8(cv2.magnitude(real, imag)).reshape(shape)
 
 
 # OpenCV's YCrCb <-> RGB (ITU-R BT.601, 8-bit): R = Y + 1.403 (Cr - 128), G = Y - 0.714 (Cr - 128) - 0.344 (Cb - 128),

@@ -4,8 +4,8 @@ The twelve types are the columns of the paper's Table 2 (Section 3.1); ``mix_min
 detection mixtures of Table 3 / Figure 5. Level ``k`` of a type is ``LEVELS[name][k - 1]``, the keyword arguments of
 its function in :mod:`featquant_mmdet.distortions.functional`. The table was calibrated so that the distortion
 strength measured against the clean image (1 - SSIM, and the PSNR drop) grows with the level on real photographs
-(skimage.data, matplotlib's grace_hopper); ``python -m featquant_mmdet.distortions.levels`` prints the measurement
-and docs/distortions.md records it. Pixel sizes (kernels, shifts) are absolute, for images of 300-500 px per side
+(skimage.data, matplotlib's grace_hopper); :func:`print_calibration_table` prints the measurement and
+docs/distortions.md records it. Pixel sizes (kernels, shifts) are absolute, for images of 300-500 px per side
 like VOC and ImageNet crops.
 """
 from types import MappingProxyType
@@ -32,8 +32,8 @@ LEVELS = MappingProxyType({
     # fraction of pixels set to 0/255
     'salt_and_pepper': (F.salt_and_pepper, (dict(amount=0.01), dict(amount=0.03), dict(amount=0.07),
                                             dict(amount=0.15))),
-    # std of the Fourier phase noise (radians)
-    'ngrn': (F.fft_phase_noise, (dict(sigma=0.15), dict(sigma=0.3), dict(sigma=0.5), dict(sigma=0.8))),
+    # per-pixel std of the Fourier-domain noise (8-bit units)
+    'ngrn': (F.fft_noise, (dict(sigma=5), dict(sigma=10), dict(sigma=18), dict(sigma=30))),
     # std of the noise on Y (8-bit units)
     'gaussian_noise_y': (F.gaussian_noise_y, (dict(sigma=8), dict(sigma=16), dict(sigma=28), dict(sigma=45))),
     # std of the noise on Cb and Cr (8-bit units)
@@ -80,9 +80,9 @@ DISPLAY_NAMES = MappingProxyType({
     'mix_minor': 'Mix.Minor', 'mix_heavy': 'Mix.Heavy'})
 # types whose draws need more than an rng (a classifier's saliency map)
 NEEDS_SALIENCY = ('targeted_occlusion', )
-_RANDOM_FUNCTIONS = (F.motion_blur, F.chromatic_aberration, F.salt_and_pepper, F.fft_phase_noise,
+_RANDOM_FUNCTIONS = (F.motion_blur, F.chromatic_aberration, F.salt_and_pepper, F.fft_noise,
                      F.gaussian_noise_y, F.gaussian_noise_cbcr, F.inpainting)
-_COLOR_ORDER_FUNCTIONS = (F.jpeg, F.jpeg2000, F.chromatic_aberration, F.fft_phase_noise, F.gaussian_noise_y,
+_COLOR_ORDER_FUNCTIONS = (F.jpeg, F.jpeg2000, F.chromatic_aberration, F.fft_noise, F.gaussian_noise_y,
                           F.gaussian_noise_cbcr, F.inpainting)
 
 
@@ -222,7 +222,8 @@ def calibration_table(images: dict, names: Sequence[str] = ALL_NAMES, seed: int 
     return table
 
 
-def _print_markdown_table(size: int = 500) -> None:
+def print_calibration_table(size: int = 500) -> None:
+    """Print the calibration measurement (docs/distortions.md) as a markdown table."""
     images = calibration_images(size)
     table = calibration_table(images)
     print(f'Mean over {", ".join(images)} ({size} px wide): 1 - SSIM / PSNR (dB) per level\n')
@@ -232,6 +233,3 @@ def _print_markdown_table(size: int = 500) -> None:
         cells = [f'{r["one_minus_ssim"]:.3f} / {r["psnr"]:.1f}' for r in rows] + [''] * (NUM_LEVELS - len(rows))
         print(f'| {name} | ' + ' | '.join(cells) + ' |')
 
-
-if __name__ == '__main__':
-    _print_markdown_table()
