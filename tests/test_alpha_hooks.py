@@ -1,4 +1,5 @@
 """AlphaRegularizationHook / AlphaStatsHook with a real mmengine Runner and a real mmdet detector."""
+import copy
 import json
 import os.path as osp
 
@@ -79,7 +80,8 @@ def run_tiny(work_dir, custom_hooks, max_iters=4):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1), checkpoint=dict(type='CheckpointHook',
                                                                                     interval=10**6)),
-        custom_hooks=custom_hooks, default_scope='mmdet', log_level='INFO')
+        custom_hooks=custom_hooks, default_scope='mmdet', log_level='INFO',
+        experiment_name=f'alpha_hooks_{id(work_dir)}_{osp.basename(str(work_dir))}')  # own MessageHub per run
     runner.train()
     return runner
 
@@ -144,6 +146,34 @@ def test_mmdet_detector_train_step_gets_loss_alpha_without_subclassing():
     assert isinstance(out, tuple)  # other modes are untouched
     hook.detach()
     assert 'loss_alpha' not in detector.train_step(data, optim)
+
+
+def test_project_image_classifier_train_step_gets_loss_alpha():
+    """The project's ImageClassifier (QuantResNet backbone, POW on the 3x3 convs): penalty logged and trained."""
+    from mmdet.registry import MODELS
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.structures import BaseDataElement
+    torch.manual_seed(0)
+    classifier = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='QuantResNet', depth=18, base_channels=8, num_stages=2, strides=(1, 2), dilations=(1, 1),
+                      out_indices=(1, ), quant=dict(conv_cfg=dict(type='PowConv', alpha_init=0.5), kernel_size=3)),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=16)))
+    twin = copy.deepcopy(classifier)  # trained on the same batch without the hook
+    hook = AlphaRegularizationHook(l1=0.01)
+    hook.attach(classifier)
+    num_alphas = sum(m.alpha.numel() for _, m in exponent_modules(classifier))
+    samples = [BaseDataElement(gt_label=torch.tensor([i % 3])) for i in range(2)]
+    data = dict(inputs=[torch.randint(0, 255, (3, 32, 32), dtype=torch.uint8) for _ in range(2)],
+                data_samples=samples)
+    log_vars = classifier.train_step(data, build_optim_wrapper(classifier, dict(optimizer=dict(type='SGD', lr=1.0))))
+    assert log_vars['loss_alpha'].item() == pytest.approx(0.01 * 0.5 * num_alphas, rel=1e-5)
+    assert 'loss_alpha' not in twin.train_step(data, build_optim_wrapper(twin, dict(optimizer=dict(type='SGD',
+                                                                                                     lr=1.0))))
+    # plain SGD: the penalty's step is exactly -lr * l1 * sign(alpha) = -0.01 on every exponent
+    for (_, with_hook), (_, without) in zip(exponent_modules(classifier), exponent_modules(twin)):
+        torch.testing.assert_close(with_hook.alpha.detach() - without.alpha.detach(),
+                                   torch.full_like(with_hook.alpha, -0.01), rtol=0, atol=1e-5)
 
 
 def test_wrapped_models_are_unwrapped():

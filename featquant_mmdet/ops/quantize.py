@@ -20,8 +20,9 @@ comfortably under float32's 3.4e38). Inside that range forward and backward are 
 input with |x| <= 1e6, including 0 and +-1e-30: psi is evaluated as x * max(|x|, tiny)^alpha, so x == 0 gives
 y = 0 (not 0^0 = 1 at alpha = -1) and y / x stays <= tiny^-1 = 8.5e37 also for subnormal x (float32 tiny = 1.2e-38;
 subnormal |x| below it are treated as tiny); the backward divides by and takes ln of max(|x|, tiny) (with x's sign),
-so x == 0, where y == 0, gives exactly 0 for both gradients instead of 0 / 0 or 0 * ln 0 = NaN. ``signed_power`` clamps ``alpha`` into the range (the gradient to alpha is then 0
-outside it, like ``torch.clamp``), and :func:`check_alpha` gives the error for configured values outside it.
+so x == 0, where y == 0, gives exactly 0 for both gradients instead of 0 / 0 or 0 * ln 0 = NaN.
+``signed_power`` clamps ``alpha`` into the range (the gradient to alpha is then 0 outside it, like ``torch.clamp``),
+and :func:`check_alpha` gives the error for configured values outside it.
 """
 from numbers import Real
 
