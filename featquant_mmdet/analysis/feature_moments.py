@@ -16,6 +16,7 @@ import os.path as osp
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -179,12 +180,21 @@ class ActivationSampler:
         return {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in self.samples.items()}
 
 
+def _features_only(model: nn.Module, layers: Dict[str, nn.Module]) -> bool:
+    """True when every hooked layer runs inside ``model.extract_feat`` (backbone and neck), so the heads can be
+    skipped."""
+    inside = ('backbone.', 'neck.')
+    return callable(getattr(model, 'extract_feat', None)) and all(n.startswith(inside) for n in layers)
+
+
 @torch.no_grad()
 def sample_activations(model: nn.Module, dataloader: Iterable, layers: Dict[str, nn.Module], num_images: int,
                        values_per_image: int = 20000, seed: int = 0) -> Dict[str, torch.Tensor]:
     """Run ``num_images`` images of an mmengine ``dataloader`` through ``model`` (its data preprocessor, then
-    ``mode='tensor'``) and return the sampled outputs of ``layers``."""
+    ``extract_feat`` when every layer is in the backbone/neck, else ``mode='tensor'``) and return the sampled
+    outputs of ``layers``."""
     model.eval()
+    features_only = _features_only(model, layers)
     sampler = ActivationSampler(layers, values_per_image, seed)
     seen = 0
     with sampler:
@@ -193,10 +203,12 @@ def sample_activations(model: nn.Module, dataloader: Iterable, layers: Dict[str,
                 break
             data = model.data_preprocessor(batch, False)
             inputs = data['inputs'][:num_images - seen]
-            samples = data.get('data_samples')
-            samples = samples[:num_images - seen] if samples is not None else None
             sampler.image_offset = seen
-            model(inputs, samples, mode='tensor')
+            if features_only:
+                model.extract_feat(inputs)
+            else:
+                samples = data.get('data_samples')
+                model(inputs, samples[:num_images - seen] if samples is not None else None, mode='tensor')
             seen += inputs.shape[0]
     if seen < num_images:
         raise ValueError(f'the test dataloader has only {seen} images, {num_images} were requested')
@@ -279,8 +291,9 @@ def load_weights_strict(model: nn.Module, state_dict: Dict[str, torch.Tensor], s
 def build_model(cfg, checkpoint: str) -> nn.Module:
     """Build ``cfg.model`` and load ``checkpoint`` strictly (clear error when they do not match); eval mode."""
     from mmdet.registry import MODELS
+    state_dict = read_state_dict(checkpoint)  # a missing file fails before the model is built
     model = MODELS.build(cfg.model)
-    load_weights_strict(model, read_state_dict(checkpoint), source=f'checkpoint {checkpoint}')
+    load_weights_strict(model, state_dict, source=f'checkpoint {checkpoint}')
     return model.eval()
 
 
@@ -307,14 +320,17 @@ def measure_feature_shift(cfg, checkpoint: str, distortion: str, level: Optional
     """
     if num_images < 1:
         raise ValueError(f'num_images must be >= 1, got {num_images}')
-    # the cheap checks first: distortion name and level (inject_distortion validates them), dataset size
+    # cheapest checks first: the distortion, then model/checkpoint/layers, then the datasets
+    from ..distortions.levels import check_name, resolve_level
+    check_name(distortion)
+    resolve_level(distortion, level)
+    model = build_model(cfg, checkpoint)
+    hooked = resolve_layers(model, layers)
     clean_loader = build_test_dataloader(cfg)
     distorted_loader = build_test_dataloader(cfg, distortion, level, seed)
     if len(clean_loader.dataset) < num_images:
         raise ValueError(f'the test dataset has {len(clean_loader.dataset)} images, {num_images} were requested '
                          '(--num-images)')
-    model = build_model(cfg, checkpoint)
-    hooked = resolve_layers(model, layers)
     clean = sample_activations(model, clean_loader, hooked, num_images, values_per_image, seed)
     distorted = sample_activations(model, distorted_loader, hooked, num_images, values_per_image, seed)
     return compare_activations(clean, distorted, bins=bins), clean, distorted
@@ -354,13 +370,18 @@ def plot_feature_densities(clean: Dict[str, torch.Tensor], distorted: Dict[str, 
     names = list(clean)
     cols = min(len(names), 5)
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows + 0.6), squeeze=False)
     for ax, name in zip(axes.flat, names):
         p, q, edges = histogram_pair(clean[name], distorted[name], bins=bins)
         width = (edges[1] - edges[0]).item()
         centers = (0.5 * (edges[1:] + edges[:-1])).numpy()
-        ax.semilogy(centers, (p / width).numpy(), color='tab:blue', label='clean')
-        ax.semilogy(centers, (q / width).numpy(), color='tab:red', label='distorted')
+        p_density, q_density = (p / width).numpy(), (q / width).numpy()
+        ax.step(centers, p_density, where='mid', color='tab:blue', label='clean')
+        ax.step(centers, q_density, where='mid', color='tab:red', label='distorted')
+        ax.set_yscale('log')
+        # empty bins would stretch the log axis to 0: start one decade below the smallest non-empty bin
+        positive = np.concatenate([p_density[p_density > 0], q_density[q_density > 0]])
+        ax.set_ylim(positive.min() / 10, positive.max() * 2)
         ax.set_title(f'{name}\nJS = {js_divergence(p, q):.4f}', fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
@@ -368,6 +389,8 @@ def plot_feature_densities(clean: Dict[str, torch.Tensor], distorted: Dict[str, 
     axes.flat[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # fixed margins: tight_layout's search over log-scale tick labels costs seconds per figure
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.82 if rows == 1 else 0.9, wspace=0.3,
+                        hspace=0.6)
     fig.savefig(path, dpi=100)
     plt.close(fig)

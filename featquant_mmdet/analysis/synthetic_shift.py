@@ -18,6 +18,7 @@ batched model (one weight tensor per layer with a leading model axis, ``torch.ba
 minibatch schedule but no parameter, statistic or optimiser state, so this is the same as training them one by one.
 """
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -215,7 +216,7 @@ class BatchedBatchNorm(nn.Module):
         return x
 
 
-def apply_input_transform(x: torch.Tensor, name: Optional[str], floor_beta: float = 1.0,
+def apply_input_transform(x: torch.Tensor, name: Optional[str], floor_beta: float = 100.0,
                           power_alpha: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The non-linearity of a row on the input features: identity, ``scaled_floor(x, beta)`` (eq. 3), tanh,
     softsign ``x / (1 + |x|)`` or ``signed_power(x, alpha)`` (eq. 5)."""
@@ -243,7 +244,7 @@ class BatchedShiftNet(nn.Module):
     """
 
     def __init__(self, num_models: int, num_features: int, num_classes: int, spec: RowSpec, hidden: int = 128,
-                 floor_beta: float = 1.0):
+                 floor_beta: float = 100.0):
         super().__init__()
         if spec.input_transform not in INPUT_TRANSFORMS:
             raise ValueError(f'unknown input transform {spec.input_transform!r}; accepted: {INPUT_TRANSFORMS}')
@@ -272,13 +273,30 @@ class BatchedShiftNet(nn.Module):
 # --------------------------------------------------------------------------------------------- training
 @dataclass
 class TrainConfig:
-    """Optimisation of every model (the paper does not give it): Adam, minibatches, fixed epochs."""
-    epochs: int = 30
+    """Optimisation of every model (the paper does not give it): Adam, minibatches, fixed epochs.
+
+    ``num_threads``: torch CPU threads while training (restored afterwards; None keeps torch's setting). The
+    matrices are small (runs x batch x 128), so threads add synchronisation rather than speed, and on a busy
+    machine a second thread that waits for a core makes every step wait with it.
+    """
+    epochs: int = 10
     batch_size: int = 100
     lr: float = 1e-3
     hidden: int = 128
-    floor_beta: float = 1.0
+    floor_beta: float = 100.0  # the paper's only beta (SF-100), a weak quantization of unit-variance inputs
     seed: int = 0
+    num_threads: Optional[int] = 1
+
+
+@contextmanager
+def _torch_threads(num_threads: Optional[int]):
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @torch.no_grad()
@@ -305,18 +323,20 @@ def train_row(spec: RowSpec, data: ShiftData, num_determinant: int,
                             floor_beta=cfg.floor_beta)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(num_train, generator=gen)
-        for start in range(0, num_train, cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            logits = model(data.train[:, idx])
-            # summed over runs: each model gets exactly the gradient of its own mean loss
-            loss = F.cross_entropy(logits.flatten(0, 1), train_y[:, idx].flatten(), reduction='sum') / len(idx)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    result = {'accuracy': _accuracy(model, test_x, test_y), 'train_accuracy': _accuracy(model, data.train, train_y)}
+    with _torch_threads(cfg.num_threads):
+        for _ in range(cfg.epochs):
+            model.train()
+            order = torch.randperm(num_train, generator=gen)
+            for start in range(0, num_train, cfg.batch_size):
+                idx = order[start:start + cfg.batch_size]
+                logits = model(data.train[:, idx])
+                # summed over runs: each model gets exactly the gradient of its own mean loss
+                loss = F.cross_entropy(logits.flatten(0, 1), train_y[:, idx].flatten(), reduction='sum') / len(idx)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        result = {'accuracy': _accuracy(model, test_x, test_y),
+                  'train_accuracy': _accuracy(model, data.train, train_y)}
     if model.power_alpha is not None:
         result['alpha'] = model.power_alpha.detach().view(runs, num_features).clone()
     return result
@@ -363,21 +383,27 @@ def run_table1(runs: int = 10, num_samples: int = 10000, num_features: int = 128
 
 
 # --------------------------------------------------------------------------------------------- reporting
+def _mean_std(acc: torch.Tensor) -> Tuple[float, float]:
+    """Mean and sample standard deviation over runs (std 0 for a single run)."""
+    return acc.mean().item(), (acc.std().item() if acc.numel() > 1 else 0.0)
+
+
+def _paper_value(paper: Dict[str, Sequence[float]], row: str, n: int) -> Optional[float]:
+    if row not in paper or n not in DETERMINANT_FEATURES:
+        return None
+    return paper[row][DETERMINANT_FEATURES.index(n)]
+
+
 def format_table1(result: Table1Result, paper: Dict[str, Sequence[float]] = PAPER_TABLE1) -> str:
     """Markdown table in the paper's layout: per N our mean +- std over runs, and the paper's number."""
-    cols = result.determinant
-    head = '| Model | ' + ' | '.join(f'N={n} ours | N={n} paper' for n in cols) + ' |'
-    sep = '|---|' + '---:|---:|' * len(cols)
-    lines = [head, sep]
-    paper_cols = {n: i for i, n in enumerate(DETERMINANT_FEATURES)}
+    head = '| Model | ' + ' | '.join(f'N={n} ours | N={n} paper' for n in result.determinant) + ' |'
+    lines = [head, '|---|' + '---:|---:|' * len(result.determinant)]
     for row, acc in result.accuracy.items():
         cells = []
-        for j, n in enumerate(cols):
-            mean, std = acc[:, j].mean().item(), acc[:, j].std(unbiased=acc.shape[0] > 1).item() \
-                if acc.shape[0] > 1 else 0.0
-            ref = paper.get(row)
-            ref_s = f'{ref[paper_cols[n]]:.1f}' if ref is not None and n in paper_cols else '-'
-            cells.append(f'{mean:.1f} ± {std:.1f} | {ref_s}')
+        for j, n in enumerate(result.determinant):
+            mean, std = _mean_std(acc[:, j])
+            ref = _paper_value(paper, row, n)
+            cells.append(f'{mean:.1f} ± {std:.1f} | ' + (f'{ref:.1f}' if ref is not None else '-'))
         lines.append(f'| {row} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -385,7 +411,6 @@ def format_table1(result: Table1Result, paper: Dict[str, Sequence[float]] = PAPE
 def write_table1_csv(result: Table1Result, path: str, paper: Dict[str, Sequence[float]] = PAPER_TABLE1) -> None:
     """One line per (row, N): mean/std of test accuracy over runs, mean train accuracy, paper value, every run."""
     import csv
-    paper_cols = {n: i for i, n in enumerate(DETERMINANT_FEATURES)}
     runs = next(iter(result.accuracy.values())).shape[0] if result.accuracy else 0
     with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
@@ -393,20 +418,24 @@ def write_table1_csv(result: Table1Result, path: str, paper: Dict[str, Sequence[
                         + [f'run{r}' for r in range(runs)])
         for row, acc in result.accuracy.items():
             for j, n in enumerate(result.determinant):
-                ref = paper.get(row)
-                ref_v = ref[paper_cols[n]] if ref is not None and n in paper_cols else ''
-                std = acc[:, j].std().item() if runs > 1 else 0.0
-                writer.writerow([row, n, f'{acc[:, j].mean().item():.2f}', f'{std:.2f}',
-                                 f'{result.train_accuracy[row][:, j].mean().item():.2f}', ref_v]
-                                + [f'{v:.2f}' for v in acc[:, j].tolist()])
+                mean, std = _mean_std(acc[:, j])
+                ref = _paper_value(paper, row, n)
+                writer.writerow([row, n, f'{mean:.2f}', f'{std:.2f}',
+                                 f'{result.train_accuracy[row][:, j].mean().item():.2f}',
+                                 '' if ref is None else ref] + [f'{v:.2f}' for v in acc[:, j].tolist()])
 
 
 def plot_shift_distributions(path: str, kappa_train: float = -0.2, kappa_test: float = 0.5,
-                             num_samples: int = 100000, floor_beta: float = 1.0, power_alpha: float = -0.5,
+                             num_samples: int = 100000, floor_beta: float = 100.0, power_alpha: float = -0.5,
                              bins: int = 100, seed: int = 0) -> Dict[str, float]:
     """Figure 2: one feature drawn with ``kappa_train`` and with ``kappa_test`` (standardised), originally and after
-    each non-linearity (floor, tanh, softsign, power), with the Jensen-Shannon divergence between the two in every
-    panel. Returns ``{panel: JS divergence}``."""
+    each non-linearity (floor, tanh, softsign, power), with the Jensen-Shannon divergence between the two histograms
+    (100 shared bins) in every panel. Returns ``{panel: JS divergence}``.
+
+    Note: the JS divergence of two densities does not change under an invertible map (tanh, softsign, the power
+    with alpha > -1), so those panels differ from the original only by binning; the floor is not invertible and
+    can lower it. What the maps change is the shape the next layer sees (values near the sign, +-1).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
