@@ -56,6 +56,13 @@ def test_strength_grows_with_level_on_real_photographs(photos):
         assert ssim_loss[0] > 0.005, (name, ssim_loss)  # level 1 does something
 
 
+def test_the_documented_strength_table_is_the_one_in_the_code():
+    import os.path as osp
+    doc = open(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'docs', 'distortions.md')).read()
+    table = doc.split('<!-- parameter table: begin -->\n')[1].split('\n<!-- parameter table: end -->')[0]
+    assert table == L.parameter_table_markdown()
+
+
 def test_mixtures_are_their_components_in_order(photo):
     rng = np.random.default_rng(3)
     expected = photo

@@ -174,8 +174,8 @@ def _kernel_spectrum(kernel: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_kernel_spectrum(kind: str, param: float, shape: tuple) -> np.ndarray:
-    spectrum = _kernel_spectrum(disk_kernel(param), shape)
+def _disk_spectrum(radius: float, shape: tuple) -> np.ndarray:
+    spectrum = _kernel_spectrum(disk_kernel(radius), shape)
     spectrum.setflags(write=False)
     return spectrum
 
@@ -230,7 +230,7 @@ def defocus_blur(img: np.ndarray, radius: float) -> np.ndarray:
     k = kernel.shape[0]
     spectrum = None
     if k >= _FFT_MIN_KERNEL and img.shape[0] * img.shape[1] >= _FFT_MIN_PIXELS:
-        spectrum = _cached_kernel_spectrum('disk', float(radius), _fft_shape(img, k // 2))
+        spectrum = _disk_spectrum(float(radius), _fft_shape(img, k // 2))
     return _convolve(img, kernel, spectrum)
 
 
@@ -335,17 +335,12 @@ def fft_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
     """
     if _is_color(img) and channel_order == 'rgb':  # draw in B, G, R order either way
         return np.ascontiguousarray(fft_noise(img[:, :, ::-1], sigma, rng=rng)[:, :, ::-1])
-    shape = img.shape
-    size = int(np.prod(shape))
-    u = rng.random((2, size), dtype=np.float32)
-    radius = np.sqrt(np.float32(-2) * np.log1p(-u[0]))
-    radius *= np.float32(sigma)
-    angle = u[1]
-    angle *= np.float32(2 * np.pi)
-    x = img.reshape(-1).astype(np.float32)
-    real = x + radius * np.cos(angle)
-    imag = radius * np.sin(angle)
-    return _round_to_uint8(cv2.magnitude(real, imag)).reshape(shape)
+    # the two outputs of each Box-Muller draw are independent: n[0] real part, n[1] imaginary part
+    noise = standard_normal(rng, (2, img.size))
+    noise *= np.float32(sigma)
+    real = img.reshape(-1).astype(np.float32)
+    real += noise[0]
+    return _round_to_uint8(cv2.magnitude(real, noise[1])).reshape(img.shape)
 
 
 # OpenCV's YCrCb <-> RGB (ITU-R BT.601, 8-bit): R = Y + 1.403 (Cr - 128), G = Y - 0.714 (Cr - 128) - 0.344 (Cb - 128),

@@ -1,8 +1,9 @@
-"""The strength table: four levels per distortion type (level 0 = clean), the mixtures, and ``apply_distortion``.
+"""The strength table: four levels per distortion (level 0 = clean), the mixtures, and ``apply_distortion``.
 
-The twelve types are the columns of the paper's Table 2 (Section 3.1); ``mix_minor`` and ``mix_heavy`` are the
-detection mixtures of Table 3 / Figure 5. Level ``k`` of a type is ``LEVELS[name][k - 1]``, the keyword arguments of
-its function in :mod:`featquant_mmdet.distortions.functional`. The table was calibrated so that the distortion
+The eleven distortions of ``DISTORTION_NAMES`` and the mixture ``mix`` are the twelve columns of the paper's Table 2
+(Section 3.1); ``mix_minor`` and ``mix_heavy`` are the detection mixtures of Table 3 / Figure 5. The mixtures have one
+fixed strength each. Level ``k`` of a distortion is ``LEVELS[name][1][k - 1]``, the keyword arguments of its function
+``LEVELS[name][0]`` in :mod:`featquant_mmdet.distortions.functional`. The table was calibrated so that the distortion
 strength measured against the clean image (1 - SSIM, and the PSNR drop) grows with the level on real photographs
 (skimage.data, matplotlib's grace_hopper); :func:`print_calibration_table` prints the measurement and
 docs/distortions.md records it. Pixel sizes (kernels, shifts) are absolute, for images of 300-500 px per side
@@ -220,6 +221,26 @@ def calibration_table(images: dict, names: Sequence[str] = ALL_NAMES, seed: int 
             rows.append({key: float(np.mean([v[key] for v in values])) for key in values[0]})
         table[name] = rows
     return table
+
+
+def _format_params(params: dict) -> str:
+    def value(v):
+        return '-'.join(f'{x:g}' for x in v) if isinstance(v, tuple) else f'{v:g}'
+    return ', '.join(f'{k}={value(v)}' for k, v in params.items())
+
+
+def parameter_table_markdown() -> str:
+    """The strength table (``LEVELS`` and ``MIXTURES``) as markdown, as docs/distortions.md shows it."""
+    lines = ['| distortion | paper | function | ' + ' | '.join(f'level {k}' for k in range(1, NUM_LEVELS + 1)) + ' |',
+             '|---|---|---|' + '---|' * NUM_LEVELS]
+    for name, (func, params) in LEVELS.items():
+        cells = ' | '.join(_format_params(p) for p in params)
+        lines.append(f'| {name} | {DISPLAY_NAMES[name]} | `{func.__name__}` | {cells} |')
+    for name, components in MIXTURES.items():
+        parts = ' + '.join(f'{part}@{level}' for part, level in components)
+        lines.append(f'| {name} | {DISPLAY_NAMES[name]} | mixture | {parts} (one fixed strength) |' +
+                     ' |' * (NUM_LEVELS - 1))
+    return '\n'.join(lines)
 
 
 def print_calibration_table(size: int = 500) -> None:
