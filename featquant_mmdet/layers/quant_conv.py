@@ -29,11 +29,11 @@ Memory: ``memory_efficient=True`` recomputes the mapped input in backward
 ----------------------------------------------------------------------
 By default ``conv(f(x))`` is differentiated by autograd: the conv keeps ``f(x)`` for its weight gradient, one extra
 input-sized tensor per quantized layer between forward and backward (the ops of :mod:`featquant_mmdet.ops.quantize`
-keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv). With ``memory_efficient=True``
+keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv; SF-POW also keeps ``tau(x)``). With ``memory_efficient=True``
 (like timm's memory-efficient activations) forward computes ``f(x)`` without autograd, runs the conv and saves only
 ``x`` and the small parameter tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients
 with ``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one
-more element-wise pass in backward (about 5% of a ZF-size conv step on CPU, see ``benchmarks/bench_quant_conv.py``)
+more element-wise pass in backward (3-8% of a conv step on CPU, see ``benchmarks/bench_quant_conv.py``)
 and removes the layer's extra activation memory, which matters when every conv of a deep net is quantized.
 
 Precision: the map is computed in float32 (float16/bfloat16 inputs under ``torch.autocast`` included); the conv then
