@@ -4,7 +4,7 @@
 layer                   input map (per input channel c, output portion lambda)   paper
 ======================  ======================================================  ==========================
 ``SFConv``              tau(x, beta) = floor(beta x) / beta                      eq. 2-3, "+SF-100"
-``PowConv``             psi(x, alpha_{lambda,c}) = sign(x) |x|^(alpha+1)        eq. 4-6, "+POW-Lambda"
+``PowConv``             psi(x, alpha_{lambda,c}) = sign(x) |x|^(alpha+1)         eq. 4-6, "+POW-Lambda"
 ``HPowConv``            psi(x, alpha_{n,lambda,c}), alpha = F(mu_X, sigma_X)     eq. 7, "+HPOW"
 ``SFPowConv``           psi(tau(x, beta), alpha_{lambda,c})                      "+SF-POW"
 ======================  ======================================================  ==========================
