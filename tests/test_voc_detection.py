@@ -178,6 +178,17 @@ def test_non_numeric_box(voc_copy):
         build_dataset(voc_copy)
 
 
+@pytest.mark.parametrize('path, value, match', [('size/width', '12.5', 'width'),
+                                                ('object/difficult', 'yes', 'difficult')])
+def test_bad_size_or_difficult(voc_copy, path, value, match):
+    xml = voc_copy / 'VOC2007/Annotations/000003.xml'
+    tree = ET.parse(xml)
+    tree.getroot().find(path).text = value
+    tree.write(xml)
+    with pytest.raises(ValueError, match=rf"000003\.xml.*{match}.*'{value}'"):
+        build_dataset(voc_copy)
+
+
 def test_listed_image_missing(voc_copy):
     os.remove(voc_copy / 'VOC2007/JPEGImages/000002.jpg')
     with pytest.raises(FileNotFoundError, match=r'000002\.jpg'):

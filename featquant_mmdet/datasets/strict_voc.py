@@ -43,8 +43,9 @@ def check_voc_layout(data_root: str, sub_data_root: str, ann_file: str, img_subd
 def check_voc_annotation(xml_path: str, classes: Sequence[str]) -> None:
     """Raise a clear error naming ``xml_path`` when it is missing, is not XML, or holds an unusable object.
 
-    An object is unusable when its ``<name>`` is not one of ``classes`` (mmdet would drop it silently) or its
-    ``<bndbox>`` lacks a numeric xmin/ymin/xmax/ymax.
+    An object is unusable when its ``<name>`` is not one of ``classes`` (mmdet would drop it silently), its
+    ``<bndbox>`` lacks a numeric xmin/ymin/xmax/ymax, or its ``<difficult>`` is not 0/1; a ``<size>`` needs whole
+    numbers.
     """
     if not osp.isfile(xml_path):
         raise FileNotFoundError(f'VOC annotation {xml_path!r} does not exist (its image id is listed in the '
@@ -53,12 +54,21 @@ def check_voc_annotation(xml_path: str, classes: Sequence[str]) -> None:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as err:
         raise ValueError(f'VOC annotation {xml_path!r} is not valid XML: {err}') from err
+    size = root.find('size')
+    for field in ('width', 'height'):
+        text = None if size is None else size.findtext(field)
+        if size is not None and not (text or '').strip().isdigit():
+            raise ValueError(f'VOC annotation {xml_path!r}: <size><{field}> must be a whole number, got {text!r}')
     for index, obj in enumerate(root.findall('object')):
         name = obj.findtext('name')
         if name not in classes:
             raise ValueError(f'VOC annotation {xml_path!r}: object #{index} has class name {name!r}, which is not '
                              f'one of the configured classes {tuple(classes)}; configure the dataset with '
                              'metainfo=dict(classes=(...)) to use other classes')
+        difficult = obj.findtext('difficult')
+        if difficult is not None and difficult.strip() not in ('0', '1'):
+            raise ValueError(f'VOC annotation {xml_path!r}: object #{index} ({name}) has <difficult> {difficult!r}; '
+                             'accepted are 0 and 1')
         box = obj.find('bndbox')
         for field in _BOX_FIELDS:
             text = None if box is None else box.findtext(field)

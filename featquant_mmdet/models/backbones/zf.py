@@ -41,7 +41,8 @@ def _parse_quant(quant: Optional[dict]) -> Tuple[Optional[dict], frozenset]:
         raise ValueError(f'ZF quant: unknown key(s) {sorted(unknown_keys)}; accepted keys are conv_cfg and layers')
     conv_cfg = quant.get('conv_cfg')
     if not isinstance(conv_cfg, dict) or 'type' not in conv_cfg:
-        raise ValueError(f"ZF quant.conv_cfg must be a dict with a 'type' (e.g. dict(type='PowConv')), got {conv_cfg!r}")
+        raise ValueError(f"ZF quant.conv_cfg must be a dict with a 'type' (e.g. dict(type='PowConv')), "
+                         f'got {conv_cfg!r}')
     layers = quant.get('layers')
     if isinstance(layers, str) or not isinstance(layers, Sequence) or len(layers) == 0:
         raise ValueError(f"ZF quant.layers must be a non-empty tuple of conv names from {CONV_NAMES}, "
