@@ -2,9 +2,11 @@
 
     python benchmarks/bench_distortions.py [--repeats 30]
 
-One thread (OpenCV, OpenMP, BLAS), a 500x375 RGB photograph (skimage.data.coffee, cropped), the median of repeated
-runs, every library timed in this process, round-robin, on the same array (ours reads it as BGR, mmcv's order). Peers are optional: install them outside the project
-environment with
+One thread (OpenCV, OpenMP, BLAS), a 500x375 RGB photograph (skimage.data.coffee, cropped), the median (and the
+minimum) of repeated runs, every library timed in this process, round-robin in a rotating order, on the same array
+(ours reads it as BGR, mmcv's order). The load average is printed: on a shared machine the medians carry the
+scheduler's noise, the minima are closer to the cost on an idle core. Peers are optional: install them outside the
+project environment with
 
     pip install --target /root/.cache/featquant-mmdet/bench-peers albumentations imagecorruptions-imaug
 
@@ -31,17 +33,23 @@ MIX_HEAVY_TARGET_MS = 20.0
 JPEG2000_TARGET_RATIO = 1.1
 
 
-def median_ms(calls, repeats):
-    """``{key: median ms}`` of zero-argument ``calls``, run round-robin so that load changes hit all alike."""
+def time_ms(calls, repeats):
+    """``{key: (median ms, min ms)}`` of zero-argument ``calls``, run round-robin so that load changes hit all alike;
+    the order rotates every round, so that no call always runs right after the same other one (cold caches)."""
     for fn in calls.values():
         fn()  # warm up (caches, lazy imports)
     times = {key: [] for key in calls}
-    for _ in range(repeats):
-        for key, fn in calls.items():
+    keys = list(calls)
+    for i in range(repeats):
+        for key in keys[i % len(keys):] + keys[:i % len(keys)]:
             start = time.perf_counter()
-            fn()
+            calls[key]()
             times[key].append(time.perf_counter() - start)
-    return {key: 1e3 * sorted(t)[len(t) // 2] for key, t in times.items()}
+    return {key: (1e3 * sorted(t)[len(t) // 2], 1e3 * min(t)) for key, t in times.items()}
+
+
+def fmt(timing):
+    return '-' if timing is None else f'{timing[0]:.2f} ({timing[1]:.2f})'
 
 
 def load_peers():
@@ -136,10 +144,10 @@ def main(argv=None):
     if ic is not None:
         np.random.seed(0)  # imagecorruptions draws from numpy's global generator
 
-    print(f'{rgb.shape[1]}x{rgb.shape[0]} RGB photograph, 1 thread, median of {args.repeats} runs (ms); '
-          f'OpenCV {cv2.__version__}')
-    header = (f'| {"distortion":22s} | lvl | {"ours":>6s} | {"albument.":>9s} | {"imagecorr.":>10s} | '
-              f'{"ours/faster peer":>16s} | note |')
+    print(f'{rgb.shape[1]}x{rgb.shape[0]} RGB photograph, 1 thread, {args.repeats} runs per cell, ms as '
+          f'"median (min)"; OpenCV {cv2.__version__}; load average {os.getloadavg()[0]:.1f}')
+    header = (f'| {"distortion":20s} | lvl | {"ours":>13s} | {"albumentations":>14s} | {"imagecorruptions":>16s} | '
+              f'ours / faster peer | note |')
     print(header)
     print('|' + '|'.join('-' * (len(c)) for c in header.split('|')[1:-1]) + '|')
     misses = []
@@ -151,33 +159,34 @@ def main(argv=None):
             rng = np.random.default_rng(0)
             calls = {'ours': lambda: L.apply_distortion(bgr, name, level, rng, saliency=sal)}
             # the peers get the same array: their cost, like a codec's, can depend on the pixel values
-            calls.update({lib: (lambda c=call: c(bgr)) for lib, call in peer_calls(A, ic, name, level, params).items()})
+            calls.update({lib: functools.partial(call, bgr)
+                          for lib, call in peer_calls(A, ic, name, level, params).items()})
             if name in REFERENCES:
                 calls['reference'] = functools.partial(REFERENCES[name], bgr, **params)
-            timed = median_ms(calls, repeats)
-            ours = timed.pop('ours')
-            reference = timed.pop('reference', None)
+            timed = time_ms(calls, repeats)
+            ours, reference = timed.pop('ours'), timed.pop('reference', None)
             peers = timed
-            note = NEAREST_NOTE.get(name, '')
-            ratio = ''
-            if name == 'jpeg2000':
-                ratio = f'{ours / reference:.2f} (vs bare)'
-                note = f'bare OpenCV round trip {reference:.2f} ms, target <= {JPEG2000_TARGET_RATIO}x'
-                if ours > JPEG2000_TARGET_RATIO * reference:
-                    misses.append(f'{name}@{level}: {ours / reference:.2f}x the bare round trip')
+            note, ratio = NEAREST_NOTE.get(name, ''), ''
+            if reference is not None:
+                ratio = f'{ours[0] / reference[0]:.2f} vs bare'
+                note = (f'bare OpenCV round trip {reference[0]:.2f} ({reference[1]:.2f}) ms, target <= '
+                        f'{JPEG2000_TARGET_RATIO}x')
+                if ours[0] > JPEG2000_TARGET_RATIO * reference[0]:
+                    misses.append(f'{name}@{level}: {ours[0] / reference[0]:.2f}x the bare round trip')
             elif peers:
                 faster = min(peers.values())
-                ratio = f'{ours / faster:.2f}'
-                if ours > faster:
-                    misses.append(f'{name}@{level}: {ours:.2f} ms > {faster:.2f} ms')
+                ratio = f'{ours[0] / faster[0]:.2f}'
+                if ours[0] > faster[0]:
+                    misses.append(f'{name}@{level}: {ours[0]:.2f} ms > {faster[0]:.2f} ms')
             if name == 'mix_heavy':
                 note = f'target <= {MIX_HEAVY_TARGET_MS:.0f} ms'
-                if ours > MIX_HEAVY_TARGET_MS:
-                    misses.append(f'mix_heavy: {ours:.2f} ms > {MIX_HEAVY_TARGET_MS} ms')
-            cells = [f'{peers[lib]:.2f}' if lib in peers else '-' for lib in ('albumentations', 'imagecorruptions')]
+                if ours[0] > MIX_HEAVY_TARGET_MS:
+                    misses.append(f'mix_heavy: {ours[0]:.2f} ms > {MIX_HEAVY_TARGET_MS} ms')
+            alb, icr = fmt(peers.get('albumentations')), fmt(peers.get('imagecorruptions'))
             lvl = str(level) if name in L.LEVELS else '-'
-            print(f'| {name:22s} | {lvl:>3s} | {ours:6.2f} | {cells[0]:>9s} | {cells[1]:>10s} | {ratio:>16s} | '
+            print(f'| {name:20s} | {lvl:>3s} | {fmt(ours):>13s} | {alb:>14s} | {icr:>16s} | {ratio:>18s} | '
                   f'{note} |')
+    print(f'load average at the end: {os.getloadavg()[0]:.1f}')
     for note in notes:
         print(f'note: {note}')
     if misses:

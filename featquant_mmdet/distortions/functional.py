@@ -107,11 +107,18 @@ def standard_normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     size = int(np.prod(shape))
     half = (size + 1) // 2
     u = rng.random((2, half), dtype=np.float32)
-    radius = np.sqrt(np.float32(-2) * np.log1p(-u[0]))
-    angle = u[1] * np.float32(2 * np.pi)
+    # in place: fresh temporaries of this size cost more (page faults) than the arithmetic
+    radius, angle = u[0], u[1]
+    np.negative(radius, out=radius)
+    np.log1p(radius, out=radius)
+    radius *= np.float32(-2)
+    np.sqrt(radius, out=radius)
+    angle *= np.float32(2 * np.pi)
     out = np.empty(2 * half, np.float32)
-    np.multiply(radius, np.cos(angle), out=out[:half])
-    np.multiply(radius, np.sin(angle), out=out[half:])
+    np.cos(angle, out=out[:half])
+    out[:half] *= radius
+    np.sin(angle, out=out[half:])
+    out[half:] *= radius
     return out[:size].reshape(shape)
 
 
@@ -336,9 +343,11 @@ def fft_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
     if _is_color(img) and channel_order == 'rgb':  # draw in B, G, R order either way
         return np.ascontiguousarray(fft_noise(img[:, :, ::-1], sigma, rng=rng)[:, :, ::-1])
     # the two outputs of each Box-Muller draw are independent: n[0] real part, n[1] imaginary part
-    noise = standard_normal(rng, (2, img.size))
+    # 2-D (H, W*C) planes: OpenCV walks a 1-D array as a column of one-pixel rows
+    plane_shape = (img.shape[0], img.size // img.shape[0])
+    noise = standard_normal(rng, (2, *plane_shape))
     noise *= np.float32(sigma)
-    real = img.reshape(-1).astype(np.float32)
+    real = img.reshape(plane_shape).astype(np.float32)
     real += noise[0]
     return _round_to_uint8(cv2.magnitude(real, noise[1])).reshape(img.shape)
 
@@ -379,7 +388,9 @@ def gaussian_noise_cbcr(img: np.ndarray, sigma: float, *, rng: np.random.Generat
     """
     if not _is_color(img):
         return img.copy()
-    noise_cb, noise_cr = standard_normal(rng, (2, *img.shape[:2])) * np.float32(sigma)
+    noise_cb, noise_cr = standard_normal(rng, (2, *img.shape[:2]))
+    noise_cb *= np.float32(sigma)
+    noise_cr *= np.float32(sigma)
     planes = _bgr_planes(img, channel_order)
     (b_cb, _), (g_cb, g_cr), (_, r_cr) = _CBCR_TO_BGR.tolist()
     b = cv2.addWeighted(planes[0], 1.0, noise_cb, b_cb, 0.0, dtype=cv2.CV_8U)

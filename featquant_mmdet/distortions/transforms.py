@@ -30,14 +30,19 @@ def image_identity(results: dict) -> str:
     return 'pixels:' + hashlib.blake2b(img.tobytes() + repr(img.shape).encode(), digest_size=16).hexdigest()
 
 
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f'the distortion seed must be a non-negative integer, got {seed!r}')
+    return int(seed)
+
+
 def image_rng(seed: int, identity: str, name: str, level: int) -> np.random.Generator:
     """The generator of (global ``seed``, image ``identity``, distortion ``name``, ``level``).
 
     ``PCG64(SeedSequence([seed, int(blake2b(identity, name, level))]))``: a cryptographic hash, unlike Python's
     ``hash()``, is the same in every process.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f'the distortion seed must be a non-negative integer, got {seed!r}')
+    _check_seed(seed)
     key = f'{identity}\0{name}\0{level}'.encode()
     digest = int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), 'little')
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), digest])))
@@ -78,10 +83,9 @@ class _DistortBase(BaseTransform):
 
     def __init__(self, seed: int, channel_order: str, classifier=None, checkpoint: Optional[str] = None,
                  label_key: str = 'gt_label', device: str = 'cpu', input_size=None):
-        image_rng(seed, '', '', 0)  # validates the seed
         if channel_order not in ('bgr', 'rgb'):
             raise ValueError(f"channel_order must be 'bgr' (mmcv's default) or 'rgb', got {channel_order!r}")
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
         self.channel_order = channel_order
         self.classifier = classifier
         self.checkpoint = checkpoint
