@@ -4,7 +4,9 @@ import copy
 import hashlib
 import importlib.util
 import json
+import os
 import os.path as osp
+import pickle
 import subprocess
 import sys
 
@@ -135,7 +137,7 @@ def test_byte_identical_across_processes(photo_files):
         for name, level in (('motion_blur', 2), ('inpainting', 3), ('mix_heavy', None)):
             here[f'{path}|{name}'] = _digest(Distort(name, level, seed=11)(_load(path))['img'])
     # a different hash seed in the child would change anything that relied on Python's hash()
-    env = dict(__import__('os').environ, PYTHONHASHSEED='12345')
+    env = dict(os.environ, PYTHONHASHSEED='12345')
     child = subprocess.run([sys.executable, '-c', _CHILD, REPO, json.dumps(paths)], capture_output=True, text=True,
                            env=env, timeout=120)
     assert child.returncode == 0, child.stderr[-2000:]
@@ -429,7 +431,8 @@ def _short_voc_options(data_root):
     """The --cfg-options configs/faster_rcnn_zf_voc.py documents for another data root, scale and schedule."""
     scale = f'({VOC_IMAGE_SIZE[0]},{VOC_IMAGE_SIZE[1]})'
     options = ['train_cfg.max_iters=2', 'param_scheduler.0.milestones=[2]', 'default_hooks.checkpoint.interval=2',
-               f'train_dataloader.dataset.pipeline.2.scale={scale}', f'test_dataloader.dataset.pipeline.1.scale={scale}',
+               f'train_dataloader.dataset.pipeline.2.scale={scale}',
+               f'test_dataloader.dataset.pipeline.1.scale={scale}',
                # a detector trained for two iterations scores every box below the default 0.05: keep them all, so
                # that the mAP measures the ranking of the boxes instead of being 0 either way
                'model.test_cfg.rcnn.score_thr=0.0', 'test_evaluator.iou_thrs=[0.1]', 'randomness.seed=1']
@@ -448,7 +451,6 @@ def _tool(name):
 
 def test_tools_test_distortion_changes_the_voc_map(tmp_path):
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
-    import pickle
     root = make_voc_dataset(str(tmp_path / 'voc'), num_train=2, num_test=3, image_size=VOC_IMAGE_SIZE, seed=0)
     config = osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py')
     work_dir = str(tmp_path / 'work')

@@ -9,7 +9,11 @@ clusters of pixels that contribute most to the ground-truth class score. :class:
 any classifier that follows the project's contract: an mmengine ``BaseModel`` whose ``data_preprocessor`` turns
 ``dict(inputs=[CHW uint8 BGR tensor])`` into a normalised batch and whose ``forward(x, mode='tensor')`` returns the
 logits ``(N, num_classes)``. :func:`featquant_mmdet.distortions.functional.occlude_salient_clusters` then blacks
-out the ``num_clusters`` (the level) most salient clusters.
+out the ``num_clusters`` (the level) most salient clusters; ``Distort(name='targeted_occlusion', level=k,
+classifier=CONFIG, checkpoint=CKPT)`` does both in a pipeline, or, in Python::
+
+    saliency = GradientSaliency(CONFIG, CKPT)(img, label)
+    occluded = levels.apply_distortion(img, 'targeted_occlusion', k, rng, saliency=saliency)
 """
 from typing import Optional, Union
 
@@ -17,7 +21,6 @@ import cv2
 import numpy as np
 
 from . import functional as F
-from .levels import LEVELS, resolve_level
 
 
 def build_classifier(classifier, checkpoint: Optional[str] = None, device: str = 'cpu'):
@@ -106,14 +109,3 @@ class GradientSaliency:
             saliency = cv2.resize(saliency, (w, h), interpolation=cv2.INTER_LINEAR)
         return saliency
 
-
-def targeted_occlusion(img: np.ndarray, label: int, level: int, saliency_fn: GradientSaliency,
-                       channel_order: str = 'bgr') -> np.ndarray:
-    """Occlude ``img`` for ground-truth ``label`` at ``level`` (the table's number of clusters and mask size)."""
-    level = resolve_level('targeted_occlusion', level)
-    if level == 0:
-        return F.check_image(img).copy()
-    if saliency_fn is None:
-        raise ValueError('targeted occlusion needs a classifier: pass GradientSaliency(config, checkpoint)')
-    saliency = saliency_fn(img, label, channel_order)
-    return LEVELS['targeted_occlusion'][0](img, saliency, **LEVELS['targeted_occlusion'][1][level - 1])

@@ -8,7 +8,7 @@ image, the worker count, the order, or how many images came before; the same com
 """
 import hashlib
 import os.path as osp
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -80,6 +80,7 @@ def _label_of(results: dict, label_key: str) -> int:
 
 
 class _DistortBase(BaseTransform):
+    """What ``Distort`` and ``RandomDistort`` share: argument checks, the per-image generator, the record."""
 
     def __init__(self, seed: int, channel_order: str, classifier=None, checkpoint: Optional[str] = None,
                  label_key: str = 'gt_label', device: str = 'cpu', input_size=None):
@@ -123,7 +124,8 @@ class _DistortBase(BaseTransform):
 class Distort(_DistortBase):
     """Apply one of the paper's distortions at a fixed level (``dict(type='Distort', name='motion_blur', level=3)``).
 
-    Required keys: ``img`` (uint8, or float in [0, 255]); ``img_path`` or ``img_id`` (identity for the seed).
+    Required keys: ``img`` (uint8, or float in [0, 255]). Used if present: ``img_path``, else ``img_id`` (the image's
+    identity for the seed; without either, a hash of the pixels).
     Modified keys: ``img``, ``img_shape`` (unchanged size). Added keys: ``distortion`` =
     ``dict(name, level, seed)`` (a list of such dicts when several distortions ran).
 
