@@ -28,6 +28,8 @@ CHANNEL_ORDERS = ('bgr', 'rgb')
 _FFT_MIN_KERNEL = 11
 # below this many pixels the direct convolution is fast whatever the kernel, and avoids DFT bookkeeping
 _FFT_MIN_PIXELS = 96 * 96
+# values per block of the noise functions (~128 KiB of float32 per temporary)
+_NOISE_BLOCK = 32768
 
 
 # ----------------------------------------------------------------------------------------------- input handling
@@ -343,13 +345,18 @@ def fft_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
     if _is_color(img) and channel_order == 'rgb':  # draw in B, G, R order either way
         return np.ascontiguousarray(fft_noise(img[:, :, ::-1], sigma, rng=rng)[:, :, ::-1])
     # the two outputs of each Box-Muller draw are independent: n[0] real part, n[1] imaginary part
-    # 2-D (H, W*C) planes: OpenCV walks a 1-D array as a column of one-pixel rows
-    plane_shape = (img.shape[0], img.size // img.shape[0])
-    noise = standard_normal(rng, (2, *plane_shape))
-    noise *= np.float32(sigma)
-    real = img.reshape(plane_shape).astype(np.float32)
-    real += noise[0]
-    return _round_to_uint8(cv2.magnitude(real, noise[1])).reshape(img.shape)
+    # in blocks of rows that stay in cache: whole-image float temporaries cost more in page faults than the math
+    rows = img.reshape(img.shape[0], -1)
+    out = np.empty_like(rows)
+    block = max(1, _NOISE_BLOCK // rows.shape[1])
+    for start in range(0, rows.shape[0], block):
+        part = rows[start:start + block]
+        noise = standard_normal(rng, (2, *part.shape))
+        noise *= np.float32(sigma)
+        real = part.astype(np.float32)
+        real += noise[0]
+        out[start:start + block] = _round_to_uint8(cv2.magnitude(real, noise[1]))
+    return out.reshape(img.shape)
 
 
 # OpenCV's YCrCb <-> RGB (ITU-R BT.601, 8-bit): R = Y + 1.403 (Cr - 128), G = Y - 0.714 (Cr - 128) - 0.344 (Cb - 128),
