@@ -137,7 +137,7 @@ def plot_exponent_histograms(exponents: Dict[str, torch.Tensor], path: str, bins
         ax.hist(values, bins=bins, color='tab:blue')
         ax.axvline(0.0, color='k', lw=0.8, ls='--')
         ax.set_title(f'{name}\nmean {values.mean():.3f}, n={values.size}', fontsize=9)
-        ax.set_xlabel('alpha (power alpha + 1)', fontsize=8)
+        ax.set_xlabel('alpha (psi = sign(x) |x|^(alpha+1))', fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis('off')
