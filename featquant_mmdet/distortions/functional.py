@@ -209,12 +209,14 @@ def _convolve(img: np.ndarray, kernel: np.ndarray, spectrum: Optional[np.ndarray
     if spectrum is None:
         spectrum = _kernel_spectrum(kernel, shape)
     padded = cv2.copyMakeBorder(img, r, r, r, r, cv2.BORDER_REFLECT_101)
-    buffer = np.zeros(shape, np.float32)
+    # one set of buffers for all planes (OpenCV writes into dst/c in place)
+    buffer, spec, product, res = (np.zeros(shape, np.float32) for _ in range(4))
     out = []
     for plane in (cv2.split(padded) if padded.ndim == 3 else [padded]):
         buffer[:h + 2 * r, :w + 2 * r] = plane
-        spec = cv2.mulSpectrums(cv2.dft(buffer), spectrum, 0)
-        res = cv2.idft(spec, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)
+        spec = cv2.dft(buffer, dst=spec)
+        product = cv2.mulSpectrums(spec, spectrum, 0, c=product)
+        res = cv2.idft(product, dst=res, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)
         out.append(_round_to_uint8(res[r:r + h, r:r + w]))
     return cv2.merge(out) if len(out) > 1 else out[0]
 
