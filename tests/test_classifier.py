@@ -9,6 +9,7 @@ import json
 import os.path as osp
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -113,7 +114,6 @@ def test_config_follows_the_training_scheme(config):
 
 def test_validation_pipeline_gives_one_256_crop():
     from mmcv.transforms import Compose
-    import numpy as np
     cfg = Config.fromfile(osp.join(PRETRAIN, 'resnet18_imagenet.py'))
     pipeline = Compose(cfg.val_dataloader.dataset.pipeline[1:])  # without loading from disk
     img = np.zeros((300, 450, 3), np.uint8)

@@ -135,10 +135,19 @@ def test_mismatched_backbone_lists_missing_unexpected_and_misshaped_keys(tmp_pat
     assert 'shape mismatches' in message and 'backbone.layer1.0.conv1.weight' in message
     assert not osp.exists(str(tmp_path / 'out.pth'))  # nothing written on a mismatch
 
-    # a classifier checkpoint with no backbone at all
+    # a classifier checkpoint with no backbone at all, and files that hold no state dict
+    convert = load_tool('convert_classifier_to_backbone').main
     torch.save(dict(state_dict={'head.fc.weight': torch.ones(1)}), src)
     with pytest.raises(SystemExit, match='not a classifier checkpoint'):
-        load_tool('convert_classifier_to_backbone').main([src, str(tmp_path / 'out.pth')])
+        convert([src, str(tmp_path / 'out.pth')])
+    torch.save([1, 2], src)
+    with pytest.raises(SystemExit, match='state dict of tensors, got a list'):
+        convert([src, str(tmp_path / 'out.pth')])
+    torch.save(dict(state_dict={'backbone.w': torch.ones(1), 'meta': 'x'}), src)
+    with pytest.raises(SystemExit, match=r"no tensors: \['meta'\]"):
+        convert([src, str(tmp_path / 'out.pth')])
+    with pytest.raises(SystemExit, match='checkpoint not found'):
+        convert([str(tmp_path / 'missing.pth'), str(tmp_path / 'out.pth')])
 
 
 def test_check_state_dict_lists_every_kind_of_mismatch():

@@ -36,7 +36,7 @@ def main(argv=None):
     try:
         converted = convert_classifier_checkpoint(args.src, args.dst, detector_config=args.config,
                                                   fc_handoff=() if args.backbone_only else None)
-    except StateDictMismatchError as err:
+    except (StateDictMismatchError, TypeError) as err:
         raise SystemExit(f'cannot convert {args.src}: {err}')
     num_backbone = sum(k.startswith(BACKBONE_PREFIX) for k in converted)
     others = sorted({k.rsplit('.', 1)[0] for k in converted if not k.startswith(BACKBONE_PREFIX)})

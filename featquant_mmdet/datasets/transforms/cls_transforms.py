@@ -4,7 +4,7 @@ The rest of the ImageNet pipelines comes from mmcv/mmdet: ``LoadImageFromFile``,
 ``ResizeShortestEdge`` (validation: shorter edge to 256) and ``CenterCrop`` (the single 256x256 crop).
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import mmcv
 import numpy as np

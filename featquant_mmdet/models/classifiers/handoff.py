@@ -49,9 +49,13 @@ def state_dict_of_checkpoint(checkpoint) -> Dict[str, torch.Tensor]:
     """The tensors of a checkpoint: a Runner checkpoint (``{'state_dict': ...}``) or a bare state dict."""
     if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
         checkpoint = checkpoint['state_dict']
-    if not isinstance(checkpoint, Mapping) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise TypeError('expected a checkpoint with a "state_dict" or a state dict of tensors, got '
-                        f'{type(checkpoint).__name__} with keys {list(checkpoint)[:10] if isinstance(checkpoint, Mapping) else "-"}')
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'expected a checkpoint with a "state_dict" or a state dict of tensors, got a '
+                        f'{type(checkpoint).__name__}')
+    not_tensors = [k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise TypeError(f'expected a checkpoint with a "state_dict" or a state dict of tensors; these entries are no '
+                        f'tensors: {not_tensors[:10]}')
     # DataParallel / DistributedDataParallel wrappers prefix every key with "module."
     if checkpoint and all(k.startswith('module.') for k in checkpoint):
         checkpoint = {k[len('module.'):]: v for k, v in checkpoint.items()}

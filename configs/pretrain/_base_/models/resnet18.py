@@ -1,4 +1,4 @@
-# ResNet-18 classifier: mmdet's ResNet (through QuantResNet, quant=None: plain), global average pooling, linear.
+# ResNet-18 classifier: mmdet's ResNet (through QuantResNet, plain without `quant`), global average pooling, linear.
 # Inputs normalised like torchvision / mmdet's ResNet detectors (RGB, ImageNet mean and std), so the backbone can be
 # handed to mmdet's ResNet Faster R-CNN configs unchanged.
 model = dict(
