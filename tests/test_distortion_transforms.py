@@ -387,6 +387,10 @@ def test_inject_errors():
         inject_distortion(_voc_test_dataloader(), 'mix_minor', 2)
     with pytest.raises(ValueError, match='dataloader config with a `dataset`'):
         inject_distortion(dict(batch_size=2), 'jpeg', 1)
+    with pytest.raises(ValueError, match='classifier=<config file> and checkpoint'):
+        inject_distortion(_voc_test_dataloader(), 'targeted_occlusion', 2)
+    dataloader = inject_distortion(_voc_test_dataloader(), 'targeted_occlusion', 2, classifier='c.py', checkpoint='w')
+    assert dataloader.dataset.pipeline[1]['classifier'] == 'c.py'
 
 
 # ------------------------------------------------------------------------------------------------------ gallery tool

@@ -8,7 +8,7 @@ in the dataset's pipeline and in the datasets wrapped by ``ConcatDataset`` / ``R
 import inspect
 from typing import List, Optional
 
-from .levels import check_name, resolve_level
+from .levels import NEEDS_SALIENCY, check_name, resolve_level
 
 # transforms that turn a path into results['img']
 LOADING_TYPES = ('LoadImageFromFile', 'LoadImageFromNDArray', 'LoadImageFromWebcam', 'InferencerLoader',
@@ -63,6 +63,9 @@ def inject_distortion(dataloader_cfg: dict, name: str, level: Optional[int] = No
     """
     check_name(name)
     level = resolve_level(name, level)
+    if name in NEEDS_SALIENCY and level > 0 and distort_kwargs.get('classifier') is None:
+        raise ValueError(f'{name!r} needs the classifier whose saliency map picks the occluded clusters: pass '
+                         f'classifier=<config file> and checkpoint=<weights> to inject_distortion')
     if not isinstance(dataloader_cfg, dict) or not isinstance(dataloader_cfg.get('dataset'), dict):
         raise ValueError('inject_distortion needs a dataloader config with a `dataset` dict, got '
                          f'{type(dataloader_cfg).__name__}' +
