@@ -31,10 +31,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 @pytest.fixture(autouse=True)
 def mmdet_scope():
     """Pipelines are built in mmdet's scope, as the Runner does with default_scope='mmdet'."""
-    from mmengine.registry import DefaultScope, init_default_scope
-    init_default_scope('mmdet')
-    yield
-    DefaultScope._instance_dict.clear()
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):  # restores the previous scopes afterwards
+        yield
 
 
 def _digest(img):
