@@ -164,6 +164,9 @@ def test_tools_mirror_mmdet_arguments(repo_root):
                          '--distortion', 'motion_blur', '--level', '3', '--distortion-seed', '7'])
     assert (a.out, a.show_dir, a.launcher, a.distortion, a.level, a.distortion_seed) == \
         ('r.pkl', 'vis', 'mpi', 'motion_blur', 3, 7)
+    a = test.parse_args(['c.py', 'k.pth', '--distortion', 'targeted_occlusion', '--occlusion-classifier', 'cls.py',
+                         '--occlusion-checkpoint', 'cls.pth'])
+    assert (a.occlusion_classifier, a.occlusion_checkpoint) == ('cls.py', 'cls.pth')
     with pytest.raises(SystemExit):
         train.parse_args(['c.py', '--launcher', 'bogus'])
 

@@ -27,6 +27,9 @@ def parse_args(argv=None):
                         help='distortion strength 1-4 (0: clean); mixtures have their own fixed strength')
     parser.add_argument('--distortion-seed', type=int, default=0,
                         help='global seed of the distortions; draws depend only on (seed, image, distortion, level)')
+    parser.add_argument('--occlusion-classifier', metavar='CONFIG',
+                        help='classifier config whose saliency map places the masks of targeted_occlusion')
+    parser.add_argument('--occlusion-checkpoint', metavar='CKPT', help='weights of --occlusion-classifier')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -59,7 +62,13 @@ def main(argv=None):
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     if args.distortion is not None:
         from featquant_mmdet.distortions.inject import inject_distortion
-        inject_distortion(cfg.test_dataloader, args.distortion, level=args.level, seed=args.distortion_seed)
+        saliency = {}
+        if args.occlusion_classifier or args.occlusion_checkpoint:
+            if not (args.occlusion_classifier and args.occlusion_checkpoint):
+                raise SystemExit('--occlusion-classifier and --occlusion-checkpoint go together')
+            saliency = dict(classifier=args.occlusion_classifier, checkpoint=args.occlusion_checkpoint)
+        inject_distortion(cfg.test_dataloader, args.distortion, level=args.level, seed=args.distortion_seed,
+                          **saliency)
     elif args.level is not None:
         raise SystemExit('--level needs --distortion')
 

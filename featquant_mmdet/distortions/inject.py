@@ -6,7 +6,7 @@ in the dataset's pipeline and in the datasets wrapped by ``ConcatDataset`` / ``R
 ``ClassBalancedDataset`` / ``MultiImageMixDataset``; every pipeline that loads images gets the step.
 """
 import inspect
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .levels import NEEDS_SALIENCY, check_name, resolve_level
 
@@ -66,8 +66,22 @@ def inject_distortion(dataloader_cfg: dict, name: str, level: Optional[int] = No
     if name in NEEDS_SALIENCY and level > 0 and distort_kwargs.get('classifier') is None:
         raise ValueError(f'{name!r} needs the classifier whose saliency map picks the occluded clusters: pass '
                          f'classifier=<config file> and checkpoint=<weights> to inject_distortion')
+    return inject_transform(
+        dataloader_cfg,
+        lambda load: dict(type='Distort', name=name, level=level, seed=seed,
+                          channel_order=load.get('channel_order', 'bgr'), **distort_kwargs),
+        what=f'distortion {name!r}')
+
+
+def inject_transform(dataloader_cfg: dict, make_step: Callable[[dict], dict], what: str = 'a transform') -> dict:
+    """Insert ``make_step(loading_step)`` right after the image-loading step of every pipeline; in place, returned.
+
+    The mechanism shared by :func:`inject_distortion` and other test-time image transforms (the corruption family of
+    the robustness sweep): ``'distortion'`` is added to the meta keys of the ``Pack*Inputs`` steps of the same
+    pipelines. Raises ``ValueError`` naming ``what`` when no pipeline has a loading step.
+    """
     if not isinstance(dataloader_cfg, dict) or not isinstance(dataloader_cfg.get('dataset'), dict):
-        raise ValueError('inject_distortion needs a dataloader config with a `dataset` dict, got '
+        raise ValueError(f'injecting {what} needs a dataloader config with a `dataset` dict, got '
                          f'{type(dataloader_cfg).__name__}' +
                          (f' with keys {sorted(dataloader_cfg)}' if isinstance(dataloader_cfg, dict) else ''))
     pipelines = _dataset_pipelines(dataloader_cfg['dataset'], 'dataset')
@@ -77,9 +91,7 @@ def inject_distortion(dataloader_cfg: dict, name: str, level: Optional[int] = No
         if not loads:
             continue
         load = loads[0]
-        step = dict(type='Distort', name=name, level=level, seed=seed,
-                    channel_order=pipeline[load].get('channel_order', 'bgr'), **distort_kwargs)
-        pipeline.insert(load + 1, step)
+        pipeline.insert(load + 1, make_step(pipeline[load]))
         injected += 1
         for pack in pipeline[load + 2:]:
             if isinstance(pack, dict) and _type_name(pack).startswith('Pack'):
@@ -90,6 +102,6 @@ def inject_distortion(dataloader_cfg: dict, name: str, level: Optional[int] = No
         searched = ', '.join(where for _, where in pipelines) or 'no pipeline at all'
         steps = '; '.join(f'{where}: [' + ', '.join(_type_name(s) or repr(s) for s in p) + ']' for p, where in
                           pipelines)
-        raise ValueError(f'cannot inject distortion {name!r}: no image-loading step ({", ".join(LOADING_TYPES)}) in '
+        raise ValueError(f'cannot inject {what}: no image-loading step ({", ".join(LOADING_TYPES)}) in '
                          f'{searched}' + (f' ({steps})' if steps else ''))
     return dataloader_cfg

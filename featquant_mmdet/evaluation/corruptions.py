@@ -105,16 +105,10 @@ class ImageCorruption(BaseTransform):
 
 def inject_corruption(dataloader_cfg: dict, name: str, severity: int, seed: int = 0) -> dict:
     """Insert an ``ImageCorruption`` step after each image-loading step (in place), like ``inject_distortion``."""
-    from featquant_mmdet.distortions.inject import _dataset_pipelines, _is_loading_step
+    from featquant_mmdet.distortions.inject import inject_transform
     bare = check_corruption(name, severity)
-    injected = 0
-    for pipeline, _ in _dataset_pipelines(dataloader_cfg.get('dataset'), 'dataset'):
-        loads = [i for i, step in enumerate(pipeline) if _is_loading_step(step)]
-        if loads:
-            channel_order = pipeline[loads[0]].get('channel_order', 'bgr')
-            pipeline.insert(loads[0] + 1, dict(type='ImageCorruption', name=bare, severity=int(severity), seed=seed,
-                                               channel_order=channel_order))
-            injected += 1
-    if not injected:
-        raise ValueError(f'cannot inject corruption {name!r}: no image-loading step in the test pipelines')
-    return dataloader_cfg
+    return inject_transform(
+        dataloader_cfg,
+        lambda load: dict(type='ImageCorruption', name=bare, severity=int(severity), seed=seed,
+                          channel_order=load.get('channel_order', 'bgr')),
+        what=f'corruption {name!r}')
