@@ -219,3 +219,28 @@ def test_portable_roi_pool_is_caffe_roi_pooling_on_cpu():
     align = MODELS.build(dict(type='PortableSingleRoIExtractor', roi_layer=dict(type='RoIAlign', output_size=6),
                               out_channels=3, featmap_strides=[16]))
     assert type(align.roi_layers[0]).__module__.startswith('mmcv.ops')
+
+
+def test_pow1_detector_starts_from_a_pow1_classifier_checkpoint(tmp_path):
+    """The documented --cfg-options keys load a classifier's backbone, exponents included, into ZF-POW-1."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    torch.manual_seed(2)
+    classifier_backbone = ZF(quant=dict(conv_cfg=dict(type='PowConv'), layers=('conv3', 'conv4', 'conv5')))
+    with torch.no_grad():
+        classifier_backbone.conv4.alpha.uniform_(-0.5, 0.5)  # trained exponents, not the initial zeros
+    state = {f'backbone.{k}': v for k, v in classifier_backbone.state_dict().items()}
+    state['head.fc8.weight'] = torch.zeros(5, 4096)
+    torch.save({'state_dict': state}, tmp_path / 'zf_pow1_imagenet.pth')
+
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'faster_rcnn_zf_pow1_voc.py'))
+    cfg.merge_from_dict({'model.backbone.init_cfg.type': 'Pretrained',
+                         'model.backbone.init_cfg.checkpoint': str(tmp_path / 'zf_pow1_imagenet.pth'),
+                         'model.backbone.init_cfg.prefix': 'backbone.',
+                         'model.roi_head.bbox_head.fc_out_channels': 8})
+    detector = MODELS.build(cfg.model)
+    detector.init_weights()
+    loaded = detector.backbone.state_dict()
+    for name, value in classifier_backbone.state_dict().items():
+        torch.testing.assert_close(loaded[name], value, msg=name)
