@@ -6,8 +6,10 @@
 The output holds the classifier's ``backbone.*`` weights and, for a ZF classifier, its fc6/fc7 renamed to the RoI
 head's ``roi_head.bbox_head.shared_fcs.0/1``. A detector config loads it with
 ``model.backbone.init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')`` (and, for ZF, a
-``Pretrained`` init with ``prefix='roi_head.bbox_head.'`` on the bbox head). With ``--config`` the converted keys
-and shapes are checked against that detector first, and any missing / unexpected key is listed.
+``Pretrained`` init with ``prefix='roi_head.bbox_head.'`` on the bbox head, see
+``featquant_mmdet.models.classifiers.handoff.bbox_head_init_cfg``), or all at once with ``load_from=OUT``. With
+``--config`` the converted keys and shapes are checked against that detector first, and any missing / unexpected
+/ misshaped key is listed (mmengine's loading itself only warns).
 """
 import argparse
 import os.path as osp

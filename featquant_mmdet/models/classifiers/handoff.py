@@ -11,8 +11,10 @@ classifier's ``head.fc6`` / ``head.fc7`` become the RoI head's ``roi_head.bbox_h
         dict(type='Pretrained', checkpoint=CONVERTED, prefix='roi_head.bbox_head.')]
 
 (mmengine applies a ``Pretrained`` init after the others, so fc_cls/fc_reg keep their Normal init and the shared fcs
-are overwritten). The converted file is therefore a partial *detector* state dict: ``backbone.*`` and, for ZF,
-``roi_head.bbox_head.shared_fcs.{0,1}.*``, so one file serves both prefixes.
+are overwritten; :func:`bbox_head_init_cfg` writes that list). The converted file is therefore a partial *detector*
+state dict: ``backbone.*`` and, for ZF, ``roi_head.bbox_head.shared_fcs.{0,1}.*``, so one file serves both
+prefixes, and ``load_from=CONVERTED`` works too (the Runner loads it non-strictly over the initialised detector,
+backbone and fc6/fc7 at once, as py-faster-rcnn's ``--weights``; it logs every other key as missing).
 
 mmengine's ``Pretrained`` init loads with ``strict=False`` and only *warns* about missing, unexpected or misshaped
 keys; :func:`check_state_dict` is the strict check (the conversion tool runs it against the detector config).
