@@ -105,6 +105,13 @@ def test_zf_detector_starts_from_the_converted_backbone_and_fc6_fc7(tmp_path):
     assert 0.008 < float(got['roi_head.bbox_head.fc_cls.weight'].std()) < 0.012
     assert 0.0008 < float(got['roi_head.bbox_head.fc_reg.weight'].std()) < 0.0012
 
+    # the one-step alternative: load_from=CONVERTED, i.e. the Runner's non-strict load over the initialised detector
+    from mmengine.runner import load_checkpoint
+    plain = build_detector(config, {})
+    load_checkpoint(plain, dst, map_location='cpu', strict=False)
+    loaded = plain.state_dict()
+    assert [d for s, d in pairs if not torch.equal(loaded[d], source[s])] == []
+
 
 def test_conversion_keeps_backbone_and_renames_only_zf_fcs():
     state = {'backbone.conv1.weight': torch.ones(1), 'head.fc6.weight': torch.ones(2), 'head.fc6.bias': torch.ones(2),
