@@ -110,7 +110,7 @@ def _toy_runner(work_dir, max_iters, resume=False, load_from=None):
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
-        resume=resume, load_from=load_from, default_scope='mmengine', experiment_name=f'toy{max_iters}{resume}')
+        resume=resume, load_from=load_from, default_scope='mmdet', experiment_name=f'toy{max_iters}{resume}')
 
 
 def test_runner_checkpoint_load_and_resume(tmp_path):
