@@ -12,8 +12,9 @@ demo: env
 	$(PY) tools/demo.py $(DEMO_ARGS)
 
 # pytest exits 5 when it collected no test: that is a failure here, like any other non-zero exit.
+# -n auto: one pytest worker per core (pytest-xdist); much of the suite is single-threaded (imports, codecs).
 test: env
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n auto $(PYTEST_ARGS)
 
 bench: env
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
