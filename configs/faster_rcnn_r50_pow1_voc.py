@@ -20,6 +20,7 @@ _base_ = [
     './_base_/datasets/voc07.py',
     './_base_/schedules/schedule_zf_voc_70k.py',
     'mmdet::_base_/default_runtime.py',
+    './_base_/alpha_regularization.py',
 ]
 custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
 

@@ -1,6 +1,6 @@
 # ResNet-50+SF-POW: the scaled floor (beta = 100) and the power function
 # (Lambda = 1). Section 3.2: for ResNet-50 only before the 3x3 convolutions.
-_base_ = ['./resnet50_imagenet.py', './_base_/alpha_regularization.py']
+_base_ = ['./resnet50_imagenet.py', '../_base_/alpha_regularization.py']
 custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
 
 model = dict(backbone=dict(quant=dict(conv_cfg=dict(type='SFPowConv', beta=100.0, num_portions=1), kernel_size=3)))
