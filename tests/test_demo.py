@@ -5,6 +5,7 @@ conversion, Faster R-CNN training, robustness sweeps, comparison, sheet and Tabl
 It is interrupted once after the first stage and continued, as a user would after Ctrl-C.
 """
 import csv
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -122,29 +123,56 @@ def test_rerun_reuses_finished_stages_and_rebuilds_the_table_from_the_results(ti
         assert table[label] == pytest.approx(edited[label], abs=1e-4)
 
 
-def test_bad_data_root_is_a_clear_error(tmp_path):
+def load_tool(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def demo_tool():
+    return load_tool(DEMO, 'featquant_demo_tool')
+
+
+def test_bad_data_root_is_a_clear_error(tmp_path, demo_tool, capsys):
     not_voc = tmp_path / 'photos'
     not_voc.mkdir()
-    result = run_demo(tmp_path / 'work', tmp_path / 'results', '--data-root', str(not_voc), timeout=120)
-    assert result.returncode == 1
-    assert f'--data-root {not_voc} is not a Pascal VOC layout' in result.stderr
-    assert 'VOC2007' in result.stderr
-    assert not (tmp_path / 'work' / 'stages').exists()  # nothing ran
+    work = tmp_path / 'work'
+    assert demo_tool.main(['--work-dir', str(work), '--results-dir', str(tmp_path / 'results'),
+                           '--data-root', str(not_voc)]) == 1
+    err = capsys.readouterr().err
+    assert f'--data-root {not_voc} is not a Pascal VOC layout' in err and 'VOC2007' in err
+    assert not (work / 'stages').exists()  # nothing ran
+    # the VOC2007 folder itself instead of the VOCdevkit above it: the message says so
+    voc2007 = tmp_path / 'VOCdevkit' / 'VOC2007'
+    for sub in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
+        (voc2007 / sub).mkdir(parents=True)
+    assert demo_tool.main(['--work-dir', str(work), '--results-dir', str(tmp_path / 'results'),
+                           '--data-root', str(voc2007)]) == 1
+    assert 'looks like a VOC2007 folder: set data_root to the folder above it' in capsys.readouterr().err
+    # a VOCdevkit without the test list
+    (voc2007 / 'ImageSets' / 'Main' / 'trainval.txt').write_text('000001\n')
+    assert demo_tool.main(['--work-dir', str(work), '--results-dir', str(tmp_path / 'results'),
+                           '--data-root', str(voc2007.parent)]) == 1
+    assert 'test.txt' in capsys.readouterr().err
 
 
-def test_bad_imagenet_root_is_a_clear_error(tmp_path):
-    result = run_demo(tmp_path / 'work', tmp_path / 'results', '--imagenet-root', str(tmp_path), timeout=120)
-    assert result.returncode == 1
-    assert f'--imagenet-root {tmp_path} is not an ImageNet layout: missing train, val, val.txt' in result.stderr
+def test_bad_imagenet_root_is_a_clear_error(tmp_path, demo_tool, capsys):
+    assert demo_tool.main(['--work-dir', str(tmp_path / 'work'), '--results-dir', str(tmp_path / 'results'),
+                           '--imagenet-root', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f'--imagenet-root {tmp_path} is not an ImageNet layout: missing train, val, val.txt' in err
 
 
-def test_unwritable_results_dir_is_a_clear_error(tmp_path):
+def test_unwritable_results_dir_is_a_clear_error(tmp_path, demo_tool, capsys):
     blocker = tmp_path / 'a_file'
     blocker.write_text('not a folder')
-    result = run_demo(tmp_path / 'work', blocker / 'results', timeout=120)
-    assert result.returncode == 1
-    assert f'cannot write to the results folder {blocker / "results"}' in result.stderr
-    assert '--results-dir' in result.stderr
+    assert demo_tool.main(['--work-dir', str(tmp_path / 'work'), '--results-dir', str(blocker / 'results')]) == 1
+    err = capsys.readouterr().err
+    assert f'cannot write to the results folder {blocker / "results"}' in err and '--results-dir' in err
+    assert demo_tool.main(['--work-dir', str(blocker / 'work'), '--results-dir', str(tmp_path / 'results')]) == 1
+    assert f'cannot write to the work folder {blocker / "work"}' in capsys.readouterr().err
 
 
 def test_sheet_images_are_the_evaluated_images(tmp_path):
@@ -193,11 +221,14 @@ def test_sheet_versions_and_layout_checks():
         compose_sheet([[tile, tile]], ['Original'], ['a'], (30, 20))
 
 
-def test_sheet_tool_argument_errors(tmp_path):
-    result = subprocess.run([sys.executable, SHEET_TOOL, '--config', 'a.py', 'b.py', '--checkpoint', 'a.pth',
-                             '--out', str(tmp_path / 's.png')], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and '2 configs but 1 checkpoints' in result.stderr
-    result = subprocess.run([sys.executable, SHEET_TOOL, '--config', 'configs/faster_rcnn_zf_voc.py', '--checkpoint',
-                             str(tmp_path / 'missing.pth'), '--out', str(tmp_path / 's.png')], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and 'checkpoint file not found' in result.stderr
+def test_sheet_tool_argument_errors(tmp_path, capsys):
+    tool = load_tool(SHEET_TOOL, 'featquant_detection_sheet_tool')
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['--config', 'a.py', 'b.py', '--checkpoint', 'a.pth', '--out', str(tmp_path / 's.png')])
+    assert exc.value.code == 2 and '2 configs but 1 checkpoints' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match='checkpoint file not found'):
+        tool.main(['--config', osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--checkpoint',
+                   str(tmp_path / 'missing.pth'), '--out', str(tmp_path / 's.png')])
+    with pytest.raises(SystemExit, match='out_file must end with .png'):
+        tool.main(['--config', osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--checkpoint', DEMO,
+                   '--out', str(tmp_path / 's.jpg')])

@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
@@ -65,13 +66,16 @@ PRESETS = {
         det_scale=(192, 144), det_iters=4, det_lr=0.001, det_clip=10.0,
         sheet_images=1, tile_size=(160, 120), workers=0),
     'full': dict(
-        voc_train=200, voc_test=40, voc_size=(256, 192),
-        cls_train_per_class=60, cls_val_per_class=10, cls_size=96,
-        cls_scale=96, cls_epochs=6, cls_batch=16, cls_lr=0.01, cls_clip=10.0,
-        det_scale=(256, 192), det_iters=300, det_lr=0.005, det_clip=10.0,
-        sheet_images=3, tile_size=(256, 192), workers=1),
+        voc_train=200, voc_test=60, voc_size=(320, 240),
+        cls_train_per_class=40, cls_val_per_class=10, cls_size=80,
+        cls_scale=64, cls_epochs=3, cls_batch=16, cls_lr=0.01, cls_clip=10.0,
+        det_scale=(320, 240), det_iters=160, det_lr=0.005, det_clip=10.0,
+        sheet_images=3, tile_size=(320, 240), workers=1),
 }
 SEED = 0
+# `python -m featquant_mmdet.<module>`: importing the package imports all its modules (registration), so runpy warns
+# that the module it is about to run is already imported; that is expected here and harmless
+RUN_MODULE = ('-W', 'ignore::RuntimeWarning:runpy', '-m')
 
 
 class DemoError(RuntimeError):
@@ -103,11 +107,17 @@ def parse_args(argv=None):
     parser.add_argument('--det-iters', type=int, default=None, help='detector training iterations (preset)')
     parser.add_argument('--pretrain-epochs', type=int, default=None, help='classifier pretraining epochs (preset)')
     parser.add_argument('--workers', type=int, default=None, help='dataloader workers per loader (preset)')
+    parser.add_argument('--jobs', type=int, default=2,
+                        help='steps run side by side (the ZF and ZF-POW-1 steps are independent); their output lines '
+                             'are prefixed with the step name, and they share the CPU cores (OMP_NUM_THREADS); '
+                             '1: one step at a time, output as the tools print it')
     args = parser.parse_args(argv)
     for name in ('det_iters', 'pretrain_epochs'):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1, got {value}')
+    if args.jobs < 1:
+        parser.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.workers is not None and args.workers < 0:
         parser.error(f'--workers must be >= 0, got {args.workers}')
     return args
@@ -178,6 +188,50 @@ class Step:
     after: Optional[Callable[[], dict]] = None  # in-process work after the commands (returns info for the marker)
 
 
+@dataclass
+class Running:
+    """A started step: its plan, key, process (None for in-process steps) and start time."""
+
+    step: Step
+    plan: Plan
+    key: dict
+    proc: Optional[subprocess.Popen]
+    start: float
+    cpu_s: float = 0.0
+
+    def poll(self) -> Optional[int]:
+        """The exit status once the process ended (reaped with its own CPU time), else None."""
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_s = usage.ru_utime + usage.ru_stime
+        reader = getattr(self.proc, 'reader', None)
+        if reader is not None:
+            reader.join()
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_PRINT_LOCK = threading.Lock()
+
+
+def say(text: str) -> None:
+    with _PRINT_LOCK:
+        print(text, flush=True)
+
+
+def forward_lines(stream, prefix: str) -> None:
+    """Copy a child's output to ours line by line, each line prefixed (parallel steps stay readable)."""
+    for line in stream:
+        say(prefix + line.rstrip('\n'))
+    stream.close()
+
+
 def now_utc() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='microseconds')
 
@@ -197,8 +251,15 @@ def read_json(path: str) -> Optional[dict]:
         return None
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of the finished child processes (with the machine shared, wall time alone misleads)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def banner(text: str) -> None:
-    print('\n' + '=' * 100 + f'\n{text}\n' + '=' * 100, flush=True)
+    say('\n' + '=' * 100 + f'\n{text}\n' + '=' * 100)
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -220,6 +281,7 @@ class Demo:
     def __init__(self, args):
         self.args = args
         self.py = sys.executable
+        self.jobs = args.jobs
         self.preset = dict(PRESETS[args.preset])
         for knob, key in (('det_iters', 'det_iters'), ('pretrain_epochs', 'cls_epochs'), ('workers', 'workers')):
             if getattr(args, knob) is not None:
@@ -283,7 +345,7 @@ class Demo:
             return Plan([], [], note=f'using --data-root {self.voc_root}')
         p = self.preset
         root = osp.join(self.work, 'data')
-        cmd = [self.py, '-m', 'featquant_mmdet.datasets.synthetic_voc', root, '--num-train', str(p['voc_train']),
+        cmd = [self.py, *RUN_MODULE, 'featquant_mmdet.datasets.synthetic_voc', root, '--num-train', str(p['voc_train']),
                '--num-test', str(p['voc_test']), '--image-size', *map(str, p['voc_size']), '--seed', str(SEED)]
         voc = osp.join(root, 'VOCdevkit', 'VOC2007', 'ImageSets', 'Main')
         return Plan([cmd], [osp.join(voc, 'trainval.txt'), osp.join(voc, 'test.txt')],
@@ -293,7 +355,7 @@ class Demo:
         if self.args.imagenet_root:
             return Plan([], [], note=f'using --imagenet-root {self.imagenet_root}')
         p = self.preset
-        cmd = [self.py, '-m', 'featquant_mmdet.datasets.synthetic_imagenet', self.imagenet_root,
+        cmd = [self.py, *RUN_MODULE, 'featquant_mmdet.datasets.synthetic_imagenet', self.imagenet_root,
                '--num-train', str(p['cls_train_per_class']), '--num-val', str(p['cls_val_per_class']),
                '--image-size', str(p['cls_size']), '--seed', str(SEED), '--overwrite']
         return Plan([cmd], [osp.join(self.imagenet_root, 'val.txt')], clear=[self.imagenet_root])
@@ -314,7 +376,8 @@ class Demo:
                  'auto_scale_lr.enable=False', f'optim_wrapper.optimizer.lr={p["cls_lr"]}',
                  f'optim_wrapper.clip_grad.max_norm={p["cls_clip"]}',
                  f'default_hooks.checkpoint.interval={epochs}', 'default_hooks.checkpoint.save_best=None',
-                 'default_hooks.checkpoint.save_optimizer=False', 'default_hooks.logger.interval=10']
+                 'default_hooks.checkpoint.save_optimizer=False', 'default_hooks.logger.interval=10',
+                 f'randomness.seed={SEED}']
         opts += self._workers(loaders)
         cmd = [self.py, osp.join(REPO, 'tools', 'train.py'), osp.join(REPO, config), '--work-dir', work_dir,
                '--cfg-options', *opts]
@@ -340,7 +403,7 @@ class Demo:
                  f'optim_wrapper.optimizer.lr={p["det_lr"]}', f'optim_wrapper.clip_grad.max_norm={p["det_clip"]}',
                  f'load_from={self.converted_path(key)}',
                  f'default_hooks.checkpoint.interval={iters}', 'default_hooks.checkpoint.save_optimizer=False',
-                 'default_hooks.logger.interval=10']
+                 'default_hooks.logger.interval=10', f'randomness.seed={SEED}']
         opts += self._workers(('train_dataloader', 'val_dataloader', 'test_dataloader'))
         cmd = [self.py, osp.join(REPO, 'tools', 'train.py'), osp.join(REPO, config), '--work-dir', work_dir,
                '--cfg-options', *opts]
@@ -453,50 +516,106 @@ class Demo:
             return None
         return marker if all(osp.exists(p) for p in plan.outputs) else None
 
-    def run_command(self, step: Step, cmd: List[str]) -> None:
-        shown = ' '.join(cmd)
-        print(f'$ {shown}', flush=True)
+    def launch(self, step: Step, cmd: List[str]) -> subprocess.Popen:
+        """Start ``cmd``; with parallel jobs its output lines are prefixed with the step name by a reader thread."""
+        say(f'{self.prefix(step)}$ {" ".join(cmd)}')
         env = dict(os.environ)
         env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
         env.setdefault('PYTHONUNBUFFERED', '1')
-        code = subprocess.call(cmd, cwd=REPO, env=env)
-        if code != 0:
-            if code < 0 and -code in (signal.SIGINT, signal.SIGTERM):
-                raise DemoInterrupted()
-            raise DemoError(f'step {step.name} failed: the command exited with status {code}:\n  {shown}\nIts '
-                            'output is above. Fix the cause and rerun the same demo command: the finished steps are '
-                            'reused.')
+        if self.jobs == 1:
+            return subprocess.Popen(cmd, cwd=REPO, env=env)  # the terminal's own stream: progress as it is
+        # steps running side by side share the cores instead of oversubscribing them
+        env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors='replace', bufsize=1)
+        proc.reader = threading.Thread(target=forward_lines, args=(proc.stdout, self.prefix(step)), daemon=True)
+        proc.reader.start()
+        return proc
 
-    def run_step(self, index: int, step: Step) -> None:
+    def prefix(self, step: Step) -> str:
+        return f'[{step.name}] ' if self.jobs > 1 else ''
+
+    def start_step(self, step: Step) -> Optional[Running]:
+        """Skip the step when its marker matches, else clear its unfinished outputs and start its command."""
         header = f'[stage {step.stage}/{len(STAGES)}] {STAGES[step.stage - 1]}: {step.title}'
         plan = step.plan()
+        if len(plan.commands) > 1:
+            raise DemoError(f'step {step.name} has {len(plan.commands)} commands; a step runs at most one')
         key = self.step_key(step, plan)
         done = self.is_done(step, plan, key)
         if done is not None:
             when = done['finished_at'][:19].replace('T', ' ')
             banner(f'{header} -- skipped, done on {when} UTC in {done["wall_s"]:.0f} s')
             self.timings[step.name] = dict(status='skipped', wall_s=0.0, previous_wall_s=done['wall_s'])
-            return
+            return None
         banner(header + (f' ({plan.note})' if plan.note else ''))
-        # a redone step invalidates what used it: their keys name this step's new finishing time
-        start = time.perf_counter()
         for folder in plan.clear:
             if osp.isdir(folder):
-                print(f'removing the unfinished output {folder}', flush=True)
+                say(f'{self.prefix(step)}removing the unfinished output {folder}')
                 shutil.rmtree(folder)
-        for cmd in plan.commands:
-            self.run_command(step, cmd)
+        proc = self.launch(step, plan.commands[0]) if plan.commands else None
+        return Running(step, plan, key, proc, time.perf_counter())
+
+    def finish_step(self, run: 'Running') -> None:
+        """After the command succeeded: in-process work, outputs checked, then the marker (last)."""
+        step, plan = run.step, run.plan
         info = step.after() if step.after else {}
-        wall = time.perf_counter() - start
-        self.timings[step.name] = dict(status='ran', wall_s=wall)
+        wall = time.perf_counter() - run.start
+        self.timings[step.name] = dict(status='ran', wall_s=wall, cpu_s=run.cpu_s)
         if step.name == 'table':
             self.write_run_record(info)
         missing = [p for p in plan.outputs if not osp.exists(p)]
         if missing:
             raise DemoError(f'step {step.name} finished but did not write {missing}')
-        write_json_atomic(self.marker_path(step.name), dict(key=key, outputs=plan.outputs, wall_s=wall,
-                                                            finished_at=now_utc(), **info))
-        print(f'[stage {step.stage}/{len(STAGES)}] {step.name} done in {wall:.1f} s', flush=True)
+        # a redone step invalidates what used it: their keys name this step's new finishing time
+        write_json_atomic(self.marker_path(step.name), dict(key=run.key, outputs=plan.outputs, wall_s=wall,
+                                                            cpu_s=run.cpu_s, finished_at=now_utc(), **info))
+        say(f'[stage {step.stage}/{len(STAGES)}] {step.name} done in {wall:.1f} s (CPU time of its processes: '
+            f'{run.cpu_s:.1f} s)')
+
+    def run_steps(self) -> None:
+        """Run the steps in order, up to ``jobs`` at a time once the steps they use have finished."""
+        pending, running, finished, failures = list(self.steps), [], set(), []
+        try:
+            while pending or running:
+                while not failures and len(running) < self.jobs:
+                    ready = next((s for s in pending if all(d in finished for d in s.deps)), None)
+                    if ready is None:
+                        break
+                    pending.remove(ready)
+                    run = self.start_step(ready)
+                    if run is not None and run.proc is None:
+                        self.finish_step(run)
+                    if run is None or run.proc is None:
+                        finished.add(ready.name)
+                    else:
+                        running.append(run)
+                if not running:
+                    break
+                time.sleep(0.1)
+                for run in list(running):
+                    code = run.poll()
+                    if code is None:
+                        continue
+                    running.remove(run)
+                    if code == 0:
+                        self.finish_step(run)
+                        finished.add(run.step.name)
+                    elif code < 0 and -code in (signal.SIGINT, signal.SIGTERM):
+                        raise DemoInterrupted()
+                    else:
+                        failures.append((run.step.name, code, ' '.join(run.plan.commands[0])))
+                        if running:
+                            say(f'step {run.step.name} failed; waiting for {", ".join(r.step.name for r in running)} '
+                                'to finish (Ctrl-C stops them)')
+        except BaseException:
+            for run in running:
+                run.stop()
+            raise
+        if failures:
+            name, code, cmd = failures[0]
+            raise DemoError(f'step {name} failed: the command exited with status {code}:\n  {cmd}\nIts output is '
+                            'above. Fix the cause and rerun the same demo command: the finished steps are reused.')
 
     def write_run_record(self, info: dict) -> None:
         import torch
@@ -506,6 +625,7 @@ class Demo:
                                        sys.argv[1:]),
                       preset=self.args.preset, settings=self.preset, data=self.data_description(), device=device,
                       finished_at=now_utc(), table=info.get('table'),
+                      load_average=dict(start=self.load_at_start, end=os.getloadavg()),
                       steps={name: t for name, t in self.timings.items()},
                       files=dict(table=self.table_paths(), sheet=self.sheet_path(),
                                  comparison=osp.join(self.results, 'robustness_table.md')))
@@ -523,15 +643,17 @@ class Demo:
         if self.args.restart:
             self.restart()
         os.makedirs(self.markers, exist_ok=True)
-        start = time.perf_counter()
-        for index, step in enumerate(self.steps):
-            self.run_step(index, step)
-        total = time.perf_counter() - start
+        self.load_at_start = os.getloadavg()
+        start, cpu_start = time.perf_counter(), children_cpu_seconds()
+        self.run_steps()
+        total, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_start
         banner(f'Done in {total:.0f} s. Results in {self.results}')
+        print(f'  {"step":<20} {"wall":>9} {"CPU":>9}')
         for name, t in self.timings.items():
-            shown = f'{t["wall_s"]:7.1f} s' if t['status'] == 'ran' else f'skipped (took {t["previous_wall_s"]:.0f} s)'
+            shown = (f'{t["wall_s"]:7.1f} s {t["cpu_s"]:7.1f} s' if t['status'] == 'ran' else
+                     f'skipped (took {t["previous_wall_s"]:.0f} s)')
             print(f'  {name:<20} {shown}')
-        print(f'  {"total":<20} {total:7.1f} s', flush=True)
+        print(f'  {"total":<20} {total:7.1f} s {cpu:7.1f} s', flush=True)
         for path in (*self.table_paths().values(), self.sheet_path(), osp.join(self.results, 'robustness_table.md'),
                      osp.join(self.results, 'demo_run.json')):
             print(f'  wrote {path}')

@@ -116,7 +116,11 @@ def fit_tile(img: np.ndarray, tile_size: Tuple[int, int], background=BACKGROUND)
 
 
 def sheet_size(num_rows: int, num_cols: int, tile_size: Tuple[int, int]) -> Tuple[int, int]:
-    """(width, height) of a sheet: ``LABEL_WIDTH + cols * (tile_w + GAP)``, ``HEADER_HEIGHT + rows * (tile_h + GAP)``."""
+    """(width, height) of a sheet::
+
+        width  = LABEL_WIDTH + num_cols * (tile_w + GAP)
+        height = HEADER_HEIGHT + num_rows * (tile_h + GAP)
+    """
     return LABEL_WIDTH + num_cols * (tile_size[0] + GAP), HEADER_HEIGHT + num_rows * (tile_size[1] + GAP)
 
 
@@ -158,9 +162,10 @@ def _default_device() -> str:
     return 'cuda:0' if torch.cuda.is_available() else 'cpu'
 
 
-def make_detection_sheet(models: Sequence[Tuple[str, str, str]], out_file: str, image_paths: Optional[Sequence[str]] = None,
-                         num_images: int = 2, versions: Sequence[str] = DEFAULT_VERSIONS, seed: int = 0,
-                         score_thr: float = 0.5, tile_size: Tuple[int, int] = (320, 240),
+def make_detection_sheet(models: Sequence[Tuple[str, str, str]], out_file: str,
+                         image_paths: Optional[Sequence[str]] = None, num_images: int = 2,
+                         versions: Sequence[str] = DEFAULT_VERSIONS, seed: int = 0, score_thr: float = 0.5,
+                         tile_size: Tuple[int, int] = (320, 240),
                          cfg_options: Optional[dict] = None, device: Optional[str] = None) -> dict:
     """Draw the sheet of ``models`` = ``[(label, config file, checkpoint), ...]`` and write it to ``out_file`` (PNG).
 

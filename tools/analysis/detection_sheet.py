@@ -38,7 +38,8 @@ def parse_args(argv=None):
                         help='override settings of every config, e.g. test_dataloader.dataset.data_root=DIR')
     args = parser.parse_args(argv)
     if len(args.checkpoint) != len(args.config):
-        parser.error(f'{len(args.config)} configs but {len(args.checkpoint)} checkpoints: give one checkpoint per config')
+        parser.error(f'{len(args.config)} configs but {len(args.checkpoint)} checkpoints: give one checkpoint per '
+                     'config')
     if args.labels is None:
         args.labels = [osp.splitext(osp.basename(c))[0] for c in args.config]
     if len(args.labels) != len(args.config):
