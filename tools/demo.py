@@ -66,10 +66,10 @@ PRESETS = {
         det_scale=(192, 144), det_iters=4, det_lr=0.001, det_clip=10.0,
         sheet_images=1, tile_size=(160, 120), workers=0),
     'full': dict(
-        voc_train=200, voc_test=60, voc_size=(320, 240),
+        voc_train=300, voc_test=80, voc_size=(320, 240),
         cls_train_per_class=40, cls_val_per_class=10, cls_size=80,
         cls_scale=64, cls_epochs=3, cls_batch=16, cls_lr=0.01, cls_clip=10.0,
-        det_scale=(320, 240), det_iters=160, det_lr=0.005, det_clip=10.0,
+        det_scale=(320, 240), det_iters=200, det_lr=0.005, det_clip=10.0,
         sheet_images=3, tile_size=(320, 240), workers=1),
 }
 SEED = 0
