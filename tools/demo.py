@@ -16,8 +16,10 @@ Stages (each runs the project's real tools in a subprocess; the demo only choose
     6. draw the detection sheet                 tools/analysis/detection_sheet.py
     7. write and print Table 3                  <results>/table3.md, table3.csv, demo_run.json
 
-The configs are used as they are; ``--cfg-options`` only set the data root, the image scale and the schedule
-(iterations, lr, checkpoint interval), the pretrained weights (``load_from``) and the dataloader workers.
+The configs are used as they are; ``--cfg-options`` only set the data root (and the classifier's class count),
+the image scale, the schedule (epochs/iterations, lr, gradient-norm clipping, checkpoint interval), the pretrained
+weights (``load_from``), the seed and the dataloader workers. The ZF and ZF-POW-1 steps are independent and run
+side by side (``--jobs 2``: their output lines are prefixed with the step name).
 
 Every finished step leaves a marker (``<work dir>/stages/<step>.json``, written last) that records the step's
 commands and the markers of the steps it used; a rerun skips a step whose marker matches and whose outputs exist,
@@ -57,7 +59,12 @@ TABLE_COLUMNS = ('Original', 'Mix.Minor', 'Mix.Heavy')
 PAPER_TABLE3 = {'ZF': (58.7, 50.0, 14.3), 'ZF+POW-1': (58.7, 52.2, 17.6)}
 
 # Size knobs. `full` is tuned to meet the demo's targets (clean mAP >= 50 %, Mix.Heavy < Mix.Minor < Original) in
-# at most 20 minutes on 2 CPU cores; `tiny` only exercises the flow (tests).
+# at most 20 minutes on 2 CPU cores (measured: ~7-9 min on 2 idle cores); `tiny` only exercises the flow (tests).
+# - cls_clip: ZF has no normalisation layer; from Kaiming init on raw BGR pixels its first steps at lr 0.01 have
+#   gradient norms of 60-120 and diverge to NaN within an epoch without clipping.
+# - det_lr: 5x py-faster-rcnn's 0.001 (one image per iteration) for a 200-iteration schedule; x0.1 at 75 %.
+# - det_scale: with anchors of 128-512 px (stride 16, scales 8-32) and allowed_border=0, an image needs a side of
+#   ~181 px before any anchor lies inside it; 320x240 keeps the objects (35-60 % of the short side) near anchor size.
 PRESETS = {
     'tiny': dict(
         voc_train=16, voc_test=4, voc_size=(192, 144),
@@ -106,6 +113,9 @@ def parse_args(argv=None):
     parser.add_argument('--restart', action='store_true', help='remove the finished stages and start over')
     parser.add_argument('--det-iters', type=int, default=None, help='detector training iterations (preset)')
     parser.add_argument('--pretrain-epochs', type=int, default=None, help='classifier pretraining epochs (preset)')
+    parser.add_argument('--det-scale', type=int, nargs=2, default=None, metavar=('LONG', 'SHORT'),
+                        help='detector image scale: longer side <= LONG, shorter side <= SHORT (preset; the paper: '
+                             '1000 600)')
     parser.add_argument('--workers', type=int, default=None, help='dataloader workers per loader (preset)')
     parser.add_argument('--jobs', type=int, default=2,
                         help='steps run side by side (the ZF and ZF-POW-1 steps are independent); their output lines '
@@ -116,6 +126,8 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1, got {value}')
+    if args.det_scale is not None and min(args.det_scale) < 32:
+        parser.error(f'--det-scale sides must be >= 32 px, got {args.det_scale}')
     if args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.workers is not None and args.workers < 0:
@@ -283,7 +295,8 @@ class Demo:
         self.py = sys.executable
         self.jobs = args.jobs
         self.preset = dict(PRESETS[args.preset])
-        for knob, key in (('det_iters', 'det_iters'), ('pretrain_epochs', 'cls_epochs'), ('workers', 'workers')):
+        for knob, key in (('det_iters', 'det_iters'), ('pretrain_epochs', 'cls_epochs'), ('workers', 'workers'),
+                          ('det_scale', 'det_scale')):
             if getattr(args, knob) is not None:
                 self.preset[key] = getattr(args, knob)
         self.work = osp.abspath(args.work_dir)
