@@ -59,7 +59,7 @@ TABLE_COLUMNS = ('Original', 'Mix.Minor', 'Mix.Heavy')
 PAPER_TABLE3 = {'ZF': (58.7, 50.0, 14.3), 'ZF+POW-1': (58.7, 52.2, 17.6)}
 
 # Size knobs. `full` is tuned to meet the demo's targets (clean mAP >= 50 %, Mix.Heavy < Mix.Minor < Original) in
-# at most 20 minutes on 2 CPU cores (measured: ~7-9 min on 2 idle cores); `tiny` only exercises the flow (tests).
+# at most 20 minutes on 2 CPU cores (measured: 8 min 15 s on 2 idle cores); `tiny` only exercises the flow (tests).
 # - cls_clip: ZF has no normalisation layer; from Kaiming init on raw BGR pixels its first steps at lr 0.01 have
 #   gradient norms of 60-120 and diverge to NaN within an epoch without clipping.
 # - det_lr: 5x py-faster-rcnn's 0.001 (one image per iteration) for a 200-iteration schedule; x0.1 at 75 %.
