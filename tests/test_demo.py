@@ -7,7 +7,6 @@ It is interrupted once after the first stage and continued, as a user would afte
 import csv
 import importlib.util
 import json
-import os
 import os.path as osp
 import signal
 import subprocess
