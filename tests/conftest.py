@@ -21,3 +21,13 @@ def subprocess_env():
     env['PYTHONPATH'] = REPO_ROOT + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('OMP_NUM_THREADS', '2')
     return env
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: a second OpenMP thread only adds barrier waits on the shared 2-core machine."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,13 +16,7 @@ from featquant_mmdet.engine.hooks.alpha_hooks import (AlphaRegularizationHook, A
 from featquant_mmdet.layers.quant_conv import HPowConv, PowConv
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds barrier waits on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def test_penalty_hand_computed_for_learned_and_per_sample_exponents():

@@ -8,13 +8,7 @@ from featquant_mmdet.layers.convert import convert_convs
 from featquant_mmdet.layers.quant_conv import PowConv, QuantConv2d
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only adds barrier waits on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def small_net():
