@@ -197,12 +197,18 @@ def test_zf_head_pools_to_6x6_and_has_fc6_fc7_of_4096():
     assert torch.allclose(head((x, )), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize('conv_type', ['PowConv', 'HPowConv'])
-def test_quantized_convs_get_the_init_of_the_convs_they_replace(conv_type):
-    """Kaiming (fan_out, normal) like the baseline's convs, not PyTorch's default init: mmengine's layer='Conv2d'
-    matching sees direct base classes only."""
+@pytest.mark.parametrize('conv_type', ['SFConv', 'PowConv', 'HPowConv', 'SFPowConv'])
+@pytest.mark.parametrize('backbone_type', ['QuantResNet', 'ResNet'])
+def test_quantized_convs_get_the_init_of_the_convs_they_replace(conv_type, backbone_type):
+    """Kaiming (fan_out, normal) like the baseline's convs, not PyTorch's default init, both when QuantResNet swaps
+    them in and when mmdet's own ResNet builds them from conv_cfg: mmengine's layer='Conv2d' matching sees direct
+    base classes only."""
     torch.manual_seed(0)
-    backbone = MODELS.build(dict(type='QuantResNet', depth=18, quant=dict(conv_cfg=dict(type=conv_type))))
+    if backbone_type == 'QuantResNet':
+        cfg = dict(type='QuantResNet', depth=18, quant=dict(conv_cfg=dict(type=conv_type)))
+    else:
+        cfg = dict(type='ResNet', depth=18, conv_cfg=dict(type=conv_type))
+    backbone = MODELS.build(cfg)
     backbone.init_weights()
     conv = backbone.layer4[0].conv2
     assert type(conv).__name__ == conv_type

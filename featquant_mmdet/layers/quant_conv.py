@@ -203,8 +203,11 @@ class QuantConv2d(nn.Conv2d):
         return F.conv2d(mapped, self.weight, self.bias, *conv_args)
 
 
+# The registered layers list nn.Conv2d among their direct bases although QuantConv2d already derives from it:
+# mmengine's init configs (e.g. mmdet ResNet's dict(type='Kaiming', layer='Conv2d')) match a module's class name and
+# its *direct* base names only, and a quantized conv put in by conv_cfg must get the init of the conv it replaces.
 @MODELS.register_module()
-class SFConv(QuantConv2d):
+class SFConv(QuantConv2d, nn.Conv2d):
     """Convolution of the scaled-floor input (eq. 2-3): ``U = W * tau(X, beta)``, ``tau(x, b) = floor(b x) / b``.
 
     Args (besides ``nn.Conv2d``'s):
@@ -247,7 +250,7 @@ class _PowerExponentsMixin:
 
 
 @MODELS.register_module()
-class PowConv(_PowerExponentsMixin, QuantConv2d):
+class PowConv(_PowerExponentsMixin, QuantConv2d, nn.Conv2d):
     """Convolution of the signed-power input (eq. 4-6): ``U_d = sum_c W_{c,d} * psi(X_c, alpha_{lambda(d), c})``.
 
     Args (besides ``nn.Conv2d``'s):
@@ -275,7 +278,7 @@ class PowConv(_PowerExponentsMixin, QuantConv2d):
 
 
 @MODELS.register_module()
-class SFPowConv(_PowerExponentsMixin, QuantConv2d):
+class SFPowConv(_PowerExponentsMixin, QuantConv2d, nn.Conv2d):
     """Floor, then power: ``U_d = sum_c W_{c,d} * psi(tau(X_c, beta), alpha_{lambda(d), c})`` ("+SF-POW").
 
     Order: floor first. The floor then acts on the raw features exactly as in ``SFConv``, so ``beta`` keeps its
@@ -326,7 +329,7 @@ class _LastExponents:
 
 
 @MODELS.register_module()
-class HPowConv(QuantConv2d):
+class HPowConv(QuantConv2d, nn.Conv2d):
     """Power convolution whose exponents a hypernetwork computes per sample (eq. 7): ``alpha = F(mu_X, sigma_X)``.
 
     Hypernetwork ``F`` (per sample n; C = in_channels, H = hidden_channels, Lambda = num_portions)::

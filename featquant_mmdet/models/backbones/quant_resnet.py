@@ -46,19 +46,3 @@ class QuantResNet(ResNet):
         self.quantized_convs = convert_convs(self, **quant)
         # the swapped-in convs are new parameters: freeze the frozen stages again
         self._freeze_stages()
-        self._init_converted_like_conv2d()
-
-    def _init_converted_like_conv2d(self) -> None:
-        """Give the converted convs the init of the plain convs they replace (ResNet's Kaiming init).
-
-        mmengine matches an init's ``layer`` against a module's class name and its *direct* bases only, so
-        ``dict(type='Kaiming', layer='Conv2d')`` skips e.g. a ``PowConv`` (bases: a mixin and ``QuantConv2d``) and
-        the quantized convs would keep PyTorch's default init, unlike the baseline's convs.
-        """
-        conv_types = sorted({type(self.get_submodule(name)).__name__ for name in self.quantized_convs})
-        init_cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg] if self.init_cfg else []
-        for cfg in init_cfgs:
-            layers = cfg.get('layer')
-            layers = [layers] if isinstance(layers, str) else list(layers or [])
-            if 'Conv2d' in layers:
-                cfg['layer'] = layers + [t for t in conv_types if t not in layers]
