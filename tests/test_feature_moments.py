@@ -9,8 +9,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from torch import nn
 
-from featquant_mmdet.analysis.feature_moments import (ActivationSampler, histogram_pair, js_divergence,
-                                                      load_weights_strict, moment_statistics, resolve_layers)
+from featquant_mmdet.analysis.feature_moments import (ActivationSampler, compare_activations, histogram_pair,
+                                                      image_bootstrap_js, js_divergence, load_weights_strict,
+                                                      moment_statistics, resolve_layers)
 
 IMAGE_SCALE = '(128,96)'
 
@@ -71,6 +72,35 @@ def test_histogram_pair_shares_bins():
     ref_q, _ = np.histogram(b.numpy(), bins=edges.numpy())
     np.testing.assert_allclose(p.numpy(), ref_p / ref_p.sum())
     np.testing.assert_allclose(q.numpy(), ref_q / ref_q.sum())
+
+
+def test_image_bootstrap_equals_resampling_the_images_by_hand():
+    rng = np.random.default_rng(2)
+    sizes = [50, 80, 30, 60]
+    clean = torch.from_numpy(rng.standard_normal(sum(sizes)))
+    distorted = clean * 1.3 + torch.from_numpy(rng.standard_normal(sum(sizes))) * 0.2
+    _, _, edges = histogram_pair(clean, distorted, bins=20)
+    got = image_bootstrap_js(clean, distorted, sizes, edges, num_resamples=5, seed=7)
+    # the same draws, done literally: repeat every image as often as it was drawn, then the ordinary histograms
+    weights = np.random.default_rng(7).multinomial(len(sizes), np.full(len(sizes), 1 / len(sizes)), size=5)
+    for js, w in zip(got, weights):
+        pick = [i for i, count in enumerate(w) for _ in range(count)]
+        a = torch.cat([clean.split(sizes)[i] for i in pick])
+        b = torch.cat([distorted.split(sizes)[i] for i in pick])
+        p, q, _ = histogram_pair(a, b, bins=20, value_range=(edges[0].item(), edges[-1].item()))
+        assert js.item() == pytest.approx(js_divergence(p, q), rel=1e-12, abs=1e-15)
+    assert got.std() > 0  # the resamples differ
+    same = image_bootstrap_js(clean, clean.clone(), sizes, edges, num_resamples=5)
+    assert (same == 0).all()
+    with pytest.raises(ValueError, match='image_sizes must be positive and sum to the size'):
+        image_bootstrap_js(clean, distorted, [50, 80], edges, num_resamples=5)
+    with pytest.raises(ValueError, match='num_resamples must be >= 1'):
+        image_bootstrap_js(clean, distorted, sizes, edges, num_resamples=0)
+    shifts = compare_activations({'x': clean}, {'x': distorted}, bins=20, image_sizes={'x': sizes}, bootstrap=50)
+    assert 0 < shifts[0].js_std < shifts[0].js_divergence
+    assert math.isnan(compare_activations({'x': clean}, {'x': distorted}, bins=20)[0].js_std)
+    with pytest.raises(ValueError, match='bootstrap needs image_sizes'):
+        compare_activations({'x': clean}, {'x': distorted}, bootstrap=5)
 
 
 class _Detectorish(nn.Module):
@@ -174,18 +204,20 @@ def test_tool_end_to_end_zero_shift_for_clean_level_and_files(zf_setup, tmp_path
                        '--cfg-options', *zf_setup['cli_options']])
     assert [s.layer for s in clean] == [f'backbone.conv{i}' for i in range(1, 6)]
     for s in clean:
-        assert s.js_divergence == 0.0 and s.clean == s.distorted
+        assert s.js_divergence == 0.0 and s.js_std == 0.0 and s.clean == s.distorted
     noisy = tool.main([config, ckpt, '--distortion', 'gaussian_noise_y', '--level', '4', '--num-images', '2',
                        '--layers', 'conv1', 'backbone.conv5', '--values-per-image', '3000',
                        '--out-dir', str(tmp_path / 'l4'), '--cfg-options', *zf_setup['cli_options']])
     assert [s.layer for s in noisy] == ['backbone.conv1', 'backbone.conv5']
-    assert all(0 < s.js_divergence <= math.log(2) for s in noisy)
+    assert all(0 < s.js_divergence <= math.log(2) and s.js_std > 0 for s in noisy)
     assert noisy[0].distorted['variance'] > noisy[0].clean['variance']  # noise adds variance at conv1
     with open(tmp_path / 'l4' / 'feature_moments.csv') as f:
         rows = list(csv.DictReader(f))
     assert [r['layer'] for r in rows] == ['backbone.conv1', 'backbone.conv5']
     assert float(rows[0]['js_divergence']) == pytest.approx(noisy[0].js_divergence)
-    assert '| backbone.conv5 |' in (tmp_path / 'l4' / 'feature_moments.md').read_text()
+    assert float(rows[0]['js_std']) == pytest.approx(noisy[0].js_std)
+    table = (tmp_path / 'l4' / 'feature_moments.md').read_text()
+    assert f'| backbone.conv5 |' in table and f'{noisy[1].js_divergence:.4f} ± {noisy[1].js_std:.4f} |' in table
     import matplotlib.image as mpimg
     assert mpimg.imread(tmp_path / 'l4' / 'feature_densities.png').shape[1] > 300
 

@@ -9,6 +9,9 @@ images are run clean and distorted. Per layer it reports the moments of both act
 and the Jensen-Shannon divergence between their histograms on shared bins p, q (natural log, so 0 <= JS <= ln 2):
 
     JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2,   m = (p + q) / 2.
+
+Its uncertainty comes from the choice of images: the standard deviation of JS over bootstrap resamples of the images
+(drawn with replacement, each image's clean and distorted values together, bins fixed), Efron's bootstrap.
 """
 import copy
 import math
@@ -179,6 +182,10 @@ class ActivationSampler:
     def values(self) -> Dict[str, torch.Tensor]:
         return {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in self.samples.items()}
 
+    def image_sizes(self) -> Dict[str, List[int]]:
+        """How many of ``values()[name]`` each image contributed, in order (the values are concatenated)."""
+        return {name: [chunk.numel() for chunk in chunks] for name, chunks in self.samples.items()}
+
 
 def _features_only(model: nn.Module, layers: Dict[str, nn.Module]) -> bool:
     """True when every hooked layer runs inside ``model.extract_feat`` (backbone and neck), so the heads can be
@@ -189,10 +196,12 @@ def _features_only(model: nn.Module, layers: Dict[str, nn.Module]) -> bool:
 
 @torch.no_grad()
 def sample_activations(model: nn.Module, dataloader: Iterable, layers: Dict[str, nn.Module], num_images: int,
-                       values_per_image: int = 20000, seed: int = 0) -> Dict[str, torch.Tensor]:
+                       values_per_image: int = 20000, seed: int = 0
+                       ) -> Tuple[Dict[str, torch.Tensor], Dict[str, List[int]]]:
     """Run ``num_images`` images of an mmengine ``dataloader`` through ``model`` (its data preprocessor, then
-    ``extract_feat`` when every layer is in the backbone/neck, else ``mode='tensor'``) and return the sampled
-    outputs of ``layers``."""
+    ``extract_feat`` when every layer is in the backbone/neck, else ``mode='tensor'``).
+
+    Returns the sampled outputs of ``layers`` (concatenated over images) and how many values each image gave."""
     model.eval()
     features_only = _features_only(model, layers)
     sampler = ActivationSampler(layers, values_per_image, seed)
@@ -212,7 +221,7 @@ def sample_activations(model: nn.Module, dataloader: Iterable, layers: Dict[str,
             seen += inputs.shape[0]
     if seen < num_images:
         raise ValueError(f'the test dataloader has only {seen} images, {num_images} were requested')
-    return sampler.values()
+    return sampler.values(), sampler.image_sizes()
 
 
 @dataclass
@@ -223,19 +232,58 @@ class LayerShift:
     distorted: Dict[str, float]
     js_divergence: float
     num_values: int
+    js_std: float = float('nan')  # over bootstrap resamples of the images; NaN when not computed
 
 
-def compare_activations(clean: Dict[str, torch.Tensor], distorted: Dict[str, torch.Tensor],
-                        bins: int = 100) -> List[LayerShift]:
-    """Per layer: moments of both samples and JS divergence of their histograms on shared bins."""
+def image_bootstrap_js(clean: torch.Tensor, distorted: torch.Tensor, image_sizes: Sequence[int],
+                       edges: torch.Tensor, num_resamples: int, seed: int = 0) -> torch.Tensor:
+    """JS divergence of ``num_resamples`` bootstrap resamples of the images, on the fixed equal-width ``edges``.
+
+    ``clean`` and ``distorted`` are paired samples concatenated image by image (``image_sizes`` values each). A
+    resample draws n of the n images with replacement, weights ``w`` (multinomial counts), and compares
+    ``p = sum_i w_i h_i(clean) / sum``, ``q = sum_i w_i h_i(distorted) / sum`` (``h_i``: image i's histogram).
+    """
+    sizes = [int(s) for s in image_sizes]
+    if num_resamples < 1:
+        raise ValueError(f'num_resamples must be >= 1, got {num_resamples}')
+    if not sizes or min(sizes) < 1 or sum(sizes) != clean.numel() or clean.numel() != distorted.numel():
+        raise ValueError(f'image_sizes must be positive and sum to the size of both samples; got {len(sizes)} '
+                         f'sizes summing to {sum(sizes)} for samples of {clean.numel()} and {distorted.numel()}')
+    bins, low, high = edges.numel() - 1, edges[0].item(), edges[-1].item()
+
+    def per_image_histograms(values):
+        return torch.stack([torch.histc(chunk.to(torch.float64), bins=bins, min=low, max=high)
+                            for chunk in values.split(sizes)])
+
+    hist_p, hist_q = per_image_histograms(clean), per_image_histograms(distorted)
+    rng = np.random.default_rng(seed)
+    weights = torch.from_numpy(rng.multinomial(len(sizes), np.full(len(sizes), 1 / len(sizes)),
+                                               size=num_resamples)).to(torch.float64)
+    return torch.tensor([js_divergence(p, q) for p, q in zip(weights @ hist_p, weights @ hist_q)],
+                        dtype=torch.float64)
+
+
+def compare_activations(clean: Dict[str, torch.Tensor], distorted: Dict[str, torch.Tensor], bins: int = 100,
+                        image_sizes: Optional[Dict[str, Sequence[int]]] = None, bootstrap: int = 0,
+                        seed: int = 0) -> List[LayerShift]:
+    """Per layer: moments of both samples and JS divergence of their histograms on shared bins; with
+    ``bootstrap > 0`` (needs ``image_sizes``) also its standard deviation over that many image resamples."""
     if clean.keys() != distorted.keys():
         raise ValueError(f'clean and distorted samples cover different layers: {sorted(clean)} vs '
                          f'{sorted(distorted)}')
+    if bootstrap < 0:
+        raise ValueError(f'bootstrap must be >= 0 resamples, got {bootstrap}')
+    if bootstrap and image_sizes is None:
+        raise ValueError('bootstrap needs image_sizes (how many values each image gave, per layer)')
     shifts = []
     for name in clean:
-        p, q, _ = histogram_pair(clean[name], distorted[name], bins=bins)
+        p, q, edges = histogram_pair(clean[name], distorted[name], bins=bins)
+        js_std = float('nan')
+        if bootstrap:
+            js_std = image_bootstrap_js(clean[name], distorted[name], image_sizes[name], edges, bootstrap,
+                                        seed).std().item()
         shifts.append(LayerShift(name, moment_statistics(clean[name]), moment_statistics(distorted[name]),
-                                 js_divergence(p, q), int(clean[name].numel())))
+                                 js_divergence(p, q), int(clean[name].numel()), js_std))
     return shifts
 
 
@@ -312,14 +360,17 @@ def build_test_dataloader(cfg, distortion: Optional[str] = None, level: Optional
 
 def measure_feature_shift(cfg, checkpoint: str, distortion: str, level: Optional[int] = None,
                           num_images: int = 100, layers: Optional[Sequence[str]] = None, bins: int = 100,
-                          values_per_image: int = 20000, seed: int = 0
+                          values_per_image: int = 20000, seed: int = 0, bootstrap: int = 0
                           ) -> Tuple[List[LayerShift], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-    """Figure 1 for one model: the same ``num_images`` test images clean and distorted, per hooked layer.
+    """Figure 1 for one model: the same ``num_images`` test images clean and distorted, per hooked layer
+    (``bootstrap``: image resamples for the JS divergence's standard deviation, 0 for none).
 
     Returns the per-layer shifts and the clean and distorted activation samples (for plotting).
     """
     if num_images < 1:
         raise ValueError(f'num_images must be >= 1, got {num_images}')
+    if bootstrap < 0:
+        raise ValueError(f'bootstrap must be >= 0 resamples, got {bootstrap}')
     # cheapest checks first: the distortion, then model/checkpoint/layers, then the datasets
     from ..distortions.levels import check_name, resolve_level
     check_name(distortion)
@@ -331,19 +382,27 @@ def measure_feature_shift(cfg, checkpoint: str, distortion: str, level: Optional
     if len(clean_loader.dataset) < num_images:
         raise ValueError(f'the test dataset has {len(clean_loader.dataset)} images, {num_images} were requested '
                          '(--num-images)')
-    clean = sample_activations(model, clean_loader, hooked, num_images, values_per_image, seed)
-    distorted = sample_activations(model, distorted_loader, hooked, num_images, values_per_image, seed)
-    return compare_activations(clean, distorted, bins=bins), clean, distorted
+    clean, image_sizes = sample_activations(model, clean_loader, hooked, num_images, values_per_image, seed)
+    distorted, distorted_sizes = sample_activations(model, distorted_loader, hooked, num_images, values_per_image,
+                                                    seed)
+    if distorted_sizes != image_sizes:  # a distortion that changed an image's size would unpair the samples
+        raise ValueError('the distorted images give feature maps of other sizes than the clean ones; the '
+                         'comparison needs the same positions in both passes')
+    shifts = compare_activations(clean, distorted, bins=bins, image_sizes=image_sizes, bootstrap=bootstrap,
+                                 seed=seed)
+    return shifts, clean, distorted
 
 
 # --------------------------------------------------------------------------------------------- reporting
 def format_shift_table(shifts: Sequence[LayerShift]) -> str:
-    """Markdown table: per layer, each moment clean -> distorted, and the JS divergence."""
+    """Markdown table: per layer, each moment clean -> distorted, and the JS divergence (± its bootstrap standard
+    deviation when computed)."""
     head = '| layer | ' + ' | '.join(f'{m} (clean / dist.)' for m in MOMENT_NAMES) + ' | JS divergence |'
     lines = [head, '|---|' + '---:|' * (len(MOMENT_NAMES) + 1)]
     for s in shifts:
         cells = ' | '.join(f'{s.clean[m]:.4g} / {s.distorted[m]:.4g}' for m in MOMENT_NAMES)
-        lines.append(f'| {s.layer} | {cells} | {s.js_divergence:.4f} |')
+        spread = '' if math.isnan(s.js_std) else f' ± {s.js_std:.4f}'
+        lines.append(f'| {s.layer} | {cells} | {s.js_divergence:.4f}{spread} |')
     return '\n'.join(lines)
 
 
@@ -352,12 +411,12 @@ def write_shift_csv(shifts: Sequence[LayerShift], path: str) -> None:
     with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['layer', *[f'clean_{m}' for m in MOMENT_NAMES], *[f'distorted_{m}' for m in MOMENT_NAMES],
-                         'js_divergence', 'num_values'])
+                         'js_divergence', 'js_std', 'num_values'])
         for s in shifts:
             row = asdict(s)
             writer.writerow([s.layer, *[repr(row['clean'][m]) for m in MOMENT_NAMES],
                              *[repr(row['distorted'][m]) for m in MOMENT_NAMES], repr(s.js_divergence),
-                             s.num_values])
+                             repr(s.js_std), s.num_values])
 
 
 def plot_feature_densities(clean: Dict[str, torch.Tensor], distorted: Dict[str, torch.Tensor], path: str,

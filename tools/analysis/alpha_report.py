@@ -8,7 +8,6 @@ Writes OUT_DIR/alpha_summary.md, alpha_summary.csv (per layer: count, mean, std,
 fraction < 0, fraction outside [-1, 5]) and alpha_histograms.png.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -41,24 +40,19 @@ def main(argv=None):
     from featquant_mmdet.analysis.alpha_report import (format_exponent_table, load_exponents,
                                                        plot_exponent_histograms, summarize_exponents,
                                                        write_exponent_csv)
+    from featquant_mmdet.analysis.report_files import write_report_files
     cfg = None
     if args.config is not None:
         from featquant_mmdet.analysis.feature_moments import load_config
         cfg = load_config(args.config, args.cfg_options)
     out_dir = args.out_dir or osp.join('work_dirs', 'alpha_report', osp.splitext(osp.basename(args.checkpoint))[0])
-    os.makedirs(out_dir, exist_ok=True)
     exponents = load_exponents(args.checkpoint, cfg, args.num_images)
     table = summarize_exponents(exponents)
     header = f'learned exponents alpha of {args.checkpoint}' + (f' ({args.config})' if args.config else '')
-    text = format_exponent_table(table)
-    print(f'{header}\n\n{text}')
-    md_path, csv_path = osp.join(out_dir, 'alpha_summary.md'), osp.join(out_dir, 'alpha_summary.csv')
-    png_path = osp.join(out_dir, 'alpha_histograms.png')
-    with open(md_path, 'w') as f:
-        f.write(f'{header}\n\n{text}\n')
-    write_exponent_csv(table, csv_path)
-    plot_exponent_histograms(exponents, png_path, bins=args.bins, title=osp.basename(args.checkpoint))
-    print(f'\nwrote {md_path}, {csv_path}, {png_path}')
+    write_report_files(
+        out_dir, header, format_exponent_table(table), 'alpha_summary.md', 'alpha_summary.csv',
+        'alpha_histograms.png', lambda path: write_exponent_csv(table, path),
+        lambda path: plot_exponent_histograms(exponents, path, bins=args.bins, title=osp.basename(args.checkpoint)))
     return table
 
 

@@ -5,11 +5,11 @@
         --layers backbone.conv1 backbone.conv5 --out-dir work_dirs/moments_zf
 
 Hooks the outputs of the backbone's convolutions (or --layers), runs the same test images clean and distorted, and
-writes OUT_DIR/feature_moments.md, .csv (mean, variance, skewness, kurtosis of both, JS divergence per layer) and
-OUT_DIR/feature_densities.png. Running it for a baseline and a POW model shows whether POW reduces the divergence.
+writes OUT_DIR/feature_moments.md, .csv (mean, variance, skewness, kurtosis of both, JS divergence per layer with its
+standard deviation over --bootstrap resamples of the images) and OUT_DIR/feature_densities.png. Running it for a
+baseline and a POW model shows whether POW reduces the divergence.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -31,6 +31,8 @@ def parse_args(argv=None):
     parser.add_argument('--bins', type=int, default=100, help='histogram bins for the JS divergence and the plot')
     parser.add_argument('--values-per-image', type=int, default=20000,
                         help='activations sampled per image and layer (same positions clean and distorted)')
+    parser.add_argument('--bootstrap', type=int, default=200,
+                        help='image resamples for the standard deviation of the JS divergence (0: none)')
     parser.add_argument('--out-dir', default=None, help='default: work_dirs/feature_moments/<config name>')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, e.g. test_dataloader.dataset.data_root=data/VOC/')
@@ -38,6 +40,8 @@ def parse_args(argv=None):
     for name in ('num_images', 'bins', 'values_per_image'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}')
+    if args.bootstrap < 0:
+        parser.error(f'--bootstrap must be >= 0, got {args.bootstrap}')
     return args
 
 
@@ -45,25 +49,21 @@ def main(argv=None):
     args = parse_args(argv)
     from featquant_mmdet.analysis.feature_moments import (format_shift_table, load_config, measure_feature_shift,
                                                           plot_feature_densities, write_shift_csv)
+    from featquant_mmdet.analysis.report_files import write_report_files
     cfg = load_config(args.config, args.cfg_options)
     out_dir = args.out_dir or osp.join('work_dirs', 'feature_moments', osp.splitext(osp.basename(args.config))[0])
-    os.makedirs(out_dir, exist_ok=True)
     shifts, clean, distorted = measure_feature_shift(
         cfg, args.checkpoint, args.distortion, level=args.level, num_images=args.num_images, layers=args.layers,
-        bins=args.bins, values_per_image=args.values_per_image, seed=args.distortion_seed)
+        bins=args.bins, values_per_image=args.values_per_image, seed=args.distortion_seed, bootstrap=args.bootstrap)
 
     what = f'{args.distortion}' + (f' level {args.level}' if args.level is not None else '')
     header = (f'{osp.basename(args.config)} / {osp.basename(args.checkpoint)}: {args.num_images} test images, '
               f'clean vs {what}')
-    table = format_shift_table(shifts)
-    print(f'{header}\n\n{table}')
-    md_path, csv_path = osp.join(out_dir, 'feature_moments.md'), osp.join(out_dir, 'feature_moments.csv')
-    png_path = osp.join(out_dir, 'feature_densities.png')
-    with open(md_path, 'w') as f:
-        f.write(f'{header}\n\n{table}\n')
-    write_shift_csv(shifts, csv_path)
-    plot_feature_densities(clean, distorted, png_path, bins=args.bins, title=header)
-    print(f'\nwrote {md_path}, {csv_path}, {png_path}')
+    if args.bootstrap:
+        header += f' (JS ± standard deviation over {args.bootstrap} bootstrap resamples of the images)'
+    write_report_files(out_dir, header, format_shift_table(shifts), 'feature_moments.md', 'feature_moments.csv',
+                       'feature_densities.png', lambda path: write_shift_csv(shifts, path),
+                       lambda path: plot_feature_densities(clean, distorted, path, bins=args.bins, title=header))
     return shifts
 
 
