@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import subprocess
@@ -106,35 +107,68 @@ def _read_json(path):
         return None
 
 
+def _sweep_attempt_without_evaluation(argv):
+    """tools/robustness.py's main with everything past the lock replaced by failures: the SystemExit it raises."""
+    def fail(*args, **kwargs):
+        raise AssertionError('the second sweep went past the lock')
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ('prepare_sweep', 'run_sweep', 'build_sweep_runner'):
+            patch.setattr(rb, name, fail)
+        with pytest.raises(SystemExit) as exit_info:
+            load_tool().main(argv)
+    return str(exit_info.value)
+
+
+def _lock_is_free(results_path) -> bool:
+    try:
+        rb.SweepLock(results_path).acquire().release()
+    except rb.SweepLockedError:
+        return False
+    return True
+
+
 @pytest.fixture(scope='module')
 def det_killed_and_resumed(det):
-    """A 5-cell sweep run by the tool in a subprocess, killed once a cell is written, then resumed."""
+    """A 5-cell sweep run by the tool in a subprocess; a second sweep on its work dir tried while it runs; the first
+    killed (SIGKILL, the tool process alone) once a cell is written, then resumed."""
     work_dir = str(det['root'] / 'sweep')
     results_path = osp.join(work_dir, 'robustness.json')
+    lock_file = osp.join(work_dir, 'robustness.lock')
     argv = [DET_CONFIG, det['checkpoint'], '--distortions', 'motion_blur', 'mix', '--levels', '1', '2',
             '--work-dir', work_dir, '--cfg-options'] + cli_options(det['options'])
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
     env.setdefault('OMP_NUM_THREADS', '2')
     proc = subprocess.Popen([sys.executable, TOOL] + argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-    before = None
+    before = holder = second_error = None
+    free_after_kill = None
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
+            if holder is None:
+                record = _read_json(lock_file)
+                if record and record.get('pid') == proc.pid:  # the running sweep holds the work dir
+                    holder = record
+                    second_error = _sweep_attempt_without_evaluation(argv)
             data = _read_json(results_path)
-            if data and data['cells']:
+            if data and data['cells'] and holder is not None:
                 before = data
                 break
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the tool and its dataloader workers (its own session)
+            os.kill(proc.pid, signal.SIGKILL)  # the tool alone: its dataloader workers may outlive it a moment
+            proc.wait()
+            free_after_kill = _lock_is_free(results_path)
+            os.killpg(proc.pid, signal.SIGKILL)  # then the rest of its session
         _, err = proc.communicate()
     assert before is not None, f'the sweep wrote no cell (exit {proc.returncode}): {err.decode()[-3000:]}'
     assert proc.returncode == -signal.SIGKILL, 'the sweep finished before it could be killed'
     killed_state = _read_json(results_path)  # what the file holds after the kill (a later cell may have landed)
     after = load_tool().main(argv)
-    return dict(before=before, killed=killed_state, after=after, results_path=results_path, argv=argv)
+    return dict(before=before, killed=killed_state, after=after, results_path=results_path, argv=argv,
+                holder=holder, second_error=second_error, free_after_kill=free_after_kill, work_dir=work_dir)
 
 
 def test_killed_sweep_resumes_without_recomputing_finished_cells(det_killed_and_resumed):
@@ -152,6 +186,20 @@ def test_killed_sweep_resumes_without_recomputing_finished_cells(det_killed_and_
     assert len(after['runs']) == 2 and after['runs'][0]['finished_at'] is None  # the killed run never finished
     on_disk = _read_json(det_killed_and_resumed['results_path'])
     assert on_disk['cells'] == after['cells'] and on_disk['summary'] == after['summary']
+
+
+def test_second_sweep_on_a_running_sweeps_work_dir_fails_before_evaluating(det_killed_and_resumed):
+    run = det_killed_and_resumed
+    holder = run['holder']
+    assert holder['results'] == run['results_path'] and 'tools/robustness.py' in holder['command']
+    error = run['second_error']
+    assert error.startswith(f'robustness.py: error: work dir {run["work_dir"]} is in use by another robustness '
+                            f'sweep (pid {holder["pid"]} on host {holder["host"]}, started {holder["started_at"]}')
+    assert 'wait for it to finish, or pass another --work-dir' in error
+    # SIGKILL leaves no stale lock, and the resumed sweep (same work dir) could take it
+    assert run['free_after_kill'] is True
+    assert run['after']['runs'][-1]['finished_at'] is not None
+    assert _read_json(osp.join(run['work_dir'], 'robustness.lock')) is None  # emptied on release
 
 
 def test_detector_cells_hold_voc_metrics_and_wall_times(det_killed_and_resumed):
@@ -316,6 +364,8 @@ def tool_without_evaluation(monkeypatch):
     (['--levels', '0'], {}, r'level\(s\) \[0\].*clean cell, level 0, is always evaluated'),
     (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-config'),
     (['--metric', 'top5'], {}, 'metric key .top5. must be "<prefix>/<name>"'),
+    (['--metric', 'accuracy/top3'], {}, r"metric 'accuracy/top3' is not reported by the test evaluator "
+                                        r"\['Accuracy'\]: it reports \['accuracy/top1', 'accuracy/top5'\]"),
     ([], {'test_dataloader': None}, 'has no test_dataloader'),
     ([], {'test_evaluator': None}, 'has no test_evaluator'),
     (['--reference', '/nonexistent/robustness.json'], {}, 'results file not found'),
@@ -355,6 +405,118 @@ def test_reference_must_cover_the_cells_and_share_the_test_data(cls, cls_sweep, 
         tool_without_evaluation(argv(['jpeg'], **{'test_dataloader.dataset.data_root': '/elsewhere/'}))
     with pytest.raises(SystemExit, match='distortion_seed 0 differs from .* 1'):
         tool_without_evaluation(argv(['jpeg'], seed=1))
+
+
+HOLD_LOCK_WITH_A_WORKER = """
+import importlib.util, os, sys, time
+spec = importlib.util.spec_from_file_location('robustness_alone', sys.argv[1])  # the lock is standard library only
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+module.SweepLock(sys.argv[2]).acquire()
+worker = os.fork()  # like a dataloader worker: inherits the lock file's descriptor
+if worker == 0:
+    time.sleep(120)
+    os._exit(0)
+print(worker, flush=True)
+time.sleep(120)
+"""
+
+
+def test_lock_holder_is_named_and_sigkill_frees_the_lock_despite_forked_workers(cls, tmp_path):
+    results_path = str(tmp_path / 'robustness.json')
+    proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK_WITH_A_WORKER, rb.__file__, results_path],
+                            stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        worker = int(proc.stdout.readline())
+        with pytest.raises(rb.SweepLockedError, match=rf'work dir {re.escape(str(tmp_path))} is in use by another '
+                                                       rf'robustness sweep \(pid {proc.pid} on host .*, started .*, '
+                                                       'command: '):
+            rb.SweepLock(results_path).acquire()
+        # the tool: the error comes before the config's checkpoint is even looked at
+        argv = [CLS_CONFIG, str(tmp_path / 'no_such.pth'), '--work-dir', str(tmp_path), '--cfg-options'] + \
+            cli_options(cls['options'])
+        assert f'(pid {proc.pid} on host' in _sweep_attempt_without_evaluation(argv)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.kill(worker, 0)  # the forked worker still runs, holding the inherited descriptor ...
+        assert _lock_is_free(results_path)  # ... yet the lock went with its holder
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+
+
+def test_lock_is_reentrant_in_one_process_and_released_by_its_last_holder(tmp_path):
+    results_path = str(tmp_path / 'robustness.json')
+    outer = rb.SweepLock(results_path).acquire()
+    with rb.SweepLock(results_path):  # run_sweep inside the tool's lock
+        pass
+    assert rb.SweepLock.is_held(results_path)
+    outer.release()
+    assert not rb.SweepLock.is_held(results_path) and _lock_is_free(results_path)
+
+
+def test_detector_metric_key_is_checked_before_any_evaluation(det, tmp_path, tool_without_evaluation):
+    argv = [DET_CONFIG, det['checkpoint'], '--work-dir', str(tmp_path), '--distortions', 'mix', '--cfg-options'] + \
+        cli_options(det['options'])
+    with pytest.raises(SystemExit, match=r"metric 'pascal_voc/AP75' is not reported by the test evaluator "
+                                         r"\['VOCMetric'\]: it reports \['pascal_voc/mAP', 'pascal_voc/AP50'\]"):
+        tool_without_evaluation(argv + ['--metric', 'pascal_voc/AP75'])
+    # with a 0.75 IoU threshold VOCMetric reports AP75: the key passes, and the sweep would start
+    with pytest.raises(AssertionError, match='evaluation started'):
+        tool_without_evaluation(argv + ['test_evaluator.iou_thrs=[0.5,0.75]', '--metric', 'pascal_voc/AP75'])
+    # the default key (mAP) of a VOCMetric that computes recalls
+    with pytest.raises(SystemExit, match=r"metric 'pascal_voc/mAP' is not reported .*it reports "
+                                         r"\['pascal_voc/recall@100@0.5', 'pascal_voc/recall@300@0.5', "):
+        tool_without_evaluation(argv + ['test_evaluator.metric=recall'])
+    assert not osp.exists(tmp_path / 'robustness.json')
+
+
+def test_metric_key_of_a_type_without_known_keys_is_checked_after_the_clean_cell(cls, tmp_path):
+    """mmengine's DumpResults does not declare its keys: the clean cell tells; a rerun resumes from that cell."""
+    work_dir = tmp_path / 'work'
+    cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), work_dir)
+    dump = str(tmp_path / 'predictions.pkl')
+    cfg.test_evaluator = [dict(type='Accuracy', topk=(1, 5)), dict(type='DumpResults', out_file_path=dump)]
+    kwargs = dict(distortions=['jpeg'], levels=[1])
+    later = rb.prepare_sweep(cfg, cls['checkpoint'], metric='accuracy/top5', **kwargs)  # before any results file
+    plan = rb.prepare_sweep(cfg, cls['checkpoint'], metric='accuracy/top3', **kwargs)
+    assert plan.notes == ["metric 'accuracy/top3' is checked after the clean cell: the keys of test metric(s) "
+                          "['DumpResults'] are only known once they have reported"]
+    with pytest.raises(rb.RobustnessError, match=r"metric 'accuracy/top3' is not reported by the test evaluator; "
+                                                 r"it reports \['accuracy/top1', 'accuracy/top5'\]"):
+        rb.run_sweep(plan)
+    saved = _read_json(work_dir / 'robustness.json')
+    assert list(saved['cells']) == ['clean'] and saved['runs'][-1]['evaluated'] == ['clean']
+    assert osp.isfile(dump) and not rb.SweepLock.is_held(str(work_dir / 'robustness.json'))
+    # ``later`` was planned as a new sweep; run_sweep decides again under the lock, and resumes
+    assert later.action == 'new'
+    results = rb.run_sweep(later)
+    assert later.action == 'resume'
+    assert results['runs'][-1]['skipped'] == ['clean'] and results['runs'][-1]['evaluated'] == ['jpeg@1']
+    assert results['cells']['clean'] == saved['cells']['clean']
+
+
+def test_metric_keys_of_the_evaluator_types():
+    coco = dict(type='CocoMetric', metric=['bbox', 'proposal_fast'], proposal_nums=(10, 20), prefix='c')
+    entry, = rb.evaluator_metric_keys(dict(type='Evaluator', metrics=[coco]))
+    assert (entry.type, entry.prefix, entry.complete) == ('CocoMetric', 'c', True)
+    assert entry.keys == ['c/bbox_mAP', 'c/bbox_mAP_50', 'c/bbox_mAP_75', 'c/bbox_mAP_s', 'c/bbox_mAP_m',
+                          'c/bbox_mAP_l', 'c/AR@10', 'c/AR@20']
+    # classwise precisions are named after the dataset's classes: a coco/ key not listed waits for the clean cell
+    classwise = dict(type='CocoMetric', classwise=True)
+    assert 'clean cell' in rb.check_metric_key('coco/person_precision', classwise)
+    assert rb.check_metric_key('coco/bbox_mAP_75', classwise) is None
+    with pytest.raises(rb.RobustnessError, match=r"not reported .*\['CocoMetric'\]: it reports .* and "
+                                                 r'"coco/..." of CocoMetric'):
+        rb.check_metric_key('pascal_voc/mAP', classwise)
+    voc = rb.evaluator_metric_keys([dict(type='VOCMetric', metric='recall', iou_thrs=[0.5, 0.7],
+                                         proposal_nums=(5, ))])[0]
+    assert voc.keys == ['pascal_voc/recall@5@0.5', 'pascal_voc/recall@5@0.7', 'pascal_voc/AR@5']
+    assert rb.evaluator_metric_keys(dict(type='Accuracy', topk=3))[0].keys == ['accuracy/top3']
 
 
 def test_detector_rejects_targeted_occlusion_and_preset_all_leaves_it_out(det, tmp_path, tool_without_evaluation):

@@ -15,7 +15,8 @@ common robustness benchmark (needs ``pip install -r requirements/optional.txt``)
 
 Results go to ``<work dir>/robustness.json`` after every cell; a rerun skips the finished cells, a changed
 checkpoint/config/seed moves the old file aside (``robustness.stale-<time>.json``), a file of another config is an
-error. Everything is checked before the first evaluation. Compare models with tools/compare_robustness.py.
+error. Everything is checked before the first evaluation. One sweep at a time per work dir: a second one fails at
+once, naming the running one (``<work dir>/robustness.lock``). Compare models with tools/compare_robustness.py.
 """
 import argparse
 import os.path as osp
@@ -54,17 +55,29 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from featquant_mmdet.evaluation.robustness import RobustnessError, format_summary, prepare_sweep, run_sweep
+    from featquant_mmdet.evaluation.robustness import (RobustnessError, SweepLock, format_summary, prepare_sweep,
+                                                       results_file, run_sweep)
     saliency = None
     if args.saliency_config or args.saliency_checkpoint:
         saliency = dict(config=args.saliency_config, checkpoint=args.saliency_checkpoint)
     try:
         cfg = load_config(args)
-        plan = prepare_sweep(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
-                             seed=args.seed, metric=args.metric, reference=args.reference, saliency=saliency)
+        # the work dir is locked before its results file is read, and until the sweep ends
+        lock = SweepLock(results_file(cfg), cfg.launcher).acquire()
     except (RobustnessError, FileNotFoundError) as err:
         raise SystemExit(f'robustness.py: error: {err}') from None
-    results = run_sweep(plan)
+    try:
+        try:
+            plan = prepare_sweep(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
+                                 seed=args.seed, metric=args.metric, reference=args.reference, saliency=saliency)
+        except (RobustnessError, FileNotFoundError) as err:
+            raise SystemExit(f'robustness.py: error: {err}') from None
+        try:
+            results = run_sweep(plan)
+        except RobustnessError as err:  # e.g. a metric key that the clean cell did not report
+            raise SystemExit(f'robustness.py: error: {err}') from None
+    finally:
+        lock.release()
     print(f'results: {plan.results_path}')
     print(format_summary(results['summary']))
     return results

@@ -34,9 +34,15 @@ cell, so a killed sweep loses at most the cell in flight, and a rerun evaluates 
 * another config name: *error* -- the file belongs to another model (mmdet's work dirs are per config,
   ``work_dirs/<config name>``), so reusing the work dir is almost surely a mistake, and replacing another model's
   finished sweep is the last thing a user wants from a typo.
+
+One sweep at a time per results file: :class:`SweepLock` (``<work_dir>/robustness.lock``, released by the kernel
+when its holder dies) makes a second sweep on the same work dir fail at once, naming the holder. The metric key
+is checked against the keys the evaluator's metric types report (:func:`check_metric_key`) before anything is
+evaluated; for a type whose keys are not known up front, against what the clean cell reported.
 """
 import copy
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -364,6 +370,133 @@ def check_results_file(path: str, identity: dict) -> Tuple[str, List[str]]:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# one sweep at a time per results file
+
+
+class SweepLockedError(RobustnessError):
+    """Another sweep holds the lock of the results file: raised before anything is read or evaluated."""
+
+
+def lock_path(results_path: str) -> str:
+    """``<work_dir>/robustness.lock`` for ``<work_dir>/robustness.json``."""
+    return osp.splitext(osp.abspath(results_path))[0] + '.lock'
+
+
+# mmengine's init_dist reads the rank from these (the lock is taken before the Runner initialises the process group)
+_LAUNCHER_RANK_VARS = {'pytorch': 'RANK', 'slurm': 'SLURM_PROCID', 'mpi': 'OMPI_COMM_WORLD_RANK'}
+
+
+def launcher_rank(launcher: Optional[str] = 'none') -> int:
+    """This process's global rank: from the process group once it exists, else from the launcher's environment
+    (0 without a launcher; the lock needs nothing beyond the standard library then)."""
+    var = _LAUNCHER_RANK_VARS.get(launcher or 'none')
+    if var is None:
+        return 0
+    from mmengine.dist import get_rank, is_distributed
+    return get_rank() if is_distributed() else int(os.environ.get(var, 0))
+
+
+class SweepLock:
+    """Exclusive lock of a results file for the duration of a sweep: ``<work_dir>/robustness.lock``.
+
+    Two sweeps writing one results file would interleave their cells, and one's ``os.replace`` would drop the
+    other's. The lock is a POSIX record lock (``fcntl.lockf``) on the lock file:
+
+    * the kernel releases it when the holder exits, however it dies (SIGKILL included): a lock is never stale;
+    * unlike ``flock`` it is not shared with forked children, so dataloader workers that outlive a killed sweep
+      for a few seconds do not keep it.
+
+    The file records the holder (pid, host, start time, command) for the error of the sweep that finds it locked;
+    it is emptied, not removed, on release (a removed file would let a third sweep lock a new file while a second
+    still holds the old one). Reentrant within a process: ``tools/robustness.py`` holds it over ``prepare_sweep``
+    and ``run_sweep``, which takes it too. With a distributed launcher only rank 0 locks (the other ranks evaluate
+    the cells rank 0 chose).
+    """
+
+    _held: Dict[str, list] = {}  # lock path -> [file descriptor, depth]: the locks this process holds
+
+    def __init__(self, results_path: str, launcher: Optional[str] = 'none'):
+        self.results_path = osp.abspath(results_path)
+        self.path = lock_path(results_path)
+        self.enabled = launcher_rank(launcher) == 0
+        self._depth = 0
+
+    def acquire(self) -> 'SweepLock':
+        """Take the lock, or raise :class:`SweepLockedError` naming the holder at once (never waits)."""
+        if not self.enabled:
+            return self
+        key = osp.realpath(self.path)
+        held = SweepLock._held.get(key)
+        if held is None:
+            held = SweepLock._held[key] = [self._lock_file(), 0]
+        held[1] += 1
+        self._key = key
+        self._depth += 1
+        return self
+
+    def _lock_file(self) -> int:
+        import fcntl
+        import socket
+        import sys
+        os.makedirs(osp.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise RobustnessError(f'cannot lock {self.path} ({err}): the file system of the work dir does '
+                                      'not support POSIX locks; pass a --work-dir on a local disk') from None
+            raise SweepLockedError(
+                f'work dir {osp.dirname(self.path)} is in use by another robustness sweep '
+                f'({_describe_holder(holder)}), which holds {self.path}: wait for it to finish, or pass another '
+                '--work-dir (the lock goes away with that process, however it ends)') from None
+        record = {'pid': os.getpid(), 'host': socket.gethostname(), 'started_at': _utc_now(),
+                  'command': ' '.join(sys.argv), 'results': self.results_path}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        return fd
+
+    def release(self) -> None:
+        if not self.enabled or self._depth == 0:
+            return
+        self._depth -= 1
+        held = SweepLock._held[self._key]
+        held[1] -= 1
+        if held[1] == 0:
+            del SweepLock._held[self._key]
+            os.ftruncate(held[0], 0)
+            os.close(held[0])  # closing the descriptor releases the record lock
+
+    @staticmethod
+    def is_held(results_path: str) -> bool:
+        """Whether this process holds the lock of ``results_path``."""
+        return osp.realpath(lock_path(results_path)) in SweepLock._held
+
+    def __enter__(self) -> 'SweepLock':
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> Optional[dict]:
+    try:
+        record = json.loads(os.pread(fd, 1 << 16, 0).decode())
+    except (OSError, ValueError):  # empty or half-written: the holder has just taken the lock
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _describe_holder(holder: Optional[dict]) -> str:
+    if not holder:
+        return 'holder not recorded yet'
+    return (f'pid {holder.get("pid")} on host {holder.get("host")}, started {holder.get("started_at")}, '
+            f'command: {holder.get("command")}')
+
+
+# --------------------------------------------------------------------------------------------------------------
 # metrics and the summary
 
 
@@ -394,6 +527,107 @@ def default_metric_key(evaluator_cfg) -> str:
 
 def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# The keys a metric type reports (before its prefix), from its constructor arguments; types not listed here are
+# checked after the clean cell, from what they actually reported.
+
+def _voc_metric_keys(args: dict) -> Tuple[List[str], bool]:
+    """mmdet's VOCMetric: ``mAP`` and ``AP<100 * iou>`` per IoU threshold; with ``metric='recall'``,
+    ``recall@<proposals>@<iou>`` (and ``AR@<proposals>`` for several thresholds)."""
+    ious = [args['iou_thrs']] if isinstance(args['iou_thrs'], float) else list(args['iou_thrs'])
+    metric = args['metric'] if isinstance(args['metric'], str) else list(args['metric'])[0]
+    if metric == 'mAP':
+        return ['mAP'] + [f'AP{int(iou * 100):02d}' for iou in ious], True
+    keys = [f'recall@{num}@{iou}' for num in args['proposal_nums'] for iou in ious]
+    return keys + ([f'AR@{num}' for num in args['proposal_nums']] if len(ious) > 1 else []), True
+
+
+COCO_DEFAULT_ITEMS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
+COCO_PROPOSAL_ITEMS = ('AR@100', 'AR@300', 'AR@1000', 'AR_s@1000', 'AR_m@1000', 'AR_l@1000')
+
+
+def _coco_metric_keys(args: dict) -> Tuple[List[str], bool]:
+    """mmdet's CocoMetric: ``<bbox|segm>_<item>``, the proposal items, ``AR@<n>`` of ``proposal_fast``; nothing
+    with ``format_only``. ``classwise`` adds ``<class name>_precision`` per class of the dataset: not known here."""
+    if args.get('format_only'):
+        return [], True
+    keys = []
+    for metric in _as_list(args['metric']):
+        if metric == 'proposal_fast':
+            keys += [f'AR@{num}' for num in args['proposal_nums']]
+        elif metric == 'proposal':
+            keys += list(args.get('metric_items') or COCO_PROPOSAL_ITEMS)
+        else:
+            keys += [f'{metric}_{item}' for item in args.get('metric_items') or COCO_DEFAULT_ITEMS]
+    return keys, not args.get('classwise')
+
+
+def _accuracy_keys(args: dict) -> Tuple[List[str], bool]:
+    """The plugin's Accuracy: ``top<k>`` for every k of ``topk``."""
+    from .accuracy import check_topk
+    return [f'top{k}' for k in check_topk(args['topk'])], True
+
+
+def _metric_key_listers() -> dict:
+    from mmdet.evaluation.metrics import CocoMetric, VOCMetric
+
+    from .accuracy import Accuracy
+    return {VOCMetric: _voc_metric_keys, CocoMetric: _coco_metric_keys, Accuracy: _accuracy_keys}
+
+
+@dataclass
+class MetricKeys:
+    """What one metric of the test evaluator will report: its keys with prefix, as far as known up front."""
+
+    type: str
+    prefix: Optional[str]  # None: the metric adds no prefix (no ``prefix`` argument, no ``default_prefix``)
+    keys: List[str]
+    complete: bool  # False: it may report keys not in ``keys`` (unknown type, COCO's classwise precisions)
+
+
+def evaluator_metric_keys(evaluator_cfg) -> List[MetricKeys]:
+    """The keys each metric of ``test_evaluator`` reports, from its type's registered class (its
+    ``default_prefix``, its constructor's defaults) and its config, without building or running it."""
+    import inspect
+
+    from mmdet.registry import METRICS
+    listers = _metric_key_listers()
+    out = []
+    for metric_cfg in metric_cfgs(evaluator_cfg):
+        if not isinstance(metric_cfg, dict):  # an already built metric
+            out.append(MetricKeys(type(metric_cfg).__name__, getattr(metric_cfg, 'prefix', None), [], False))
+            continue
+        mtype = metric_cfg.get('type')
+        cls = mtype if isinstance(mtype, type) else METRICS.get(mtype) if isinstance(mtype, str) else None
+        name = getattr(cls, '__name__', str(mtype))
+        prefix = metric_cfg.get('prefix') or getattr(cls, 'default_prefix', None)  # BaseMetric's rule
+        if cls not in listers:
+            out.append(MetricKeys(name, prefix, [], False))
+            continue
+        args = {key: p.default for key, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+        args.update((key, value) for key, value in metric_cfg.items() if key != 'type')
+        keys, complete = listers[cls](args)
+        out.append(MetricKeys(name, prefix, [f'{prefix}/{k}' if prefix else k for k in keys], complete))
+    return out
+
+
+def check_metric_key(metric: str, evaluator_cfg) -> Optional[str]:
+    """Raise :class:`RobustnessError` if the test evaluator cannot report ``metric``; return a note when only
+    the clean cell can tell (a metric type whose keys are not known up front could report it)."""
+    entries = evaluator_metric_keys(evaluator_cfg)
+    known = [key for entry in entries for key in entry.keys]
+    if metric in known:
+        return None
+    undecided = [e for e in entries if not e.complete and (e.prefix is None or metric.startswith(e.prefix + '/'))]
+    if undecided:
+        return (f'metric {metric!r} is checked after the clean cell: the keys of test metric(s) '
+                f'{[e.type for e in undecided]} are only known once they have reported')
+    others = [f'"{e.prefix}/..." of {e.type}' for e in entries if not e.complete]
+    raise RobustnessError(f'metric {metric!r} is not reported by the test evaluator '
+                          f'{[e.type for e in entries]}: it reports {known}'
+                          + (f' and {", ".join(others)}' if others else '') + ' (pass one of them with --metric)')
 
 
 def task_of(metric_key: str) -> str:
@@ -636,8 +870,11 @@ def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), 
     if not isinstance(metric, str) or '/' not in metric:
         raise RobustnessError(f'metric key {metric!r} must be "<prefix>/<name>" as the evaluator reports it, '
                               'e.g. pascal_voc/mAP, coco/bbox_mAP, accuracy/top1, accuracy/top5')
-    saliency = _check_saliency(saliency)
     notes: List[str] = []
+    metric_note = check_metric_key(metric, cfg.test_evaluator)
+    if metric_note:
+        notes.append(metric_note)
+    saliency = _check_saliency(saliency)
     names = resolve_distortions(distortions, task_of(metric), saliency is not None, notes)
     cells = plan_cells(names, resolve_levels(levels, names))
     if any(is_corruption(n) for n in names):
@@ -650,23 +887,32 @@ def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), 
         raise RobustnessError(f'distortion seed must be a non-negative integer, got {seed!r}')
     if not osp.isfile(checkpoint):
         raise RobustnessError(f'checkpoint file not found: {checkpoint}')
-    if results_path is None:
-        if not cfg.get('work_dir'):
-            raise RobustnessError('no work_dir in the config and no results path: pass --work-dir')
-        results_path = osp.join(cfg.work_dir, RESULTS_FILENAME)
+    results_path = results_path or results_file(cfg)
     identity = results_identity(cfg, checkpoint, seed)
     action, changes = check_results_file(results_path, identity)
     if action == 'resume':
-        clean = load_results(results_path)['cells'].get('clean')
-        if clean is not None and metric not in clean['metrics']:
-            raise RobustnessError(f'metric {metric!r} is not among the metrics of the finished clean cell in '
-                                  f'{results_path}: {sorted(clean["metrics"])}')
+        check_resumed_metric(results_path, metric)
     ref_data = None
     if reference is not None:
         ref_data = load_results(reference)
         check_reference(ref_data, identity, cells, metric, reference)
     return SweepPlan(cfg, checkpoint, cells, seed, metric, identity, osp.abspath(results_path), action, changes,
                      ref_data, reference, saliency, notes)
+
+
+def results_file(cfg) -> str:
+    """``<work_dir>/robustness.json`` of the config."""
+    if not cfg.get('work_dir'):
+        raise RobustnessError('no work_dir in the config and no results path: pass --work-dir')
+    return osp.join(cfg.work_dir, RESULTS_FILENAME)
+
+
+def check_resumed_metric(results_path: str, metric: str) -> None:
+    """A resumed sweep's finished clean cell tells exactly which metrics the evaluator reports."""
+    clean = load_results(results_path)['cells'].get('clean')
+    if clean is not None and metric not in clean['metrics']:
+        raise RobustnessError(f'metric {metric!r} is not among the metrics of the finished clean cell in '
+                              f'{results_path}: {sorted(clean["metrics"])} (pass one of them with --metric)')
 
 
 def _new_results(plan: SweepPlan) -> dict:
@@ -710,13 +956,30 @@ class CellProgress:
 def run_sweep(plan: SweepPlan, runner=None) -> dict:
     """Evaluate the plan's missing cells, saving the results file after each; returns the results with summary.
 
+    Holds the results file's :class:`SweepLock` throughout (:class:`SweepLockedError` if another sweep has it),
+    and decides again under the lock what to do with the results file (another sweep may have written it since
+    ``prepare_sweep``).
+
     ``runner``: an already built Runner for ``plan.cfg`` with ``load_from`` set to the checkpoint (built here
     from the config otherwise).
     """
-    from mmengine.dist import broadcast_object_list, is_main_process
+    launcher = plan.cfg.get('launcher', 'none')
+    with SweepLock(plan.results_path, launcher):
+        return _run_sweep_locked(plan, runner, main=launcher_rank(launcher) == 0)
+
+
+def _run_sweep_locked(plan: SweepPlan, runner, main: bool) -> dict:
+    from mmengine.dist import broadcast_object_list
     from mmengine.logging import print_log
 
-    main = is_main_process()
+    if main:
+        action, changes = check_results_file(plan.results_path, plan.identity)
+        if (action, changes) != (plan.action, plan.changes):
+            print_log(f'[robustness] {plan.results_path} changed since the sweep was planned: {action} instead of '
+                      f'{plan.action}', logger='current', level=30)
+            if action == 'resume':
+                check_resumed_metric(plan.results_path, plan.metric)
+            plan.action, plan.changes = action, changes
     for note in plan.notes:
         print_log(f'[robustness] {note}', logger='current', level=30)
     results = None
@@ -758,9 +1021,10 @@ def run_sweep(plan: SweepPlan, runner=None) -> dict:
             run_record['evaluated'].append(cell.key)
             if main:
                 write_json_atomic(plan.results_path, results)
-            if cell.key == 'clean' and plan.metric not in metrics:
+            if cell.key == 'clean' and plan.metric not in metrics:  # types whose keys are not known up front
                 raise RobustnessError(f'metric {plan.metric!r} is not reported by the test evaluator; it reports '
-                                      f'{sorted(metrics)} (pass one of them with --metric)')
+                                      f'{sorted(metrics)} (pass one of them with --metric; the clean cell is '
+                                      f'kept in {plan.results_path}, a rerun resumes)')
             progress.update(cell, metrics, wall)
     finally:
         if evaluator is not None:
