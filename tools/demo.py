@@ -8,7 +8,7 @@ Figure-5-style sheet, on an embedded dataset generated on the spot (or on a real
 
 Stages (each runs the project's real tools in a subprocess; the demo only chooses their arguments):
 
-    1. generate the detection set (VOC 2007 layout) and the classification set (ImageNet layout), once
+    1. generate the VOC / ImageNet-layout sets  tools/data/make_synthetic_voc.py, tools/data/make_synthetic_imagenet.py
     2. pretrain ZF and ZF-POW-1 classifiers     tools/train.py configs/pretrain/zf{,_pow1}_imagenet.py
     3. convert them to detector weights         tools/convert_classifier_to_backbone.py
     4. train Faster R-CNN ZF and ZF-POW-1       tools/train.py configs/faster_rcnn_zf{,_pow1}_voc.py
@@ -80,9 +80,6 @@ PRESETS = {
         sheet_images=3, tile_size=(320, 240), workers=1),
 }
 SEED = 0
-# `python -m featquant_mmdet.<module>`: importing the package imports all its modules (registration), so runpy warns
-# that the module it is about to run is already imported; that is expected here and harmless
-RUN_MODULE = ('-W', 'ignore::RuntimeWarning:runpy', '-m')
 
 
 class DemoError(RuntimeError):
@@ -358,8 +355,9 @@ class Demo:
             return Plan([], [], note=f'using --data-root {self.voc_root}')
         p = self.preset
         root = osp.join(self.work, 'data')
-        cmd = [self.py, *RUN_MODULE, 'featquant_mmdet.datasets.synthetic_voc', root, '--num-train', str(p['voc_train']),
-               '--num-test', str(p['voc_test']), '--image-size', *map(str, p['voc_size']), '--seed', str(SEED)]
+        cmd = [self.py, osp.join(REPO, 'tools', 'data', 'make_synthetic_voc.py'), root,
+               '--num-train', str(p['voc_train']), '--num-test', str(p['voc_test']),
+               '--image-size', *map(str, p['voc_size']), '--seed', str(SEED)]
         voc = osp.join(root, 'VOCdevkit', 'VOC2007', 'ImageSets', 'Main')
         return Plan([cmd], [osp.join(voc, 'trainval.txt'), osp.join(voc, 'test.txt')],
                     clear=[osp.join(root, 'VOCdevkit')])
@@ -368,7 +366,7 @@ class Demo:
         if self.args.imagenet_root:
             return Plan([], [], note=f'using --imagenet-root {self.imagenet_root}')
         p = self.preset
-        cmd = [self.py, *RUN_MODULE, 'featquant_mmdet.datasets.synthetic_imagenet', self.imagenet_root,
+        cmd = [self.py, osp.join(REPO, 'tools', 'data', 'make_synthetic_imagenet.py'), self.imagenet_root,
                '--num-train', str(p['cls_train_per_class']), '--num-val', str(p['cls_val_per_class']),
                '--image-size', str(p['cls_size']), '--seed', str(SEED), '--overwrite']
         return Plan([cmd], [osp.join(self.imagenet_root, 'val.txt')], clear=[self.imagenet_root])

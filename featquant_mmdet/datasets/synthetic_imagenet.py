@@ -16,7 +16,10 @@ wnids are ``n00000000``, ``n00000001``, ... so their sorted order is the class o
 ``numpy.random.default_rng((seed, split, class, k))``: the same arguments write the same files, and an image does
 not depend on how many others were asked for.
 
-    python -m featquant_mmdet.datasets.synthetic_imagenet data/imagenet --num-train 20 --num-val 5 --image-size 96
+    python tools/data/make_synthetic_imagenet.py data/imagenet --num-train 20 --num-val 5 --image-size 96
+
+(``main`` is that tool's command line; ``python -m featquant_mmdet.datasets.synthetic_imagenet`` runs it too, with
+a RuntimeWarning from runpy because importing the package has already imported this module.)
 """
 import argparse
 import os
@@ -111,19 +114,28 @@ def make_imagenet_dataset(root: str, classes: Sequence[str] = DEFAULT_CLASSES, n
 
 
 def main(argv=None) -> None:
+    """The command line of ``tools/data/make_synthetic_imagenet.py``; bad values end with a usage error (exit 2)."""
     parser = argparse.ArgumentParser(description='Write a small synthetic ImageNet-format dataset')
     parser.add_argument('root', help='output folder (the configs read data/imagenet/)')
-    parser.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES))
+    parser.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES),
+                        help=f'1 to {len(OBJECT_STYLES)} distinct names (class i is drawn as style i)')
     parser.add_argument('--num-train', type=int, default=20, help='training images per class')
     parser.add_argument('--num-val', type=int, default=5, help='validation images per class')
     parser.add_argument('--image-size', type=int, nargs='+', default=[96], metavar='SIDE',
-                        help='one side (square) or WIDTH HEIGHT')
+                        help='one side (square) or WIDTH HEIGHT; each at least 64')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--overwrite', action='store_true', help='replace an existing dataset under ROOT')
     args = parser.parse_args(argv)
+    if len(args.image_size) > 2:
+        parser.error(f'--image-size takes one SIDE or WIDTH HEIGHT, got {len(args.image_size)} values')
     size = args.image_size[0] if len(args.image_size) == 1 else tuple(args.image_size)
-    info = make_imagenet_dataset(args.root, args.classes, args.num_train, args.num_val, size, args.seed,
-                                 args.overwrite)
+    try:
+        info = make_imagenet_dataset(args.root, args.classes, args.num_train, args.num_val, size, args.seed,
+                                     args.overwrite)
+    except FileExistsError as err:
+        parser.error(f'{err.args[0]} (on the command line: --overwrite)')
+    except ValueError as err:  # the generator's checks name the argument (num_train_per_class is --num-train, ...)
+        parser.error(str(err))
     print(f'wrote {info["num_train"]} train + {info["num_val"]} val images of {len(info["wnids"])} classes to '
           f'{args.root}')
 

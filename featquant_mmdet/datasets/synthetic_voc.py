@@ -8,8 +8,11 @@ them quickly. Boxes are the tight bounding boxes of the drawn masks, so they are
 Everything is drawn from ``numpy.random.default_rng((seed, split, index))``: the same arguments write the same
 files, and image ``k`` of a split does not depend on how many images were asked for.
 
-    python -m featquant_mmdet.datasets.synthetic_voc data --num-train 200 --num-test 50 --image-size 320 240
+    python tools/data/make_synthetic_voc.py data --num-train 200 --num-test 50 --image-size 320 240
     # writes data/VOCdevkit/VOC2007/..., the default data root of configs/faster_rcnn_zf_voc.py
+
+(``main`` is that tool's command line; ``python -m featquant_mmdet.datasets.synthetic_voc`` runs it too, with a
+RuntimeWarning from runpy because importing the package has already imported this module.)
 """
 import argparse
 import os
@@ -246,16 +249,22 @@ def make_voc_dataset(root: str, num_train: int = 100, num_test: int = 30,
 
 
 def main(argv=None) -> None:
+    """The command line of ``tools/data/make_synthetic_voc.py``; bad values end with a usage error (exit 2)."""
     parser = argparse.ArgumentParser(description='Write a small synthetic Pascal VOC 2007 dataset')
     parser.add_argument('root', help='output folder; the dataset goes to ROOT/VOCdevkit/VOC2007')
-    parser.add_argument('--num-train', type=int, default=100)
-    parser.add_argument('--num-test', type=int, default=30)
-    parser.add_argument('--image-size', type=int, nargs=2, default=(320, 240), metavar=('WIDTH', 'HEIGHT'))
-    parser.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES))
+    parser.add_argument('--num-train', type=int, default=100, help='images listed in trainval.txt')
+    parser.add_argument('--num-test', type=int, default=30, help='images listed in test.txt')
+    parser.add_argument('--image-size', type=int, nargs=2, default=(320, 240), metavar=('WIDTH', 'HEIGHT'),
+                        help=f'each side at least {_MIN_IMAGE_SIDE}')
+    parser.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES),
+                        help=f'1 to {len(OBJECT_STYLES)} distinct names (class i is drawn as style i)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
-    data_root = make_voc_dataset(args.root, args.num_train, args.num_test, tuple(args.image_size), args.classes,
-                                 args.seed)
+    try:
+        data_root = make_voc_dataset(args.root, args.num_train, args.num_test, tuple(args.image_size), args.classes,
+                                     args.seed)
+    except ValueError as err:  # the generator's checks name the argument (num_train is --num-train, ...)
+        parser.error(str(err))
     print(f'wrote {args.num_train} trainval + {args.num_test} test images to {data_root}')
 
 
