@@ -4,7 +4,6 @@ Every config under configs/pretrain/ builds its model and trains one step; three
 ResNet-18+HPOW, ResNet-50+SF-POW) run end to end through tools/train.py and tools/test.py on generated data.
 """
 import glob
-import importlib.util
 import json
 import os.path as osp
 import pickle
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.structures import BaseDataElement
 
 import featquant_mmdet  # noqa: F401
@@ -29,18 +27,7 @@ CONFIGS = sorted([f'resnet{d}{v}_imagenet.py' for d in (18, 50) for v in ['', *(
                  + ['zf_imagenet.py', 'zf_pow1_imagenet.py'])
 NUM_CLASSES = 6
 
-
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_scope():
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope('mmdet')
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'featquant_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures('mmdet_scope')
 
 
 def expected_quantized(config):
@@ -64,22 +51,6 @@ def expected_quantized(config):
     else:  # only the 3x3 convs: conv2 of each bottleneck
         names = [f'layer{stage}.{b}.conv2' for stage, n in enumerate(blocks, 1) for b in range(n)]
     return QUANT_TYPES[variant], sorted(names)
-
-
-def build_classifier(config, init=False):
-    cfg = Config.fromfile(osp.join(PRETRAIN, config))
-    cfg.model.head.num_classes = NUM_CLASSES
-    model = MODELS.build(cfg.model)
-    if init:
-        model.init_weights()
-    return cfg, model
-
-
-def labelled_batch(n, size, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(n)]
-    samples = [BaseDataElement(gt_label=torch.tensor([i % NUM_CLASSES])) for i in range(n)]
-    return dict(inputs=images, data_samples=samples)
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -124,8 +95,8 @@ def test_validation_pipeline_gives_one_256_crop():
 
 
 @pytest.mark.parametrize('config', CONFIGS)
-def test_every_config_builds_and_trains_one_step(config):
-    cfg, model = build_classifier(config)
+def test_every_config_builds_and_trains_one_step(config, pretrain_model_cfg, labelled_batch):
+    model = MODELS.build(pretrain_model_cfg(config, NUM_CLASSES))
     quantized = sorted(n for n, m in model.backbone.named_modules() if isinstance(m, QuantConv2d))
     expected = expected_quantized(config)
     if expected is None:
@@ -135,7 +106,7 @@ def test_every_config_builds_and_trains_one_step(config):
         assert quantized == names
         assert {type(m).__name__ for n, m in model.backbone.named_modules() if n in names} == {conv_type}
     model.train()
-    data = model.data_preprocessor(labelled_batch(2, 32), training=True)
+    data = model.data_preprocessor(labelled_batch(2, 32, NUM_CLASSES), training=True)
     losses = model(**data, mode='loss')
     assert set(losses) == {'loss_cls'} and torch.isfinite(losses['loss_cls'])
     losses['loss_cls'].backward()
@@ -149,10 +120,10 @@ def test_every_config_builds_and_trains_one_step(config):
 
 
 # ---------------------------------------------------------------------------------------------- model parts
-def test_classifier_modes_and_preprocessing():
-    _, model = build_classifier('resnet18_imagenet.py')
+def test_classifier_modes_and_preprocessing(pretrain_model_cfg, labelled_batch):
+    model = MODELS.build(pretrain_model_cfg('resnet18_imagenet.py', NUM_CLASSES))
     model.eval()
-    batch = labelled_batch(3, 40, seed=1)
+    batch = labelled_batch(3, 40, NUM_CLASSES, seed=1)
     data = model.data_preprocessor(batch)
     mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
     std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
@@ -170,7 +141,7 @@ def test_classifier_modes_and_preprocessing():
         model(data['inputs'], mode='train')
     with pytest.raises(KeyError, match='data sample 0 has no gt_label'):
         model(data['inputs'], [BaseDataElement()] * 3, mode='loss')
-    bad = labelled_batch(2, 40)
+    bad = labelled_batch(2, 40, NUM_CLASSES)
     bad['inputs'][1] = bad['inputs'][1][:, :32]
     with pytest.raises(ValueError, match=r'one size .*\(3, 32, 40\), \(3, 40, 40\)'):
         model.data_preprocessor(bad)
@@ -257,7 +228,7 @@ def tiny_run_options(root):
     ('resnet18_hpow_imagenet.py', []),
     ('resnet50_sfpow_imagenet.py', []),
 ])
-def test_train_and_test_tools_end_to_end(config, extra, imagenet_root, tmp_path):
+def test_train_and_test_tools_end_to_end(config, extra, imagenet_root, tmp_path, load_tool):
     train_tool, test_tool = load_tool('train'), load_tool('test')
     work_dir = str(tmp_path / 'work')
     options = tiny_run_options(imagenet_root) + extra

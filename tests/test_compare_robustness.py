@@ -1,7 +1,6 @@
 """tools/compare_robustness.py on two real sweeps (ZF and ZF+POW-1 classifiers on generated ImageNet-format data):
 the paper-layout table (Markdown, CSV) with differences to the first model, mCE against it, and the level plot."""
 import csv
-import importlib.util
 import io
 import json
 import os.path as osp
@@ -16,15 +15,8 @@ CONFIGS = {'ZF': osp.join(REPO, 'configs', 'pretrain', 'zf_imagenet.py'),
 METRIC = 'accuracy/top5'
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def two_sweeps(tmp_path_factory):
+def two_sweeps(tmp_path_factory, load_tool):
     """ZF and ZF+POW-1 swept by tools/robustness.py over clean, motion blur 1-2 and Mix.; POW-1 against ZF for mCE."""
     from featquant_mmdet.datasets.synthetic_imagenet import make_imagenet_dataset
     root = tmp_path_factory.mktemp('compare_robustness')
@@ -80,7 +72,7 @@ def test_sweep_with_reference_stores_ce_and_mce(two_sweeps):
     assert 'mCE' not in zf['summary']
 
 
-def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path, capsys):
+def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path, capsys, load_tool):
     out_dir = tmp_path / 'report'
     paths = load_tool('compare_robustness').main(
         [two_sweeps['paths']['ZF'], two_sweeps['paths']['ZF+POW-1'], '--labels', 'ZF', 'ZF+POW-1', '--out-dir',
@@ -122,7 +114,7 @@ def test_level_curves_start_at_the_clean_value(two_sweeps):
                                 for k in ('clean', 'motion_blur@1', 'motion_blur@2')])
 
 
-def test_comparison_errors(two_sweeps, tmp_path):
+def test_comparison_errors(two_sweeps, tmp_path, load_tool):
     main = load_tool('compare_robustness').main
     zf_path = two_sweeps['paths']['ZF']
     with pytest.raises(SystemExit, match='1 labels for 2 results files'):

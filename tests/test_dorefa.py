@@ -172,13 +172,12 @@ def test_convert_convs_turns_a_model_into_dorefa_keeping_the_first_conv_full_pre
     ('configs/faster_rcnn_zf_dorefa_voc.py', ['backbone.conv1', 'rpn_head.rpn_conv', 'rpn_head.rpn_cls',
                                                'rpn_head.rpn_reg']),
 ])
-def test_dorefa_configs_quantize_all_but_the_first_conv_and_the_fcs(config, full_precision_convs, repo_root):
+def test_dorefa_configs_quantize_all_but_the_first_conv_and_the_fcs(config, full_precision_convs, repo_root,
+                                                                    mmdet_scope):
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
 
     from featquant_mmdet.layers.dorefa_conv import DoReFaConv
     from mmdet.registry import MODELS
-    init_default_scope('mmdet')
     cfg = Config.fromfile(f'{repo_root}/{config}')
     model = MODELS.build(cfg.model)
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}

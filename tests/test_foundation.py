@@ -149,14 +149,8 @@ def test_fix_is_narrow():
     assert torch.load.__module__ == 'torch.serialization'  # the process-wide torch.load is untouched
 
 
-def test_tools_mirror_mmdet_arguments(repo_root):
-    sys.path.insert(0, osp.join(repo_root, 'tools'))
-    try:
-        import importlib
-        train = importlib.import_module('train')
-        test = importlib.import_module('test')
-    finally:
-        sys.path.pop(0)
+def test_tools_mirror_mmdet_arguments(load_tool):
+    train, test = load_tool('train'), load_tool('test')
     a = train.parse_args(['c.py', '--work-dir', 'w', '--resume', '--amp', '--cfg-options', 'a.b=1',
                           '--launcher', 'slurm'])
     assert (a.work_dir, a.resume, a.amp, a.cfg_options, a.launcher) == ('w', 'auto', True, {'a.b': 1}, 'slurm')

@@ -1,12 +1,10 @@
 """Hand-off from a classifier checkpoint to the detection configs: conversion, strict key checks, and the detectors
 starting from exactly the converted weights (backbone, and for ZF the RoI head's fc6/fc7)."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, init_default_scope
 
 import featquant_mmdet  # noqa: F401
 from featquant_mmdet.models.classifiers.handoff import (StateDictMismatchError, bbox_head_init_cfg,
@@ -17,25 +15,12 @@ from mmdet.registry import MODELS
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NUM_CLASSES = 6
 
-
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_scope():
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope('mmdet')
+pytestmark = pytest.mark.usefixtures('mmdet_scope')
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'featquant_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def trained_looking_classifier(config):
-    """A classifier of ``config`` whose every tensor is distinct from any initialisation (as after training)."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'pretrain', config))
-    cfg.model.head.num_classes = NUM_CLASSES
-    model = MODELS.build(cfg.model)
+def trained_looking_classifier(model_cfg):
+    """A classifier of ``model_cfg`` whose every tensor is distinct from any initialisation (as after training)."""
+    model = MODELS.build(model_cfg)
     g = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for tensor in model.state_dict().values():
@@ -62,8 +47,8 @@ def build_detector(config, options):
     return detector
 
 
-def test_resnet50_pow1_detector_starts_from_the_converted_backbone(tmp_path):
-    classifier = trained_looking_classifier('resnet50_pow1_imagenet.py')
+def test_resnet50_pow1_detector_starts_from_the_converted_backbone(tmp_path, pretrain_model_cfg, load_tool):
+    classifier = trained_looking_classifier(pretrain_model_cfg('resnet50_pow1_imagenet.py', NUM_CLASSES))
     src, dst = str(tmp_path / 'epoch_90.pth'), str(tmp_path / 'converted' / 'r50_pow1.pth')
     save_runner_checkpoint(classifier, src)
     load_tool('convert_classifier_to_backbone').main(
@@ -80,8 +65,8 @@ def test_resnet50_pow1_detector_starts_from_the_converted_backbone(tmp_path):
     assert not any(k.startswith('head.') for k in torch.load(dst, weights_only=True)['state_dict'])
 
 
-def test_zf_detector_starts_from_the_converted_backbone_and_fc6_fc7(tmp_path):
-    classifier = trained_looking_classifier('zf_pow1_imagenet.py')
+def test_zf_detector_starts_from_the_converted_backbone_and_fc6_fc7(tmp_path, pretrain_model_cfg, load_tool):
+    classifier = trained_looking_classifier(pretrain_model_cfg('zf_pow1_imagenet.py', NUM_CLASSES))
     src, dst = str(tmp_path / 'zf_pow1.pth'), str(tmp_path / 'zf_pow1_det.pth')
     save_runner_checkpoint(classifier, src)
     config = 'faster_rcnn_zf_pow1_voc.py'
@@ -129,8 +114,9 @@ def test_conversion_keeps_backbone_and_renames_only_zf_fcs():
         classifier_to_detector_state_dict({'roi_head.x': torch.ones(1)})
 
 
-def test_mismatched_backbone_lists_missing_unexpected_and_misshaped_keys(tmp_path):
-    classifier = trained_looking_classifier('resnet18_imagenet.py')  # a plain ResNet-18, not ResNet-50+POW-1
+def test_mismatched_backbone_lists_missing_unexpected_and_misshaped_keys(tmp_path, pretrain_model_cfg, load_tool):
+    # a plain ResNet-18, not ResNet-50+POW-1
+    classifier = trained_looking_classifier(pretrain_model_cfg('resnet18_imagenet.py', NUM_CLASSES))
     src = str(tmp_path / 'r18.pth')
     save_runner_checkpoint(classifier, src)
     detector_cfg = osp.join(REPO, 'configs', 'faster_rcnn_r50_pow1_voc.py')

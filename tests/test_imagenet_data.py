@@ -20,13 +20,8 @@ from featquant_mmdet.evaluation.accuracy import Accuracy, topk_accuracy
 
 NUM_TRAIN, NUM_VAL, SIZE = 3, 2, 72
 
-
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_scope():
-    """Pipelines name mmdet/mmcv transforms, as under a Runner with default_scope='mmdet'."""
-    from mmengine.registry import DefaultScope, init_default_scope
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope('mmdet')
+# pipelines name mmdet/mmcv transforms, as under a Runner with default_scope='mmdet'
+pytestmark = pytest.mark.usefixtures('mmdet_scope')
 
 
 @pytest.fixture(scope='module')

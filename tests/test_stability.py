@@ -1,7 +1,6 @@
 """Stability training baseline (Zheng et al. 2016) for the classifier and the two-stage detector."""
 import copy
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -11,7 +10,6 @@ import torch
 from mmengine.config import Config
 from mmengine.model import ImgDataPreprocessor
 from mmengine.optim import OptimWrapper
-from mmengine.registry import DefaultScope, init_default_scope
 from mmengine.structures import BaseDataElement
 
 import featquant_mmdet  # noqa: F401
@@ -23,35 +21,23 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = osp.join(REPO, 'configs', 'pretrain')
 NUM_CLASSES = 6  # make_imagenet_dataset's default classes; top-5 accuracy needs at least 5
 
-
-@pytest.fixture(scope='module', autouse=True)
-def mmdet_scope():
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope('mmdet')
+pytestmark = pytest.mark.usefixtures('mmdet_scope')
 
 
-def classifier_cfg(config, **overrides):
-    cfg = Config.fromfile(osp.join(PRETRAIN, config))
-    cfg.model.head.num_classes = NUM_CLASSES
-    cfg.model.update(overrides)
-    return cfg.model
+@pytest.fixture
+def small_zf_classifier(pretrain_model_cfg):
+    """``small_zf_classifier(**stability)``: ZF classifier with a small fc6/fc7 and dropout 0.5 before fc8, as a
+    StabilityTrainingClassifier."""
 
+    def build(**stability):
+        model_cfg = pretrain_model_cfg('zf_imagenet.py', NUM_CLASSES, type='StabilityTrainingClassifier', **stability)
+        model_cfg.head.hidden_channels = 64
+        torch.manual_seed(0)
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+        return model
 
-def small_zf_classifier(**stability):
-    """ZF classifier with a small fc6/fc7 and dropout 0.5 before fc8, as a StabilityTrainingClassifier."""
-    model_cfg = classifier_cfg('zf_imagenet.py', type='StabilityTrainingClassifier', **stability)
-    model_cfg.head.hidden_channels = 64
-    torch.manual_seed(0)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
-    return model
-
-
-def labelled_batch(n, size, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(n)]
-    return dict(inputs=images, data_samples=[BaseDataElement(gt_label=torch.tensor([i % NUM_CLASSES]))
-                                             for i in range(n)])
+    return build
 
 
 def changed_keys(before, after):
@@ -93,8 +79,8 @@ def test_noise_is_sigma_on_the_unit_scale_expressed_in_the_normalised_input_spac
 
 
 # ---------------------------------------------------------------------------------------------- classifier
-def test_classifier_stability_loss_is_zero_without_noise_and_positive_with_it():
-    batch = labelled_batch(4, 96)
+def test_classifier_stability_loss_is_zero_without_noise_and_positive_with_it(small_zf_classifier, labelled_batch):
+    batch = labelled_batch(4, 96, NUM_CLASSES)
     zero = small_zf_classifier(sigma=0.0)
     zero.train()  # dropout active: both branches must share its mask for the term to vanish
     data = zero.data_preprocessor(batch, training=True)
@@ -111,38 +97,30 @@ def test_classifier_stability_loss_is_zero_without_noise_and_positive_with_it():
     assert noisy.lam == 0.01 and noisy.trainable == ('head.fc8.*', )  # default: the head's last fc
 
 
-def test_classifier_errors_name_what_is_wrong():
+def test_classifier_errors_name_what_is_wrong(pretrain_model_cfg):
     with pytest.raises(ValueError, match=r"trainable pattern 'head.fc9.\*' matches no parameter"):
-        MODELS.build(classifier_cfg('resnet18_stability_imagenet.py', trainable=('head.fc9.*', )))
+        MODELS.build(pretrain_model_cfg('resnet18_stability_imagenet.py', NUM_CLASSES, trainable=('head.fc9.*', )))
     with pytest.raises(ValueError, match='non-empty list'):
-        MODELS.build(classifier_cfg('resnet18_stability_imagenet.py', trainable='head.fc.*'))
+        MODELS.build(pretrain_model_cfg('resnet18_stability_imagenet.py', NUM_CLASSES, trainable='head.fc.*'))
     with pytest.raises(ValueError, match='sigma'):
-        MODELS.build(classifier_cfg('resnet18_stability_imagenet.py', sigma=-0.1))
+        MODELS.build(pretrain_model_cfg('resnet18_stability_imagenet.py', NUM_CLASSES, sigma=-0.1))
     with pytest.raises(ValueError, match='lam'):
-        MODELS.build(classifier_cfg('resnet18_stability_imagenet.py', lam='0.01'))
+        MODELS.build(pretrain_model_cfg('resnet18_stability_imagenet.py', NUM_CLASSES, lam='0.01'))
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'featquant_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_stability_config_fine_tunes_a_plain_checkpoint_with_the_runner(tmp_path):
+def test_stability_config_fine_tunes_a_plain_checkpoint_with_the_runner(tmp_path, pretrain_model_cfg, labelled_batch,
+                                                                        load_tool):
     """tools/train.py on generated ImageNet data: load_from a plain ResNet-18 checkpoint, 2 iterations; the log
     has loss_stability (and loss = loss_cls + loss_stability), only head.fc changed, and the fine-tuned checkpoint
     loads strictly into the plain classifier."""
     root = str(tmp_path / 'imagenet')
     make_imagenet_dataset(root, num_train_per_class=2, num_val_per_class=1, image_size=64, seed=0)
-    plain_cfg = Config.fromfile(osp.join(PRETRAIN, 'resnet18_imagenet.py'))
-    plain_cfg.model.head.num_classes = NUM_CLASSES
     torch.manual_seed(0)
-    plain = MODELS.build(plain_cfg.model)
+    plain = MODELS.build(pretrain_model_cfg('resnet18_imagenet.py', NUM_CLASSES))
     plain.init_weights()
     plain.train()  # a forward pass in train mode gives the BatchNorm layers non-trivial running statistics
     with torch.no_grad():
-        plain(**plain.data_preprocessor(labelled_batch(4, 48)), mode='tensor')
+        plain(**plain.data_preprocessor(labelled_batch(4, 48, NUM_CLASSES)), mode='tensor')
     plain_ckpt = str(tmp_path / 'plain.pth')
     torch.save(dict(state_dict=plain.state_dict(), meta=dict()), plain_ckpt)
 

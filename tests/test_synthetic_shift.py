@@ -206,12 +206,8 @@ def test_paper_table_has_every_row():
     assert PAPER_TABLE1['Power'] == (99.0, 98.4, 97.5, 77.6)
 
 
-def test_tool_writes_table_csv_and_figure(tmp_path, capsys, repo_root):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('synthetic_shift_tool',
-                                                  f'{repo_root}/tools/analysis/synthetic_shift.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_tool_writes_table_csv_and_figure(tmp_path, capsys, load_tool):
+    tool = load_tool('analysis/synthetic_shift')
     out = tmp_path / 'out'
     tool.main(['--runs', '2', '--samples', '300', '--features', '8', '--determinant', '1', '2', '--epochs', '1',
                '--rows', 'Base', 'Tanh', 'Power', '--out-dir', str(out)])

@@ -1,5 +1,4 @@
 """Faster R-CNN + ZF on generated VOC 2007 files: train, resume and test through tools/, and the bad-input errors."""
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -130,6 +129,14 @@ def build_dataset(data_root, **kwargs):
                             data_prefix=dict(sub_data_root='VOC2007/'), pipeline=[], **kwargs)
 
 
+def set_annotation_field(voc_root, image_id, path, text):
+    """Overwrite the text of the first ``path`` element (such as 'object/name') in ``<image_id>.xml``."""
+    xml = voc_root / f'VOC2007/Annotations/{image_id}.xml'
+    tree = ET.parse(xml)
+    tree.getroot().find(path).text = text
+    tree.write(xml)
+
+
 def test_missing_data_root(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / 'nowhere'))):
         build_dataset(tmp_path / 'nowhere')
@@ -159,10 +166,7 @@ def test_missing_xml(voc_copy):
 
 
 def test_class_outside_configured_classes(voc_copy):
-    xml = voc_copy / 'VOC2007/Annotations/000001.xml'
-    tree = ET.parse(xml)
-    tree.getroot().find('object/name').text = 'unicorn'
-    tree.write(xml)
+    set_annotation_field(voc_copy, '000001', 'object/name', 'unicorn')
     with pytest.raises(ValueError, match=r"000001\.xml.*'unicorn'.*configured classes"):
         build_dataset(voc_copy)
     # the same file is fine once the class is configured
@@ -170,10 +174,7 @@ def test_class_outside_configured_classes(voc_copy):
 
 
 def test_non_numeric_box(voc_copy):
-    xml = voc_copy / 'VOC2007/Annotations/000001.xml'
-    tree = ET.parse(xml)
-    tree.getroot().find('object/bndbox/xmax').text = 'wide'
-    tree.write(xml)
+    set_annotation_field(voc_copy, '000001', 'object/bndbox/xmax', 'wide')
     with pytest.raises(ValueError, match=r"000001\.xml.*xmax.*'wide'"):
         build_dataset(voc_copy)
 
@@ -181,10 +182,7 @@ def test_non_numeric_box(voc_copy):
 @pytest.mark.parametrize('path, value, match', [('size/width', '12.5', 'width'),
                                                 ('object/difficult', 'yes', 'difficult')])
 def test_bad_size_or_difficult(voc_copy, path, value, match):
-    xml = voc_copy / 'VOC2007/Annotations/000003.xml'
-    tree = ET.parse(xml)
-    tree.getroot().find(path).text = value
-    tree.write(xml)
+    set_annotation_field(voc_copy, '000003', path, value)
     with pytest.raises(ValueError, match=rf"000003\.xml.*{match}.*'{value}'"):
         build_dataset(voc_copy)
 
@@ -195,13 +193,10 @@ def test_listed_image_missing(voc_copy):
         build_dataset(voc_copy)
 
 
-def test_train_tool_fails_before_training_on_a_bad_data_root(voc_copy, tmp_path):
+def test_train_tool_fails_before_training_on_a_bad_data_root(voc_copy, tmp_path, load_tool):
     """tools/train.py (in process) stops with the named file before any iteration runs."""
     os.remove(voc_copy / 'VOC2007/JPEGImages/000003.jpg')
-    spec = importlib.util.spec_from_file_location('train_tool', osp.join(REPO, 'tools', 'train.py'))
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
-    work_dir = tmp_path / 'work'
+    train_tool, work_dir = load_tool('train'), tmp_path / 'work'
     with pytest.raises(FileNotFoundError, match=r'000003\.jpg'):
         train_tool.main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--work-dir', str(work_dir),
                          '--cfg-options', *short_run_options(voc_copy, 2)])

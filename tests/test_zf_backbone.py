@@ -140,10 +140,8 @@ def test_zf_quant_on_any_subset():
     ('faster_rcnn_zf_hpow_voc.py', 'HPowConv'),
     ('faster_rcnn_zf_sfpow_voc.py', 'SFPowConv'),
 ])
-def test_detector_configs_put_quant_convs_exactly_on_conv3_to_conv5(config, conv_type):
+def test_detector_configs_put_quant_convs_exactly_on_conv3_to_conv5(config, conv_type, mmdet_scope):
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     assert cfg.custom_imports == dict(imports=['featquant_mmdet'], allow_failed_imports=False)
     # the fc6/fc7 of the RoI head are made small here: only the backbone is under test
@@ -154,10 +152,8 @@ def test_detector_configs_put_quant_convs_exactly_on_conv3_to_conv5(config, conv
     assert type(detector.backbone.conv1) is nn.Conv2d and type(detector.backbone.conv2) is nn.Conv2d
 
 
-def test_detector_heads_follow_py_faster_rcnn():
+def test_detector_heads_follow_py_faster_rcnn(mmdet_scope):
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'))
     detector = MODELS.build(cfg.model)
     params = dict(detector.named_parameters())
@@ -221,11 +217,9 @@ def test_portable_roi_pool_is_caffe_roi_pooling_on_cpu():
     assert type(align.roi_layers[0]).__module__.startswith('mmcv.ops')
 
 
-def test_pow1_detector_starts_from_a_pow1_classifier_checkpoint(tmp_path):
+def test_pow1_detector_starts_from_a_pow1_classifier_checkpoint(tmp_path, mmdet_scope):
     """The documented --cfg-options keys load a classifier's backbone, exponents included, into ZF-POW-1."""
     from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
     torch.manual_seed(2)
     classifier_backbone = ZF(quant=dict(conv_cfg=dict(type='PowConv'), layers=('conv3', 'conv4', 'conv5')))
     with torch.no_grad():
