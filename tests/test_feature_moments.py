@@ -222,7 +222,7 @@ def test_tool_end_to_end_zero_shift_for_clean_level_and_files(zf_setup, tmp_path
     assert mpimg.imread(tmp_path / 'l4' / 'feature_densities.png').shape[1] > 300
 
 
-def test_tool_errors_for_unknown_layer_and_mismatched_checkpoint(zf_setup, tmp_path):
+def test_tool_errors_for_unknown_layer_and_mismatched_checkpoint(zf_setup, tmp_path, capsys):
     tool = _tool(zf_setup['repo_root'], 'feature_moments')
     repo = zf_setup['repo_root']
     ckpts = zf_setup['checkpoints']
@@ -242,6 +242,10 @@ def test_tool_errors_for_unknown_layer_and_mismatched_checkpoint(zf_setup, tmp_p
     with pytest.raises(ValueError, match='invalid level'):
         tool.main([f'{repo}/configs/faster_rcnn_zf_voc.py', ckpts['faster_rcnn_zf_voc'], '--distortion', 'jpeg',
                    '--level', '9', '--out-dir', str(tmp_path), '--cfg-options', *zf_setup['cli_options']])
+    with pytest.raises(SystemExit):
+        tool.main([f'{repo}/configs/faster_rcnn_zf_voc.py', ckpts['faster_rcnn_zf_voc'], '--bootstrap', '-1',
+                   *common])
+    assert '--bootstrap must be >= 0, got -1' in capsys.readouterr().err
     with pytest.raises(ValueError, match=r'test dataset has 3 images, 100 were requested'):
         tool.main([f'{repo}/configs/faster_rcnn_zf_voc.py', ckpts['faster_rcnn_zf_voc'], '--distortion', 'jpeg',
                    '--level', '1', '--out-dir', str(tmp_path), '--cfg-options', *zf_setup['cli_options']])

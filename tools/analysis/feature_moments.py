@@ -37,11 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, e.g. test_dataloader.dataset.data_root=data/VOC/')
     args = parser.parse_args(argv)
-    for name in ('num_images', 'bins', 'values_per_image'):
-        if getattr(args, name) < 1:
-            parser.error(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}')
-    if args.bootstrap < 0:
-        parser.error(f'--bootstrap must be >= 0, got {args.bootstrap}')
+    for name, minimum in (('num_images', 1), ('bins', 1), ('values_per_image', 1), ('bootstrap', 0)):
+        if getattr(args, name) < minimum:
+            parser.error(f'--{name.replace("_", "-")} must be >= {minimum}, got {getattr(args, name)}')
     return args
 
 
