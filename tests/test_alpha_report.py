@@ -1,6 +1,5 @@
 """Report of learned exponents: which tensors are read, the summary against numpy, the tool on ZF checkpoints."""
 import csv
-import importlib.util
 
 import numpy as np
 import pytest
@@ -44,13 +43,6 @@ def test_summary_matches_numpy():
         summarize_exponents({})
 
 
-def _tool(repo_root):
-    spec = importlib.util.spec_from_file_location('alpha_report_tool', f'{repo_root}/tools/analysis/alpha_report.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def _save(config, path, options, mutate=None):
     from mmdet.registry import MODELS
 
@@ -70,8 +62,8 @@ def _set_known_exponents(model):
             conv.alpha.copy_(torch.linspace(-0.9, 0.2 * i, conv.alpha.numel()).view_as(conv.alpha))
 
 
-def test_tool_on_pow1_checkpoint_with_and_without_config(tmp_path, repo_root):
-    tool = _tool(repo_root)
+def test_tool_on_pow1_checkpoint_with_and_without_config(tmp_path, repo_root, load_tool):
+    tool = load_tool('analysis/alpha_report')
     config = f'{repo_root}/configs/faster_rcnn_zf_sfpow_voc.py'
     ckpt = str(tmp_path / 'sfpow.pth')
     model = _save(config, ckpt, OPTIONS, _set_known_exponents)
@@ -95,9 +87,9 @@ def test_tool_on_pow1_checkpoint_with_and_without_config(tmp_path, repo_root):
     assert mpimg.imread(tmp_path / 'a' / 'alpha_histograms.png').shape[1] > 300
 
 
-def test_tool_hpow_needs_images_and_collects_per_image_exponents(tmp_path, repo_root):
+def test_tool_hpow_needs_images_and_collects_per_image_exponents(tmp_path, repo_root, load_tool):
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
-    tool = _tool(repo_root)
+    tool = load_tool('analysis/alpha_report')
     config = f'{repo_root}/configs/faster_rcnn_zf_hpow_voc.py'
     data_root = make_voc_dataset(str(tmp_path / 'data'), num_train=1, num_test=3, image_size=(96, 64), seed=0)
 
@@ -119,8 +111,8 @@ def test_tool_hpow_needs_images_and_collects_per_image_exponents(tmp_path, repo_
     assert -1 < table['all layers']['min'] < table['all layers']['max'] < 5 and table['all layers']['std'] > 0
 
 
-def test_tool_errors(tmp_path, repo_root):
-    tool = _tool(repo_root)
+def test_tool_errors(tmp_path, repo_root, load_tool):
+    tool = load_tool('analysis/alpha_report')
     base = str(tmp_path / 'base.pth')
     _save(f'{repo_root}/configs/faster_rcnn_zf_voc.py', base, OPTIONS)
     with pytest.raises(ValueError, match=r"has no learned exponents \(no parameter named \['alpha'\]"):

@@ -186,16 +186,8 @@ def zf_setup(tmp_path_factory, repo_root):
     return dict(root=root, checkpoints=checkpoints, cli_options=cli_options, repo_root=repo_root)
 
 
-def _tool(repo_root, name):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f'{name}_tool', f'{repo_root}/tools/analysis/{name}.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-def test_tool_end_to_end_zero_shift_for_clean_level_and_files(zf_setup, tmp_path):
-    tool = _tool(zf_setup['repo_root'], 'feature_moments')
+def test_tool_end_to_end_zero_shift_for_clean_level_and_files(zf_setup, tmp_path, load_tool):
+    tool = load_tool('analysis/feature_moments')
     config = f'{zf_setup["repo_root"]}/configs/faster_rcnn_zf_voc.py'
     ckpt = zf_setup['checkpoints']['faster_rcnn_zf_voc']
     # level 0 is the clean image: the "distorted" pass sees the same images, so nothing may differ
@@ -217,13 +209,13 @@ def test_tool_end_to_end_zero_shift_for_clean_level_and_files(zf_setup, tmp_path
     assert float(rows[0]['js_divergence']) == pytest.approx(noisy[0].js_divergence)
     assert float(rows[0]['js_std']) == pytest.approx(noisy[0].js_std)
     table = (tmp_path / 'l4' / 'feature_moments.md').read_text()
-    assert f'| backbone.conv5 |' in table and f'{noisy[1].js_divergence:.4f} ± {noisy[1].js_std:.4f} |' in table
+    assert '| backbone.conv5 |' in table and f'{noisy[1].js_divergence:.4f} ± {noisy[1].js_std:.4f} |' in table
     import matplotlib.image as mpimg
     assert mpimg.imread(tmp_path / 'l4' / 'feature_densities.png').shape[1] > 300
 
 
-def test_tool_errors_for_unknown_layer_and_mismatched_checkpoint(zf_setup, tmp_path, capsys):
-    tool = _tool(zf_setup['repo_root'], 'feature_moments')
+def test_tool_errors_for_unknown_layer_and_mismatched_checkpoint(zf_setup, tmp_path, capsys, load_tool):
+    tool = load_tool('analysis/feature_moments')
     repo = zf_setup['repo_root']
     ckpts = zf_setup['checkpoints']
     common = ['--distortion', 'jpeg', '--level', '2', '--num-images', '1', '--out-dir', str(tmp_path),
