@@ -2,7 +2,6 @@
 and the gallery tool; on real photographs from skimage.data written as JPEG files."""
 import copy
 import hashlib
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -393,16 +392,8 @@ def test_inject_errors():
 
 
 # ------------------------------------------------------------------------------------------------------ gallery tool
-def _browse_tool():
-    spec = importlib.util.spec_from_file_location(
-        'browse_distortions', osp.join(REPO, 'tools', 'analysis', 'browse_distortions.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gallery_tool_draws_every_type_and_level(photo_files, region_classifier, tmp_path):
-    tool = _browse_tool()
+def test_gallery_tool_draws_every_type_and_level(photo_files, region_classifier, tmp_path, load_tool):
+    tool = load_tool('analysis/browse_distortions')
     image = photo_files[0][0]  # 128 x 85
     thumb_h = round(cv2.imread(image).shape[0] * 48 / cv2.imread(image).shape[1])
     out = tmp_path / 'sheet.png'
@@ -427,50 +418,55 @@ def test_gallery_tool_draws_every_type_and_level(photo_files, region_classifier,
 # IoU 0.1, where it is a few percent and the metric's 3 decimals can tell two runs apart; the training is seeded,
 # so that the numbers are reproducible. The objects (0.35-0.6 of the short side) need 320x256 images to be near the
 # 128 px anchors.
-VOC_IMAGE_SIZE = (320, 256)
+# A ZF Faster R-CNN trained from scratch on generated VOC data, long enough to find the easy objects: 224x192 is about
+# the smallest size with anchors inside the image (anchors 128-512 px, allowed_border=0). Measured for these settings
+# (16 train / 16 test images, 80 iterations at lr 0.005) over training seeds 0, 1, 2: clean mAP 0.78, 0.58, 0.83 and
+# Mix.Heavy 0.51, 0.18, 0.04 lower (the big, flat-coloured objects survive blur and noise better than VOC's). At 40
+# iterations one seed's detector was not hurt by Mix.Heavy at all (it had learned little more than the colours).
+DETECTOR_IMAGE_SIZE = (224, 192)
+DETECTOR_ITERS = 80
 
 
-def _short_voc_options(data_root):
+def _voc_options(data_root):
     """The --cfg-options configs/faster_rcnn_zf_voc.py documents for another data root, scale and schedule."""
-    scale = f'({VOC_IMAGE_SIZE[0]},{VOC_IMAGE_SIZE[1]})'
-    options = ['train_cfg.max_iters=2', 'param_scheduler.0.milestones=[2]', 'default_hooks.checkpoint.interval=2',
+    scale = f'({DETECTOR_IMAGE_SIZE[0]},{DETECTOR_IMAGE_SIZE[1]})'
+    options = [f'train_cfg.max_iters={DETECTOR_ITERS}', f'param_scheduler.0.milestones=[{DETECTOR_ITERS * 3 // 4}]',
+               f'default_hooks.checkpoint.interval={DETECTOR_ITERS}', 'optim_wrapper.optimizer.lr=0.005',
+               'optim_wrapper.clip_grad.max_norm=10.0', 'randomness.seed=0',
                f'train_dataloader.dataset.pipeline.2.scale={scale}',
-               f'test_dataloader.dataset.pipeline.1.scale={scale}',
-               # a detector trained for two iterations scores every box below the default 0.05: keep them all, so
-               # that the mAP measures the ranking of the boxes instead of being 0 either way
-               'model.test_cfg.rcnn.score_thr=0.0', 'test_evaluator.iou_thrs=[0.1]', 'randomness.seed=1']
+               f'test_dataloader.dataset.pipeline.1.scale={scale}']
     for split in ('train', 'test'):
         options += [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
                     f'{split}_dataloader.persistent_workers=False']
     return options + ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'{name}_tool', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tools_test_distortion_changes_the_voc_map(tmp_path):
+@pytest.fixture(scope='module')
+def trained_voc_detector(tmp_path_factory, load_tool):
+    """(config, checkpoint, --cfg-options) of a detector trained with tools/train.py (about 2 min of CPU)."""
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
-    root = make_voc_dataset(str(tmp_path / 'voc'), num_train=2, num_test=3, image_size=VOC_IMAGE_SIZE, seed=0)
+    base = tmp_path_factory.mktemp('voc_detector')
+    root = make_voc_dataset(str(base / 'voc'), num_train=16, num_test=16, image_size=DETECTOR_IMAGE_SIZE, seed=0)
     config = osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py')
+    options = _voc_options(root)
+    load_tool('train').main([config, '--work-dir', str(base / 'work'), '--cfg-options', *options])
+    return config, str(base / 'work' / f'iter_{DETECTOR_ITERS}.pth'), options
+
+
+def test_tools_test_distortion_lowers_the_map_of_a_trained_detector(trained_voc_detector, tmp_path, load_tool):
+    config, checkpoint, options = trained_voc_detector
     work_dir = str(tmp_path / 'work')
-    options = _short_voc_options(root)
-    _tool('train').main([config, '--work-dir', work_dir, '--cfg-options', *options])
-    checkpoint = osp.join(work_dir, 'iter_2.pth')
-    test_tool = _tool('test')
+    test_tool = load_tool('test')
     clean = test_tool.main([config, checkpoint, '--work-dir', work_dir, '--out', str(tmp_path / 'clean.pkl'),
                             '--cfg-options', *options])
     heavy = test_tool.main([config, checkpoint, '--work-dir', work_dir, '--distortion', 'mix_heavy',
                             '--out', str(tmp_path / 'heavy.pkl'), '--cfg-options', *options])
-    assert clean['pascal_voc/mAP'] > 0  # the comparison below is between two real numbers, not two zeros
-    assert heavy['pascal_voc/mAP'] != clean['pascal_voc/mAP'], (clean, heavy)
+    assert clean['pascal_voc/mAP'] >= 0.4, clean  # the detector learned the objects (untrained: ~0)
+    assert heavy['pascal_voc/mAP'] < clean['pascal_voc/mAP'], (clean, heavy)
     # what was applied travels with every prediction
     with open(tmp_path / 'heavy.pkl', 'rb') as f:
         records = [sample['distortion'] for sample in pickle.load(f)]
-    assert records == [dict(name='mix_heavy', level=1, seed=0)] * 3
+    assert records == [dict(name='mix_heavy', level=1, seed=0)] * 16
     with open(tmp_path / 'clean.pkl', 'rb') as f:
         assert all('distortion' not in sample for sample in pickle.load(f))
     with pytest.raises(ValueError, match='valid levels: 0, 1, 2, 3, 4'):
