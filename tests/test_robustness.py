@@ -22,13 +22,10 @@ CLS_CONFIG = osp.join(REPO, 'configs', 'pretrain', 'zf_imagenet.py')
 TOOL = osp.join(REPO, 'tools', 'robustness.py')
 
 
-def load_tool():
-    """tools/robustness.py as a module (its ``main(argv)`` is what the command line runs)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('tools_robustness', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope='module')
+def robustness_main(load_tool):
+    """tools/robustness.py's ``main(argv)``: what the command line runs."""
+    return load_tool('robustness').main
 
 
 def cli_options(options: dict) -> list:
@@ -107,7 +104,7 @@ def _read_json(path):
         return None
 
 
-def _sweep_attempt_without_evaluation(argv):
+def _sweep_attempt_without_evaluation(robustness_main, argv):
     """tools/robustness.py's main with everything past the lock replaced by failures: the SystemExit it raises."""
     def fail(*args, **kwargs):
         raise AssertionError('the second sweep went past the lock')
@@ -116,7 +113,7 @@ def _sweep_attempt_without_evaluation(argv):
         for name in ('prepare_sweep', 'run_sweep', 'build_sweep_runner'):
             patch.setattr(rb, name, fail)
         with pytest.raises(SystemExit) as exit_info:
-            load_tool().main(argv)
+            robustness_main(argv)
     return str(exit_info.value)
 
 
@@ -129,7 +126,7 @@ def _lock_is_free(results_path) -> bool:
 
 
 @pytest.fixture(scope='module')
-def det_killed_and_resumed(det):
+def det_killed_and_resumed(det, robustness_main):
     """A 5-cell sweep run by the tool in a subprocess; a second sweep on its work dir tried while it runs; the first
     killed (SIGKILL, the tool process alone) once a cell is written, then resumed."""
     work_dir = str(det['root'] / 'sweep')
@@ -150,7 +147,7 @@ def det_killed_and_resumed(det):
                 record = _read_json(lock_file)
                 if record and record.get('pid') == proc.pid:  # the running sweep holds the work dir
                     holder = record
-                    second_error = _sweep_attempt_without_evaluation(argv)
+                    second_error = _sweep_attempt_without_evaluation(robustness_main, argv)
             data = _read_json(results_path)
             if data and data['cells'] and holder is not None:
                 before = data
@@ -166,7 +163,7 @@ def det_killed_and_resumed(det):
     assert before is not None, f'the sweep wrote no cell (exit {proc.returncode}): {err.decode()[-3000:]}'
     assert proc.returncode == -signal.SIGKILL, 'the sweep finished before it could be killed'
     killed_state = _read_json(results_path)  # what the file holds after the kill (a later cell may have landed)
-    after = load_tool().main(argv)
+    after = robustness_main(argv)
     return dict(before=before, killed=killed_state, after=after, results_path=results_path, argv=argv,
                 holder=holder, second_error=second_error, free_after_kill=free_after_kill, work_dir=work_dir)
 
@@ -228,12 +225,12 @@ def test_detector_table_has_table3_columns(det_killed_and_resumed):
     assert rows[0][:4] == pytest.approx(expected)
 
 
-def test_rerun_of_a_finished_sweep_evaluates_nothing(det_killed_and_resumed, monkeypatch):
+def test_rerun_of_a_finished_sweep_evaluates_nothing(det_killed_and_resumed, monkeypatch, robustness_main):
     def no_evaluation(self, cell):
         raise AssertionError(f'cell {cell.key} was evaluated again')
 
     monkeypatch.setattr(rb.CellEvaluator, 'evaluate', no_evaluation)
-    again = load_tool().main(det_killed_and_resumed['argv'])
+    again = robustness_main(det_killed_and_resumed['argv'])
     assert again['runs'][-1]['evaluated'] == [] and len(again['runs'][-1]['skipped']) == 5
     assert again['cells'] == det_killed_and_resumed['after']['cells']
 
@@ -346,14 +343,14 @@ def test_results_of_another_model_are_an_error(cls, cls_sweep):
 
 
 @pytest.fixture
-def tool_without_evaluation(monkeypatch):
+def tool_without_evaluation(monkeypatch, robustness_main):
     """tools/robustness.py's main, with the Runner and the evaluation replaced by failures."""
     def fail(*args, **kwargs):
         raise AssertionError('evaluation started despite bad input')
 
     monkeypatch.setattr(rb, 'run_sweep', fail)
     monkeypatch.setattr(rb, 'build_sweep_runner', fail)
-    return load_tool().main
+    return robustness_main
 
 
 @pytest.mark.parametrize('extra, options, message', [
@@ -423,7 +420,7 @@ time.sleep(120)
 """
 
 
-def test_lock_holder_is_named_and_sigkill_frees_the_lock_despite_forked_workers(cls, tmp_path):
+def test_lock_holder_is_named_and_sigkill_frees_the_lock_despite_forked_workers(cls, tmp_path, robustness_main):
     results_path = str(tmp_path / 'robustness.json')
     proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK_WITH_A_WORKER, rb.__file__, results_path],
                             stdout=subprocess.PIPE, start_new_session=True)
@@ -436,7 +433,7 @@ def test_lock_holder_is_named_and_sigkill_frees_the_lock_despite_forked_workers(
         # the tool: the error comes before the config's checkpoint is even looked at
         argv = [CLS_CONFIG, str(tmp_path / 'no_such.pth'), '--work-dir', str(tmp_path), '--cfg-options'] + \
             cli_options(cls['options'])
-        assert f'(pid {proc.pid} on host' in _sweep_attempt_without_evaluation(argv)
+        assert f'(pid {proc.pid} on host' in _sweep_attempt_without_evaluation(robustness_main, argv)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         os.kill(worker, 0)  # the forked worker still runs, holding the inherited descriptor ...
