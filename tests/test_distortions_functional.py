@@ -56,9 +56,10 @@ def test_strength_grows_with_level_on_real_photographs(photos):
         assert ssim_loss[0] > 0.005, (name, ssim_loss)  # level 1 does something
 
 
-def test_the_documented_strength_table_is_the_one_in_the_code():
+@pytest.mark.parametrize('document', ['docs/distortions.md', 'README.md'])
+def test_the_documented_strength_table_is_the_one_in_the_code(document):
     import os.path as osp
-    doc = open(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'docs', 'distortions.md')).read()
+    doc = open(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), document)).read()
     table = doc.split('<!-- parameter table: begin -->\n')[1].split('\n<!-- parameter table: end -->')[0]
     assert table == L.parameter_table_markdown()
 
