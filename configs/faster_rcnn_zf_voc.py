@@ -9,7 +9,7 @@
 #   test_dataloader.dataset.pipeline.1.scale="(W,H)"
 #   train_cfg.max_iters=N param_scheduler.0.milestones="[M]" default_hooks.checkpoint.interval=K
 #   train_dataloader.num_workers=0 train_dataloader.persistent_workers=False (and the same for val/test)
-# Generated data: python -m featquant_mmdet.datasets.synthetic_voc data  (writes data/VOCdevkit, the default root)
+# Generated data: python tools/data/make_synthetic_voc.py data  (writes data/VOCdevkit, the default root)
 _base_ = [
     './_base_/models/faster_rcnn_zf.py',
     './_base_/datasets/voc07.py',

@@ -66,6 +66,8 @@ def test_config_follows_the_training_scheme(config):
     # He et al.; ZF (no batch norm) keeps Zeiler & Fergus' lr and weight decay
     assert (opt.type, opt.momentum) == ('SGD', 0.9)
     assert (opt.lr, opt.weight_decay) == ((0.01, 5e-4) if config.startswith('zf') else (0.1, 1e-4))
+    # ZF from scratch (no normalisation layer) diverges at lr 0.01 without clipping; the BN ResNets need none
+    assert cfg.optim_wrapper.get('clip_grad') == (dict(max_norm=10, norm_type=2) if config.startswith('zf') else None)
     assert [(s.type, s.milestones, s.gamma) for s in cfg.param_scheduler] == [('MultiStepLR', [30, 60], 0.1)]
     assert cfg.train_cfg.max_epochs == 90
     assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 256
