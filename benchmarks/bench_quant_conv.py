@@ -27,9 +27,13 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# the profiler used for CPU peak memory (kineto) otherwise prints two trace lines per profiled step, and on machines
+# without a GPU an error about the device count; 6 is above its highest log level
+os.environ.setdefault('KINETO_LOG_LEVEL', '6')
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
