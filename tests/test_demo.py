@@ -5,7 +5,6 @@ conversion, Faster R-CNN training, robustness sweeps, comparison, sheet and Tabl
 It is interrupted once after the first stage and continued, as a user would after Ctrl-C.
 """
 import csv
-import importlib.util
 import json
 import os.path as osp
 import signal
@@ -18,7 +17,6 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'tools', 'demo.py')
-SHEET_TOOL = osp.join(REPO, 'tools', 'analysis', 'detection_sheet.py')
 LABELS = ('ZF', 'ZF+POW-1')
 KEYS = ('zf', 'zf_pow1')
 CELLS = ('clean', 'mix_minor', 'mix_heavy')
@@ -122,16 +120,9 @@ def test_rerun_reuses_finished_stages_and_rebuilds_the_table_from_the_results(ti
         assert table[label] == pytest.approx(edited[label], abs=1e-4)
 
 
-def load_tool(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
-def demo_tool():
-    return load_tool(DEMO, 'featquant_demo_tool')
+def demo_tool(load_tool):
+    return load_tool('demo')
 
 
 def test_bad_data_root_is_a_clear_error(tmp_path, demo_tool, capsys):
@@ -174,17 +165,15 @@ def test_unwritable_results_dir_is_a_clear_error(tmp_path, demo_tool, capsys):
     assert f'cannot write to the work folder {blocker / "work"}' in capsys.readouterr().err
 
 
-def test_sheet_images_are_the_evaluated_images(tmp_path):
+def test_sheet_images_are_the_evaluated_images(tmp_path, mmdet_scope):
     """The sheet's distorted image is byte-identical to what the robustness sweep's test pipeline feeds the model."""
     import cv2
     from mmengine.dataset import Compose
-    from mmengine.registry import init_default_scope
 
     import featquant_mmdet  # noqa: F401
     from featquant_mmdet.analysis.detection_sheet import distorted_image
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
     from featquant_mmdet.distortions.inject import inject_distortion
-    init_default_scope('mmdet')
     root = make_voc_dataset(str(tmp_path), num_train=1, num_test=1, image_size=(160, 120))
     path = osp.join(root, 'VOC2007', 'JPEGImages', '000002.jpg')
     img = cv2.imread(path)
@@ -220,8 +209,8 @@ def test_sheet_versions_and_layout_checks():
         compose_sheet([[tile, tile]], ['Original'], ['a'], (30, 20))
 
 
-def test_sheet_tool_argument_errors(tmp_path, capsys):
-    tool = load_tool(SHEET_TOOL, 'featquant_detection_sheet_tool')
+def test_sheet_tool_argument_errors(tmp_path, capsys, load_tool):
+    tool = load_tool('analysis/detection_sheet')
     with pytest.raises(SystemExit) as exc:
         tool.main(['--config', 'a.py', 'b.py', '--checkpoint', 'a.pth', '--out', str(tmp_path / 's.png')])
     assert exc.value.code == 2 and '2 configs but 1 checkpoints' in capsys.readouterr().err
