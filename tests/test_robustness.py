@@ -158,7 +158,10 @@ def det_killed_and_resumed(det, robustness_main):
             os.kill(proc.pid, signal.SIGKILL)  # the tool alone: its dataloader workers may outlive it a moment
             proc.wait()
             free_after_kill = _lock_is_free(results_path)
-            os.killpg(proc.pid, signal.SIGKILL)  # then the rest of its session
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # then the rest of its session, if anything is left of it
+            except ProcessLookupError:
+                pass
         _, err = proc.communicate()
     assert before is not None, f'the sweep wrote no cell (exit {proc.returncode}): {err.decode()[-3000:]}'
     assert proc.returncode == -signal.SIGKILL, 'the sweep finished before it could be killed'
