@@ -216,3 +216,32 @@ def test_bad_configuration_errors():
         AlphaStatsHook(interval=0)
     with pytest.raises(RuntimeError, match='has no module with exponents'):
         AlphaRegularizationHook(l1=1.0).attach(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+@pytest.mark.parametrize('config, base_wd', [('faster_rcnn_zf_pow1_voc.py', 5e-4),
+                                             ('faster_rcnn_r50_pow1_voc.py', 5e-4),
+                                             ('pretrain/resnet18_pow1_imagenet.py', 1e-4),
+                                             ('pretrain/zf_pow1_imagenet.py', 5e-4)])
+def test_exponents_are_regularised_by_the_hook_alone_not_by_weight_decay(config, base_wd, mmdet_scope, repo_root):
+    """The configs' optimizers leave `alpha` out of SGD's weight decay (the hook's L1 + L2 is its penalty) and keep
+    it for every other weight; the ZF detectors keep Caffe's bias settings."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', config))
+    if 'num_classes' in cfg.model.get('head', {}):
+        cfg.model.head.num_classes = 10
+    model = MODELS.build(cfg.model)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    decay = {id(p): group['weight_decay'] for group in optimizer.param_groups for p in group['params']}
+    names = {n: p for n, p in model.named_parameters() if p.requires_grad}  # frozen ones are not optimised
+    alphas = [n for n in names if n.endswith('.alpha')]
+    # ResNet-50: the 16 3x3 convs less layer1's 3 (frozen_stages=1); ResNet-18: all 20 convs; ZF: conv3-conv5
+    assert len(alphas) == (13 if 'r50' in config else 20 if 'resnet18' in config else 3), alphas
+    assert all(decay[id(names[n])] == 0 for n in alphas)
+    weights = [n for n in names if n.endswith('conv3.weight') or n.endswith('conv2.weight')]
+    assert weights and all(decay[id(names[n])] == pytest.approx(base_wd) for n in weights)
+    if 'zf' in config and 'voc' in config:
+        bias = names['backbone.conv3.bias']
+        group = next(g for g in optimizer.param_groups if any(p is bias for p in g['params']))
+        assert group['weight_decay'] == 0 and group['lr'] == pytest.approx(2 * cfg.optim_wrapper.optimizer.lr)
