@@ -391,6 +391,19 @@ def test_missing_checkpoint_and_corrupt_results_file_are_errors(cls, tmp_path, t
         tool_without_evaluation([CLS_CONFIG, cls['checkpoint']] + base)
 
 
+def test_saliency_classifier_that_does_not_load_is_an_error_before_any_evaluation(cls, tmp_path,
+                                                                                  tool_without_evaluation):
+    """The saliency classifier is built up front: a checkpoint of another class count stops the sweep before its
+    first cell (not at the occlusion cells after all the others), and the message says how to fix the config."""
+    argv = [CLS_CONFIG, cls['checkpoint'], '--distortions', 'jpeg', 'targeted_occlusion', '--levels', '1',
+            '--saliency-config', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
+            str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
+    with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-config .*'
+                                         r'size mismatch for head\.fc6\.weight.*head\.num_classes'):
+        tool_without_evaluation(argv)
+    assert not osp.exists(tmp_path / 'robustness.json')
+
+
 def test_reference_must_cover_the_cells_and_share_the_test_data(cls, cls_sweep, tmp_path, tool_without_evaluation):
     reference = str(cls_sweep['work_dir'] / 'robustness.json')
 

@@ -853,6 +853,17 @@ def _check_saliency(saliency: Optional[dict]) -> Optional[dict]:
     for key in ('config', 'checkpoint'):
         if not osp.isfile(saliency[key]):
             raise RobustnessError(f'saliency classifier {key} not found: {saliency[key]}')
+    # built once here, so that a checkpoint that does not fit the config (e.g. another class count) stops the sweep
+    # before its first cell, not at the occlusion cells after all the others
+    from featquant_mmdet.distortions.occlusion import build_classifier
+    try:
+        build_classifier(saliency['config'], saliency['checkpoint'])
+    except Exception as err:  # noqa: BLE001  (any failure to build or load is the same bad input)
+        raise RobustnessError(
+            f'the saliency classifier cannot be built from --saliency-config {saliency["config"]} and '
+            f'--saliency-checkpoint {saliency["checkpoint"]}: {type(err).__name__}: {str(err).strip()[:600]}; the '
+            f'config must describe the checkpoint\'s model (e.g. its head.num_classes: write a config that inherits '
+            f'yours with _base_ and overrides it)') from None
     return {'config': osp.abspath(saliency['config']), 'checkpoint': osp.abspath(saliency['checkpoint']),
             'config_sha256': file_sha256(saliency['config']), 'checkpoint_sha256': file_sha256(saliency['checkpoint'])}
 
