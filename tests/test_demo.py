@@ -125,6 +125,29 @@ def demo_tool(load_tool):
     return load_tool('demo')
 
 
+def test_train_seed_changes_the_training_commands_only(tmp_path, demo_tool, capsys):
+    """--train-seed reaches pretraining and detector training; data and distortions keep seed 0, so two seeds
+    train on the same images and are evaluated on the same distorted images."""
+    from featquant_mmdet.datasets.synthetic_imagenet import make_imagenet_dataset
+    make_imagenet_dataset(str(tmp_path / 'w' / 'data' / 'imagenet'), num_train_per_class=1, num_val_per_class=1,
+                          image_size=64)  # the pretraining command names the class count
+
+    def commands(*extra):
+        demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
+                                                    '--results-dir', str(tmp_path / 'r'), *extra]))
+        return {name: plan.commands[0] for name, plan in (
+            ('data_voc', demo.plan_data_voc()), ('pretrain', demo.plan_pretrain('zf', 'c.py')),
+            ('train', demo.plan_train('zf', 'd.py')))}
+
+    default, seeded = commands(), commands('--train-seed', '3')
+    assert 'randomness.seed=0' in default['pretrain'] and 'randomness.seed=0' in default['train']
+    assert 'randomness.seed=3' in seeded['pretrain'] and 'randomness.seed=3' in seeded['train']
+    assert seeded['data_voc'] == default['data_voc'] and '--seed' in seeded['data_voc']
+    with pytest.raises(SystemExit):
+        demo_tool.parse_args(['--train-seed', '-1'])
+    assert '--train-seed must be >= 0, got -1' in capsys.readouterr().err
+
+
 def test_bad_data_root_is_a_clear_error(tmp_path, demo_tool, capsys):
     not_voc = tmp_path / 'photos'
     not_voc.mkdir()
