@@ -82,7 +82,7 @@ if ! ls "$WHEELDIR"/mmcv-*.whl >/dev/null 2>&1; then
   tar xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
   # torch>=2.13 headers require C++20; mmcv 2.1.0 hard-codes -std=c++17
   sed -i 's/c++17/c++20/g' "$src/mmcv-2.1.0/setup.py"
-  step="compile mmcv 2.1.0 ($([ $cuda = 1 ] && echo CUDA || echo CPU) ops; 12-15 min on 2 cores)"
+  step="compile mmcv 2.1.0 ($([ $cuda = 1 ] && echo CUDA || echo CPU) ops; 12-20 min on 2 cores)"
   log "$step"
   tmpwheel="$src/wheel"
   if [ $cuda = 1 ]; then export FORCE_CUDA=1; else export FORCE_CUDA=0; export CUDA_VISIBLE_DEVICES=""; fi
