@@ -63,21 +63,12 @@ def main(argv=None):
     try:
         cfg = load_config(args)
         # the work dir is locked before its results file is read, and until the sweep ends
-        lock = SweepLock(results_file(cfg), cfg.launcher).acquire()
-    except (RobustnessError, FileNotFoundError) as err:
-        raise SystemExit(f'robustness.py: error: {err}') from None
-    try:
-        try:
+        with SweepLock(results_file(cfg), cfg.launcher):
             plan = prepare_sweep(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
                                  seed=args.seed, metric=args.metric, reference=args.reference, saliency=saliency)
-        except (RobustnessError, FileNotFoundError) as err:
-            raise SystemExit(f'robustness.py: error: {err}') from None
-        try:
-            results = run_sweep(plan)
-        except RobustnessError as err:  # e.g. a metric key that the clean cell did not report
-            raise SystemExit(f'robustness.py: error: {err}') from None
-    finally:
-        lock.release()
+            results = run_sweep(plan)  # RobustnessError too, e.g. a metric key that the clean cell did not report
+    except (RobustnessError, FileNotFoundError) as err:
+        raise SystemExit(f'robustness.py: error: {err}') from None
     print(f'results: {plan.results_path}')
     print(format_summary(results['summary']))
     return results
