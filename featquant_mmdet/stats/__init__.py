@@ -1,0 +1,11 @@
+"""Statistics of robustness results: per-image data, bootstrap intervals, paired comparisons, seed studies.
+
+* :mod:`.voc_matches` / :mod:`.correctness`: per-image data kept per cell (VOC match records, classifier
+  correctness) from which a cell's metric is recomputed on any multiset of test images;
+* :mod:`.bootstrap`: percentile bootstrap over test images, with one shared resample matrix (paired comparisons);
+* :mod:`.seeds`: mean and t-interval over training seeds, paired by seed;
+* :mod:`.checks`: comparable inputs (test set, distortion seed, complete per-image data);
+* :mod:`.format` / :mod:`.plot`: ``value [low, high]`` tables and Figure-4 curves with bands.
+
+Pure numpy at import (mmdet's ``mean_ap`` is imported where it is reused); docs/statistics.md explains the method.
+"""

@@ -1,0 +1,327 @@
+"""Per-image VOC match records: mAP of any multiset of test images without re-matching boxes.
+
+mmdet's ``eval_map`` (what ``VOCMetric`` calls) matches each image's detections to its ground truth per class
+(``tpfp_default``: a detection is a true positive when its best-overlapping ground-truth box has IoU >= thr and is
+not taken yet; matched to an ignored (difficult) box it is neither TP nor FP), then per class sorts all detections
+by score and computes::
+
+    recall_k    = cumTP_k / n_gt          precision_k = cumTP_k / max(cumTP_k + cumFP_k, eps)
+    AP (11points) = 1/11 sum_{t in 0, .1, .., 1} max_{k: recall_k >= t} precision_k
+    AP (area)     = sum_k (recall_k - recall_{k-1}) * max_{j >= k} precision_j
+    mAP           = mean of AP over the classes with n_gt > 0 (mean over IoU thresholds too, as VOCMetric)
+
+Matching depends on one image only, so it is done ONCE per image (:func:`match_records`, reusing mmdet's
+``tpfp_default`` / ``tpfp_imagenet``); a record is ``(score, tp, fp, class, image)`` per detection, plus the
+number of non-ignored ground-truth boxes per image and class. A multiset of images (a bootstrap resample repeats
+images) is then a weight per image: cumTP and n_gt become weighted sums, which is exactly what ``eval_map`` gives
+on the list with the repeated images (a repeated detection ties with its copy; the merged step leaves both APs
+unchanged). :meth:`VOCMatches.map` recomputes one multiset with mmdet's ``average_precision`` (bit-identical to
+``VOCMetric`` on the full set); :meth:`VOCMatches.map_batch` does many resamples at once, vectorised (same
+formulas, tested equal to the former).
+
+Storage (:meth:`VOCMatches.save`): one ``.npz`` per cell (records sorted class-major as mmdet orders them, ``n_gt``
+per image and class, the image ids and a JSON ``meta``), no pickle.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .checks import StatsInputError, check_counts
+
+FORMAT = 'featquant-per-image/1'
+TPFP_KINDS = ('default', 'imagenet')
+EVAL_MODES = ('11points', 'area')
+# np.arange(0, 1 + 1e-3, 0.1) as mmdet's average_precision iterates it (0.30000000000000004 etc.: recall
+# comparisons must use the very same thresholds)
+ELEVEN_POINTS = np.arange(0, 1 + 1e-3, 0.1)
+_EPS32 = np.finfo(np.float32).eps
+
+
+def _tpfp_fn(kind: str):
+    from mmdet.evaluation.functional.mean_ap import tpfp_default, tpfp_imagenet
+    if kind not in TPFP_KINDS:
+        raise StatsInputError(f'tpfp kind {kind!r} not supported; accepted: {TPFP_KINDS}')
+    return tpfp_default if kind == 'default' else tpfp_imagenet
+
+
+def _iou_list(iou_thrs) -> List[float]:
+    ious = [float(iou_thrs)] if isinstance(iou_thrs, (int, float)) else [float(t) for t in iou_thrs]
+    if not ious or any(not 0 < t <= 1 for t in ious):
+        raise StatsInputError(f'iou_thrs must be one or more values in (0, 1], got {iou_thrs!r}')
+    return ious
+
+
+def match_records(results: Sequence[Tuple[dict, list]], num_classes: int, iou_thrs=0.5,
+                  eval_mode: str = '11points', use_legacy_coordinate: bool = True, tpfp: str = 'default',
+                  image_ids: Optional[Sequence[str]] = None, meta: Optional[dict] = None) -> 'VOCMatches':
+    """Match every image's detections once, as ``eval_map`` would.
+
+    Args:
+        results: ``VOCMetric.results``: one ``(ann, dets)`` per image, ``ann`` with ``bboxes`` (n, 4), ``labels``
+            (n,) and optionally ``bboxes_ignore`` / ``labels_ignore`` (difficult boxes), ``dets`` a list of
+            ``num_classes`` arrays (k, 5) of ``x1, y1, x2, y2, score``.
+        num_classes: the dataset's class count (``len(dataset_meta['classes'])``).
+        iou_thrs, eval_mode, use_legacy_coordinate: as ``VOCMetric`` (which uses legacy coordinates, i.e.
+            ``w = x2 - x1 + 1``) passes them to ``eval_map``; no ``scale_ranges`` (VOCMetric's mAP cannot
+            average per-scale lists either).
+        tpfp: ``'default'`` (what VOCMetric uses) or ``'imagenet'`` (``eval_map``'s choice for ImageNet DET/VID).
+        image_ids: one id per image (default ``'0'``, ``'1'``, ...): the identity checked when cells are compared.
+    """
+    ious = _iou_list(iou_thrs)
+    if eval_mode not in EVAL_MODES:
+        raise StatsInputError(f'eval_mode {eval_mode!r} not supported; accepted: {EVAL_MODES}')
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise StatsInputError(f'num_classes must be a positive int, got {num_classes!r}')
+    fn = _tpfp_fn(tpfp)
+    n_img = len(results)
+    ids = [str(i) for i in range(n_img)] if image_ids is None else [str(i) for i in image_ids]
+    if len(ids) != n_img:
+        raise StatsInputError(f'{len(ids)} image ids for {n_img} images')
+    for index, (ann, dets) in enumerate(results):
+        if len(dets) != num_classes:
+            raise StatsInputError(f'image {ids[index]}: {len(dets)} per-class detection arrays, expected '
+                                  f'{num_classes} (one per class)')
+    n_gt = np.zeros((n_img, num_classes), dtype=np.int64)
+    scores, tps, fps, labels, images = [], [], [], [], []
+    for c in range(num_classes):
+        for i, (ann, dets) in enumerate(results):
+            gt_bboxes = np.asarray(ann['bboxes']).reshape(-1, 4)[np.asarray(ann['labels']) == c]
+            if ann.get('labels_ignore', None) is not None:
+                ignore = np.asarray(ann['bboxes_ignore']).reshape(-1, 4)[np.asarray(ann['labels_ignore']) == c]
+            else:
+                ignore = np.empty((0, 4), dtype=np.float32)
+            n_gt[i, c] = gt_bboxes.shape[0]
+            det = np.asarray(dets[c]).reshape(-1, 5)
+            if det.shape[0] == 0:
+                continue
+            tp = np.empty((det.shape[0], len(ious)), dtype=np.uint8)
+            fp = np.empty_like(tp)
+            for t, thr in enumerate(ious):
+                tp_t, fp_t = fn(det, gt_bboxes, ignore, thr, None, use_legacy_coordinate)
+                tp[:, t], fp[:, t] = tp_t[0], fp_t[0]
+            scores.append(det[:, 4])
+            tps.append(tp)
+            fps.append(fp)
+            labels.append(np.full(det.shape[0], c, dtype=np.int32))
+            images.append(np.full(det.shape[0], i, dtype=np.int32))
+    cat = lambda parts, shape, dtype: np.concatenate(parts) if parts else np.zeros(shape, dtype)  # noqa: E731
+    info = dict(meta or {})
+    info.update(iou_thrs=ious, eval_mode=eval_mode, use_legacy_coordinate=bool(use_legacy_coordinate), tpfp=tpfp,
+                num_classes=num_classes)
+    return VOCMatches(scores=cat(scores, (0, ), np.float32), tp=cat(tps, (0, len(ious)), np.uint8),
+                      fp=cat(fps, (0, len(ious)), np.uint8), labels=cat(labels, (0, ), np.int32),
+                      images=cat(images, (0, ), np.int32), n_gt=n_gt, image_ids=ids, meta=info)
+
+
+def match_records_from_metric(metric, results: Sequence[Tuple[dict, list]],
+                              image_ids: Optional[Sequence[str]] = None, meta: Optional[dict] = None):
+    """:func:`match_records` with the settings of a built mmdet ``VOCMetric`` (its ``results`` list)."""
+    if getattr(metric, 'scale_ranges', None) is not None:
+        raise StatsInputError('per-image VOC records need VOCMetric(scale_ranges=None) (per-scale mAP is not '
+                              'averaged by VOCMetric either)')
+    if getattr(metric, 'metric', 'mAP') != 'mAP':
+        raise StatsInputError(f'per-image VOC records need VOCMetric(metric="mAP"), got {metric.metric!r}')
+    classes = metric.dataset_meta.get('classes') or metric.dataset_meta.get('CLASSES')
+    return match_records(results, len(classes), metric.iou_thrs, metric.eval_mode, True, 'default', image_ids,
+                         meta)
+
+
+class VOCMatches:
+    """The match records of one cell (see the module doc); ``map`` / ``map_batch`` give mAP as ``VOCMetric``'s
+    ``mAP`` (a fraction in [0, 1])."""
+
+    kind = 'voc'
+
+    def __init__(self, scores, tp, fp, labels, images, n_gt, image_ids: Sequence[str], meta: dict):
+        self.scores = np.asarray(scores)
+        self.tp = np.asarray(tp, dtype=np.uint8).reshape(len(self.scores), -1)
+        self.fp = np.asarray(fp, dtype=np.uint8).reshape(len(self.scores), -1)
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.images = np.asarray(images, dtype=np.int32)
+        self.n_gt = np.asarray(n_gt, dtype=np.int64)
+        self.image_ids = [str(i) for i in image_ids]
+        self.meta = dict(meta)
+        self.iou_thrs = _iou_list(self.meta['iou_thrs'])
+        self.eval_mode = self.meta['eval_mode']
+        self.num_classes = int(self.meta['num_classes'])
+        n = len(self.scores)
+        if not (self.tp.shape == self.fp.shape == (n, len(self.iou_thrs)) and self.labels.shape == (n, )
+                and self.images.shape == (n, ) and self.n_gt.shape == (len(self.image_ids), self.num_classes)):
+            raise StatsInputError(f'inconsistent VOC match records ({self.meta.get("file", "in memory")}): '
+                                  f'{n} scores, tp {self.tp.shape}, fp {self.fp.shape}, labels {self.labels.shape},'
+                                  f' images {self.images.shape}, n_gt {self.n_gt.shape} for '
+                                  f'{len(self.image_ids)} images x {self.num_classes} classes')
+        if n and (self.images.min() < 0 or self.images.max() >= self.num_images):
+            raise StatsInputError(f'VOC match records ({self.meta.get("file", "in memory")}): image index out '
+                                  f'of range [0, {self.num_images})')
+        # per class, the records in eval_map's order: vstack in image order, then np.argsort(-score) (the same
+        # call on the same array, so ties resolve as in VOCMetric)
+        self._by_class = []
+        for c in range(self.num_classes):
+            idx = np.flatnonzero(self.labels == c)
+            idx = idx[np.argsort(-self.scores[idx])]
+            self._by_class.append((self.images[idx], self.tp[idx].T.astype(np.float32),
+                                   self.fp[idx].T.astype(np.float32)))
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+    # ---------------------------------------------------------------------------------------------------------
+    def map(self, counts: Optional[np.ndarray] = None) -> float:
+        """mAP of the multiset of images with multiplicity ``counts`` (n_images,), all images once by default;
+        per class with mmdet's ``average_precision``."""
+        from mmdet.evaluation.functional.mean_ap import average_precision
+        counts = np.ones(self.num_images, np.int64) if counts is None else check_counts(counts, self.num_images)
+        n_gt = counts @ self.n_gt  # (C,)
+        means = []
+        for t in range(len(self.iou_thrs)):
+            aps = []
+            for c, (img, tp, fp) in enumerate(self._by_class):
+                w = counts[img].astype(np.float64)
+                keep = w > 0
+                tp_c = np.cumsum(tp[t][keep] * w[keep]).astype(np.float32)  # exact integers
+                fp_c = np.cumsum(fp[t][keep] * w[keep]).astype(np.float32)
+                recalls = tp_c / np.maximum(np.array([n_gt[c]]), _EPS32)
+                precisions = tp_c / np.maximum(tp_c + fp_c, _EPS32)
+                if n_gt[c] > 0:
+                    aps.append(average_precision(recalls, precisions, self.eval_mode))
+            means.append(np.array(aps).mean().item() if aps else 0.0)
+        return sum(means) / len(means)
+
+    def value(self, counts: Optional[np.ndarray] = None) -> float:
+        """The cell's metric (``pascal_voc/mAP``) on a multiset of images."""
+        return self.map(counts)
+
+    def map_batch(self, counts: np.ndarray) -> np.ndarray:
+        """mAP of many multisets at once: ``counts`` (B, n_images) -> (B,).
+
+        Only the points of the PR curve at true positives matter (a false positive lowers precision at an
+        unchanged recall, dominated by the point before it), and there the cumulative counts are linear in the
+        image weights: ``cumTP = W @ M_tp``, ``cumFP = W @ M_fp`` with ``M[i, k]`` the number of TP (FP) records
+        of image i ranked at (before) the k-th true positive of a class (:meth:`_tp_points`). One float32
+        matrix product per cell (exact: integer counts < 2^24), then per class the AP of every row.
+        """
+        counts = np.asarray(counts)
+        if counts.ndim != 2 or counts.shape[1] != self.num_images:
+            raise StatsInputError(f'counts must be (resamples, {self.num_images}), got {counts.shape}')
+        m_tp, m_fp, segments = self._tp_points()
+        weights = counts.astype(np.float32)
+        tp_cum, fp_cum = weights @ m_tp, weights @ m_fp  # (B, N)
+        n_gt = counts.astype(np.float64) @ self.n_gt  # (B, C)
+        has_gt = n_gt > 0
+        n_valid = has_gt.sum(axis=1)
+        out = np.zeros(counts.shape[0])
+        for t in range(len(self.iou_thrs)):
+            ap = np.zeros(n_gt.shape, dtype=np.float64)
+            for c in range(self.num_classes):
+                lo, hi = segments[t][c]
+                if hi > lo:
+                    ap[:, c] = _ap_batch(tp_cum[:, lo:hi], fp_cum[:, lo:hi], n_gt[:, c], self.eval_mode)
+            total = np.where(has_gt, ap, 0.0).sum(axis=1)
+            out += np.where(n_valid > 0, total / np.maximum(n_valid, 1), 0.0)
+        return out / len(self.iou_thrs)
+
+    def _tp_points(self):
+        """``(M_tp, M_fp, segments)``: (n_images, N) counts at the N true-positive records of every (threshold,
+        class) in eval_map's order; ``segments[t][c]`` the column range of threshold t, class c. Cached."""
+        if getattr(self, '_points', None) is None:
+            m_tp, m_fp, segments, start = [], [], [], 0
+            for t in range(len(self.iou_thrs)):
+                segments.append([])
+                for img, tp, fp in self._by_class:
+                    pos = np.flatnonzero(tp[t])
+                    n = img.size
+                    seen_tp = np.zeros((self.num_images, n), np.float32)
+                    seen_tp[img, np.arange(n)] = tp[t]
+                    seen_fp = np.zeros((self.num_images, n + 1), np.float32)
+                    seen_fp[img, np.arange(1, n + 1)] = fp[t]
+                    m_tp.append(np.cumsum(seen_tp, axis=1)[:, pos])  # TP records at or before the k-th TP
+                    m_fp.append(np.cumsum(seen_fp, axis=1)[:, pos])  # FP records before it
+                    segments[t].append((start, start + pos.size))
+                    start += pos.size
+            self._points = (np.concatenate(m_tp, axis=1), np.concatenate(m_fp, axis=1), segments)
+        return self._points
+
+    def values(self, counts: np.ndarray) -> np.ndarray:
+        return self.map_batch(counts)
+
+    # ---------------------------------------------------------------------------------------------------------
+    def save(self, path: str) -> str:
+        """Write the records to ``path`` (``.npz``) atomically; returns the path."""
+        meta = dict(self.meta, format=FORMAT, kind=self.kind)
+        meta.pop('file', None)
+        arrays = dict(scores=self.scores, tp=self.tp, fp=self.fp, labels=self.labels, images=self.images,
+                      n_gt=self.n_gt.astype(np.int32), image_ids=np.array(self.image_ids, dtype=str))
+        return save_npz(path, arrays, meta)
+
+
+def save_npz(path: str, arrays: Dict[str, np.ndarray], meta: dict) -> str:
+    """``np.savez_compressed`` to a temporary file beside ``path`` and ``os.replace`` (readers never see half)."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.tmp')
+    with open(tmp, 'wb') as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_npz(path: str, required: Sequence[str]) -> Tuple[Dict[str, np.ndarray], dict]:
+    """Arrays and meta of a per-image file; a clear error names the file and what is missing."""
+    if not osp.isfile(path):
+        raise StatsInputError(f'per-image file not found: {path}')
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as err:
+        raise StatsInputError(f'{path} is not a per-image results file (.npz): {err}') from None
+    if 'meta' not in arrays:
+        raise StatsInputError(f'{path} is not a per-image results file: no meta entry')
+    meta = json.loads(str(arrays.pop('meta')))
+    if meta.get('format') != FORMAT:
+        raise StatsInputError(f'{path}: format {meta.get("format")!r}, expected {FORMAT!r}')
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise StatsInputError(f'{path}: per-image data incomplete, missing {missing}')
+    meta['file'] = path
+    return arrays, meta
+
+
+def load_per_image(path: str) -> Union['VOCMatches', 'Correctness']:
+    """A cell's per-image file: :class:`VOCMatches` or :class:`.correctness.Correctness`."""
+    from .correctness import Correctness
+    arrays, meta = load_npz(path, ('image_ids', ))
+    kind = meta.get('kind')
+    if kind == 'voc':
+        required = ('scores', 'tp', 'fp', 'labels', 'images', 'n_gt')
+        missing = [k for k in required if k not in arrays]
+        if missing:
+            raise StatsInputError(f'{path}: per-image VOC data incomplete, missing {missing}')
+        return VOCMatches(arrays['scores'], arrays['tp'], arrays['fp'], arrays['labels'], arrays['images'],
+                          arrays['n_gt'], arrays['image_ids'].tolist(), meta)
+    if kind == 'classification':
+        return Correctness.from_arrays(arrays, meta)
+    raise StatsInputError(f'{path}: unknown per-image kind {kind!r}; accepted: voc, classification')
+
+
+def _ap_batch(tp_cum: np.ndarray, fp_cum: np.ndarray, n_gt: np.ndarray, mode: str) -> np.ndarray:
+    """AP of every row of cumulative TP/FP counts (B, n) with ``n_gt`` (B,) positives, as ``average_precision``
+    computes it for one row (recall in float64, precision in float32 as ``eval_map`` has them)."""
+    recalls = tp_cum.astype(np.float64) / np.maximum(n_gt, _EPS32)[:, None]
+    precisions = tp_cum / np.maximum(tp_cum + fp_cum, _EPS32)
+    # the precision envelope: max over the positions at or after k (recall never decreases along a row)
+    envelope = np.maximum.accumulate(precisions[:, ::-1], axis=1)[:, ::-1]
+    if mode == 'area':
+        steps = np.diff(recalls, axis=1, prepend=0.0)
+        return (steps * envelope).sum(axis=1)
+    n = recalls.shape[1]
+    rows = np.arange(recalls.shape[0])
+    ap = np.zeros(recalls.shape[0], dtype=np.float64)
+    for thr in ELEVEN_POINTS:
+        first = (recalls < thr).sum(axis=1)  # the first position with recall >= thr
+        ap += np.where(first < n, envelope[rows, np.minimum(first, n - 1)], 0.0)
+    return ap / 11
