@@ -1,0 +1,244 @@
+"""Percentile bootstrap over test images: intervals for every cell and summary, and paired differences.
+
+One :class:`Resamples` holds a (B, n) matrix of image indices drawn with replacement (seeded): resample b is the
+multiset ``indices[b]`` of the n test images. The SAME matrix is used for every cell of a sweep and for every
+model, so a resample's cells and summaries of two models are computed on the same images (a *paired*
+comparison: the image-to-image variation that both models share cancels in the difference).
+
+For every resample b each cell's metric ``P^b_{d,l}`` is recomputed on its multiset (:mod:`.voc_matches`,
+:mod:`.correctness`), then the summaries of the resampled cells, as ``robustness.summarize`` defines them::
+
+    P^b, P^b_d = mean_l P^b_{d,l}, mPC^b = mean_d P^b_d, rPC^b = mPC^b / P^b,
+    CE^b_d = sum_l (F - P^b_{d,l}) / sum_l (F - R^b_{d,l}), mCE^b = mean_d CE^b_d   (R: reference model, F: 100%)
+
+The interval of a quantity at level 1 - a is the percentile interval ``[q_{a/2}, q_{1-a/2}]`` of its B values;
+its point value is the quantity on all images (the number the tables already show). A paired difference B - A
+takes the quantiles of ``X^b_B - X^b_A``; it *excludes 0* when both ends lie on one side of 0. A model compared
+with itself gives exactly [0, 0].
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .checks import StatsInputError, check_resamples
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_LEVEL = 0.95
+
+
+def check_level(level: float) -> float:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise StatsInputError(f'confidence level must be in (0, 1), e.g. 0.95, got {level!r}')
+    return float(level)
+
+
+def resample_indices(n_images: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(n_resamples, n_images) indices drawn uniformly with replacement by ``np.random.default_rng(seed)``."""
+    for name, value, low in (('n_images', n_images, 1), ('n_resamples', n_resamples, 1), ('seed', seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise StatsInputError(f'{name} must be an integer >= {low}, got {value!r}')
+    return np.random.default_rng(seed).integers(0, n_images, size=(n_resamples, n_images), dtype=np.int64)
+
+
+def resample_counts(indices: np.ndarray, n_images: Optional[int] = None) -> np.ndarray:
+    """Multiplicities (B, n_images) of each image in each resample (row b: ``bincount(indices[b])``)."""
+    indices = check_resamples(indices, n_images)
+    b, n = indices.shape[0], n_images or indices.shape[1]
+    flat = (np.arange(b)[:, None] * n + indices).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Resamples:
+    """The shared resamples of a comparison: ``indices`` (B, n), their ``counts`` and the settings."""
+
+    indices: np.ndarray
+    counts: np.ndarray
+    seed: int
+    level: float = DEFAULT_LEVEL
+
+    @classmethod
+    def draw(cls, n_images: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+             level: float = DEFAULT_LEVEL) -> 'Resamples':
+        indices = resample_indices(n_images, n_resamples, seed)
+        return cls(indices, resample_counts(indices, n_images), seed, check_level(level))
+
+    @property
+    def n_images(self) -> int:
+        return self.indices.shape[1]
+
+    @property
+    def n_resamples(self) -> int:
+        return self.indices.shape[0]
+
+
+@dataclass
+class Estimate:
+    """A quantity: ``point`` on all images, its ``samples`` (B,) over the resamples, and the interval level."""
+
+    point: float
+    samples: np.ndarray
+    level: float = DEFAULT_LEVEL
+
+    @property
+    def interval(self):
+        """``(low, high)``: percentile interval of the samples (NaN if any sample is undefined)."""
+        if np.isnan(self.samples).any():
+            return float('nan'), float('nan')
+        a = (1 - self.level) / 2
+        low, high = np.quantile(self.samples, [a, 1 - a])
+        return float(low), float(high)
+
+    @property
+    def low(self) -> float:
+        return self.interval[0]
+
+    @property
+    def high(self) -> float:
+        return self.interval[1]
+
+    @property
+    def bias(self) -> float:
+        """Bootstrap estimate of the bias: mean of the samples minus the point value. Interpolated AP is a max
+        over a noisy PR curve, so resampled mAPs run high (docs/statistics.md); a bias comparable to the
+        interval's half-width means the percentile interval may not contain the point value."""
+        return float(self.samples.mean() - self.point)
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Both ends on one side of 0 (the meaning of the difference's marker)."""
+        low, high = self.interval
+        return bool(low > 0 or high < 0)
+
+    def as_dict(self) -> dict:
+        low, high = self.interval
+        return {'value': self.point, 'low': low, 'high': high, 'level': self.level, 'bias': self.bias,
+                'resamples': int(self.samples.size)}
+
+
+@dataclass
+class BootstrapSummary:
+    """Estimates of one model: ``cells`` {key: Estimate} and the summaries (``P``, ``per_distortion``, ``mPC``,
+    ``rPC`` and, with a reference, ``CE`` and ``mCE``), computed on ``resamples``."""
+
+    cells: Dict[str, Estimate]
+    P: Optional[Estimate]
+    per_distortion: Dict[str, Estimate]
+    mPC: Optional[Estimate]
+    rPC: Optional[Estimate]
+    CE: Dict[str, Estimate] = field(default_factory=dict)
+    mCE: Optional[Estimate] = None
+    resamples: Optional[Resamples] = None
+
+    def columns(self) -> Dict[str, Estimate]:
+        """Flat ``{name: Estimate}``: ``clean`` cells by key, ``P``, ``mean/<distortion>``, ``mPC``, ``rPC``,
+        ``CE/<distortion>``, ``mCE`` (those present)."""
+        out = {f'cell/{k}': v for k, v in self.cells.items()}
+        for name in ('P', 'mPC', 'rPC', 'mCE'):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        out.update({f'mean/{k}': v for k, v in self.per_distortion.items()})
+        out.update({f'CE/{k}': v for k, v in self.CE.items()})
+        return out
+
+
+def split_key(key: str):
+    """``'clean'`` -> (None, None); ``'jpeg@2'`` -> ('jpeg', 2); ``'mix_heavy'`` -> ('mix_heavy', None)
+    (the cell keys of the robustness results, ``Cell.key``)."""
+    if key == 'clean':
+        return None, None
+    name, sep, level = key.partition('@')
+    return (name, int(level)) if sep else (name, None)
+
+
+def cell_estimates(cells: Mapping[str, object], resamples: Resamples) -> Dict[str, Estimate]:
+    """``{key: Estimate}`` of every cell's metric: ``value()`` on all images, ``values(counts)`` per resample."""
+    out = {}
+    for key, cell in cells.items():
+        if cell.num_images != resamples.n_images:
+            raise StatsInputError(f'cell {key!r} ({_where(cell)}) has {cell.num_images} images, the resamples '
+                                  f'were drawn for {resamples.n_images}: not the same test set')
+        out[key] = Estimate(float(cell.value()), np.asarray(cell.values(resamples.counts), np.float64),
+                            resamples.level)
+    return out
+
+
+def summarize_estimates(cells: Dict[str, Estimate], reference: Optional[Dict[str, Estimate]] = None,
+                        full_scale: float = 1.0, resamples: Optional[Resamples] = None) -> BootstrapSummary:
+    """The summaries of ``robustness.summarize`` computed on the point values and on every resample.
+
+    ``reference``: the reference model's cell estimates (same resamples) for CE / mCE (classifiers; ``full_scale``
+    is then 100, accuracies being in percent).
+    """
+    level = next(iter(cells.values())).level if cells else DEFAULT_LEVEL
+
+    def combine(points, samples, fn):
+        return Estimate(float(fn(np.array(points))), fn(np.stack(samples)), level)
+
+    clean = cells.get('clean')
+    groups: Dict[str, list] = {}
+    for key in cells:
+        name, _ = split_key(key)
+        if name is not None:
+            groups.setdefault(name, []).append(key)
+    mean0 = lambda a: a.mean(axis=0)  # noqa: E731
+    per = {name: combine([cells[k].point for k in keys], [cells[k].samples for k in keys], mean0)
+           for name, keys in groups.items()}
+    mpc = combine([e.point for e in per.values()], [e.samples for e in per.values()], mean0) if per else None
+    rpc = None
+    if mpc is not None and clean is not None:
+        with np.errstate(divide='ignore', invalid='ignore'):
+            rpc_samples = np.where(clean.samples != 0, mpc.samples / np.where(clean.samples != 0, clean.samples, 1),
+                                   np.nan)
+        rpc = Estimate(mpc.point / clean.point if clean.point else float('nan'), rpc_samples, level)
+    summary = BootstrapSummary(dict(cells), clean, per, mpc, rpc, resamples=resamples)
+    if reference is not None:
+        ce = {}
+        for name, keys in groups.items():
+            missing = [k for k in keys if k not in reference]
+            if missing:
+                raise StatsInputError(f'the reference lacks per-image data for cells {missing} needed for CE of '
+                                      f'{name!r}')
+            err = sum(full_scale - cells[k].samples for k in keys)
+            err_ref = sum(full_scale - reference[k].samples for k in keys)
+            point_err = sum(full_scale - cells[k].point for k in keys)
+            point_ref = sum(full_scale - reference[k].point for k in keys)
+            with np.errstate(divide='ignore', invalid='ignore'):
+                samples = np.where(err_ref > 0, err / np.where(err_ref > 0, err_ref, 1), np.inf)
+            ce[name] = Estimate(point_err / point_ref if point_ref > 0 else float('inf'), samples, level)
+        summary.CE = ce
+        summary.mCE = combine([e.point for e in ce.values()], [e.samples for e in ce.values()], mean0) if ce else None
+    return summary
+
+
+def bootstrap_summary(cells: Mapping[str, object], resamples: Resamples,
+                      reference_cells: Optional[Mapping[str, object]] = None,
+                      full_scale: float = 1.0) -> BootstrapSummary:
+    """Intervals of every cell and summary of one model (``cells``: ``{cell key: per-image object}``)."""
+    estimates = cell_estimates(cells, resamples)
+    reference = cell_estimates(reference_cells, resamples) if reference_cells is not None else None
+    return summarize_estimates(estimates, reference, full_scale, resamples)
+
+
+def paired_difference(a: Estimate, b: Estimate) -> Estimate:
+    """``b - a`` per resample (both must come from the same resamples): point, interval, ``excludes_zero``."""
+    if a.samples.shape != b.samples.shape:
+        raise StatsInputError(f'paired difference of estimates from different resamples ({a.samples.shape} vs '
+                              f'{b.samples.shape})')
+    return Estimate(b.point - a.point, b.samples - a.samples, a.level)
+
+
+def paired_differences(a: BootstrapSummary, b: BootstrapSummary) -> Dict[str, Estimate]:
+    """``{column: Estimate of b - a}`` for every column both summaries have (see ``BootstrapSummary.columns``)."""
+    if a.resamples is not None and b.resamples is not None and a.resamples is not b.resamples and not (
+            a.resamples.seed == b.resamples.seed and np.array_equal(a.resamples.indices, b.resamples.indices)):
+        raise StatsInputError('paired differences need both models bootstrapped on the same resamples '
+                              f'(seeds {a.resamples.seed} and {b.resamples.seed})')
+    ca, cb = a.columns(), b.columns()
+    return {name: paired_difference(ca[name], cb[name]) for name in ca if name in cb}
+
+
+def _where(cell) -> str:
+    meta = getattr(cell, 'meta', None) or {}
+    return meta.get('file', 'in memory')
