@@ -1,0 +1,155 @@
+"""Multi-seed studies: mean and t-interval over training seeds, differences paired by seed, one-line verdicts.
+
+With values ``x_1..x_n`` of a column over n seeds (one trained model per seed)::
+
+    mean = 1/n sum_s x_s,   s = sqrt(1/(n-1) sum_s (x_s - mean)^2),
+    interval = mean -/+ t_{(1+level)/2, n-1} * s / sqrt(n)          (Student t, scipy.stats.t)
+
+A variant is compared with the reference through the per-seed differences ``d_s = x^variant_s - x^ref_s`` over
+the seeds both have (pairing removes what a seed does to both, e.g. the data order), with the same t-interval.
+The verdict is ``better`` / ``worse`` when the interval excludes 0 (direction per column: mCE is better lower),
+else ``no detectable difference at <level>``; with fewer than 2 seeds the interval is undefined and the verdict
+says so. This covers training randomness (and the test images only through each run's value); for a pair of
+single runs, :func:`compare_single_runs` uses the paired image bootstrap instead (test-image sampling only).
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .bootstrap import DEFAULT_LEVEL, BootstrapSummary, Estimate, check_level, paired_differences
+from .checks import StatsInputError
+
+LOWER_IS_BETTER = ('mCE', )
+
+
+def higher_is_better(column: str, lower_is_better: Sequence[str] = LOWER_IS_BETTER) -> bool:
+    """Accuracies, mAPs, mPC, rPC: higher is better; corruption errors (``mCE``, ``CE/...``) lower."""
+    return not (column in lower_is_better or column.startswith('CE/') or column.startswith('CE '))
+
+
+@dataclass
+class SeedStat:
+    """Mean over ``n`` seeds and its t-interval (``low``/``high`` None with n < 2)."""
+
+    mean: float
+    low: Optional[float]
+    high: Optional[float]
+    n: int
+    level: float = DEFAULT_LEVEL
+
+    @property
+    def defined(self) -> bool:
+        return self.low is not None
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.defined and (self.low > 0 or self.high < 0)
+
+
+def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL) -> SeedStat:
+    """Mean and Student-t interval of ``values`` (NaN / None dropped); undefined (None ends) below 2 values."""
+    from scipy import stats
+    level = check_level(level)
+    x = np.array([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], float)
+    if x.size == 0:
+        raise StatsInputError('no value to average over seeds')
+    mean = float(x.mean())
+    if x.size < 2:
+        return SeedStat(mean, None, None, int(x.size), level)
+    half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return SeedStat(mean, mean - half, mean + half, int(x.size), level)
+
+
+def verdict(low: Optional[float], high: Optional[float], n: int, level: float, better_high: bool = True,
+            unit: str = 'seeds') -> str:
+    """``better`` / ``worse`` / ``no detectable difference at 95%``, or that the interval is undefined."""
+    pct = f'{level * 100:g}%'
+    if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
+        return f'interval undefined with {n} {unit[:-1] if n == 1 else unit} (need at least 2)'
+    if low > 0:
+        return 'better' if better_high else 'worse'
+    if high < 0:
+        return 'worse' if better_high else 'better'
+    return f'no detectable difference at {pct}'
+
+
+@dataclass
+class SeedStudy:
+    """``stats[variant][column]``: SeedStat over seeds; ``diffs[variant][column]``: SeedStat of the per-seed
+    difference to ``reference`` (other variants only); ``verdicts[variant][column]``: one line each."""
+
+    reference: str
+    columns: List[str]
+    stats: Dict[str, Dict[str, SeedStat]]
+    diffs: Dict[str, Dict[str, SeedStat]]
+    verdicts: Dict[str, Dict[str, str]]
+    level: float = DEFAULT_LEVEL
+
+
+def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[float]]]],
+                    reference: Optional[str] = None, level: float = DEFAULT_LEVEL,
+                    columns: Optional[Sequence[str]] = None) -> SeedStudy:
+    """Aggregate ``runs[variant][seed][column] -> value`` (e.g. each run's table row).
+
+    ``reference``: the variant the others are compared with (default the first). Columns default to every column
+    of the reference's runs, in order.
+    """
+    level = check_level(level)
+    if not runs:
+        raise StatsInputError('no runs to aggregate')
+    variants = list(runs)
+    reference = variants[0] if reference is None else reference
+    if reference not in runs:
+        raise StatsInputError(f'reference variant {reference!r} not among the variants {variants}')
+    if columns is None:
+        columns = []
+        for row in runs[reference].values():
+            columns.extend(c for c in row if c not in columns)
+    study = SeedStudy(reference, list(columns), {}, {}, {}, level)
+    for variant in variants:
+        study.stats[variant] = {}
+        for col in columns:
+            values = [row.get(col) for row in runs[variant].values()]
+            if any(v is not None for v in values):
+                study.stats[variant][col] = t_interval(values, level)
+    ref_runs = runs[reference]
+    for variant in variants:
+        if variant == reference:
+            continue
+        study.diffs[variant], study.verdicts[variant] = {}, {}
+        for col in columns:
+            seeds = [s for s in runs[variant] if s in ref_runs and runs[variant][s].get(col) is not None
+                     and ref_runs[s].get(col) is not None]
+            if not seeds:
+                continue
+            d = t_interval([runs[variant][s][col] - ref_runs[s][col] for s in seeds], level)
+            study.diffs[variant][col] = d
+            study.verdicts[variant][col] = verdict(d.low, d.high, d.n, level, higher_is_better(col))
+    return study
+
+
+def verdict_lines(study: SeedStudy, digits: int = 2) -> List[str]:
+    """One line per (variant, column): the paired difference, its interval, the verdict."""
+    lines = []
+    pct = f'{study.level * 100:g}%'
+    for variant, by_col in study.diffs.items():
+        for col, d in by_col.items():
+            interval = (f' [{d.low:+.{digits}f}, {d.high:+.{digits}f}]' if d.defined else '')
+            lines.append(f'{col}: {variant} - {study.reference} = {d.mean:+.{digits}f}{interval} '
+                         f'({pct} t-interval over {d.n} seed{"s" if d.n != 1 else ""}, paired by seed): '
+                         f'{study.verdicts[variant][col]}')
+    return lines
+
+
+def compare_single_runs(a: BootstrapSummary, b: BootstrapSummary) -> Dict[str, tuple]:
+    """For two single runs (one seed each): ``{column: (Estimate of b - a, verdict)}`` from the paired image
+    bootstrap (both summaries on the same resamples). Covers test-image sampling only, not training randomness."""
+    return {col: (diff, estimate_verdict(diff, col)) for col, diff in paired_differences(a, b).items()}
+
+
+def estimate_verdict(diff: Estimate, column: str) -> str:
+    """The verdict of a paired bootstrap difference of ``column``."""
+    low, high = diff.interval
+    return verdict(low, high, diff.samples.size, diff.level, higher_is_better(column), unit='resamples')
