@@ -17,7 +17,7 @@ takes the quantiles of ``X^b_B - X^b_A``; it *excludes 0* when both ends lie on 
 with itself gives exactly [0, 0].
 """
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 
