@@ -11,8 +11,8 @@ from featquant_mmdet.stats import bootstrap as B
 from featquant_mmdet.stats import format as F
 from featquant_mmdet.stats.checks import StatsInputError, check_cells_match_identity, check_cells_present, \
     check_same_identity
-from featquant_mmdet.stats.correctness import Correctness, correct_at_k
-from featquant_mmdet.stats.plot import plot_curves_with_bands
+from featquant_mmdet.stats.correctness import Correctness, correct_at_k, correctness_from_accuracy_results
+from featquant_mmdet.stats.plot import level_panels, plot_curves_with_bands
 from featquant_mmdet.stats.seeds import aggregate_seeds, compare_single_runs, t_interval, verdict_lines
 from featquant_mmdet.stats.voc_matches import load_per_image, match_records, match_records_from_metric
 
@@ -163,6 +163,21 @@ def test_classifier_correctness():
     assert cell.value(np.array([2, 0, 1, 1])) == 50.0  # a, a, c, d
     assert cell.value(np.array([0, 3, 1, 0])) == 75.0
     np.testing.assert_allclose(cell.values(np.array([[2, 0, 1, 1], [0, 3, 1, 0]])), [50.0, 75.0])
+
+
+def test_classifier_correctness_equals_accuracy_metric():
+    """Per-image correctness from the real Accuracy metric's results gives its top-1 / top-5 on the full set."""
+    from featquant_mmdet.evaluation.accuracy import Accuracy
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.rand(40, 10, generator=gen)
+    scores[:5, :] = 0.5  # ties: ranked as torch.topk ranks them
+    labels = torch.randint(0, 10, (40, ), generator=gen)
+    metric = Accuracy(topk=(1, 5))
+    metric.process({}, [dict(pred_score=s, gt_label=l.reshape(1)) for s, l in zip(scores, labels)])
+    expected = metric.compute_metrics(metric.results)
+    cells = correctness_from_accuracy_results(metric.results, (1, 5))
+    assert cells.value() == pytest.approx(expected['top1'], abs=1e-9)
+    assert cells.with_metric('accuracy/top5').value() == pytest.approx(expected['top5'], abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -395,3 +410,19 @@ def test_plot_curves_with_bands(tmp_path):
     # the bands: light tints of the line colours (alpha 0.2 over white) are present
     assert ((pixels.min(axis=1) > 190) & (pixels.max(axis=1) < 250) & (np.ptp(pixels, axis=1) > 20)).mean() > 0.01
     assert osp.getsize(out) > 1000
+
+
+def test_level_panels_from_bootstrap_summaries(tmp_path):
+    ids = [str(i) for i in range(20)]
+    rng = np.random.default_rng(3)
+    cells = {k: Correctness({1: rng.random(20) < p}, ids) for k, p in
+             (('clean', 0.9), ('jpeg@1', 0.7), ('jpeg@2', 0.5), ('mix_minor', 0.6), ('mix_heavy', 0.3))}
+    r = B.Resamples.draw(20, 50, seed=0)
+    summaries = {'A': B.bootstrap_summary(cells, r), 'B': B.bootstrap_summary(cells, r)}
+    panels, ticks = level_panels(summaries, title=str.upper)
+    assert list(panels) == ['JPEG', 'Mixtures'] and ticks == {'Mixtures': ['Clean', 'MIX_MINOR', 'MIX_HEAVY']}
+    xs, ys, lows, highs = panels['JPEG']['A']
+    assert xs == [0, 1, 2] and ys == [cells[k].value() for k in ('clean', 'jpeg@1', 'jpeg@2')]
+    assert all(lo <= y <= hi for lo, y, hi in zip(lows, ys, highs))
+    assert panels['Mixtures']['B'][0] == [0, 1, 2]
+    assert osp.isfile(plot_curves_with_bands(panels, str(tmp_path / 'f.png'), 'top-1 (%)', 0.95, xticklabels=ticks))

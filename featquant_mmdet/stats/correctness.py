@@ -27,6 +27,22 @@ def correct_at_k(scores: np.ndarray, labels: np.ndarray, topk: Sequence[int] = (
     return {k: hits[:, :k].any(axis=1) for k in topk}
 
 
+def correctness_from_accuracy_results(results: Sequence[dict], topk: Sequence[int] = (1, 5),
+                                      image_ids: Optional[Sequence[str]] = None, metric: str = 'accuracy/top1',
+                                      meta: Optional[dict] = None) -> 'Correctness':
+    """Per-image correctness from the plugin's ``Accuracy`` metric's ``results`` (dicts of ``pred_score``,
+    ``gt_label`` tensors), with ``torch.topk`` as ``topk_accuracy`` ranks them (ties included)."""
+    import torch
+    if not results:
+        raise StatsInputError('no per-image classification results')
+    scores = torch.stack([torch.as_tensor(r['pred_score']).float() for r in results])
+    labels = torch.cat([torch.as_tensor(r['gt_label']).reshape(-1)[:1] for r in results]).long()
+    best = scores.topk(max(topk), dim=1).indices
+    hits = (best == labels.reshape(-1, 1)).numpy()
+    ids = [str(i) for i in range(len(results))] if image_ids is None else image_ids
+    return Correctness({k: hits[:, :k].any(axis=1) for k in topk}, ids, metric, meta)
+
+
 class Correctness:
     """Per-image correctness of one cell: ``correct`` maps a metric key (``accuracy/top1``) or k to a bool array
     (n_images,); ``metric`` is the key ``value`` / ``values`` report (percent)."""

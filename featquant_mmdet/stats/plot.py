@@ -8,6 +8,51 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+def level_panels(summaries: Mapping[str, object], scale: float = 1.0, title=str
+                 ) -> Tuple[Dict[str, Dict[str, 'Curve']], Dict[str, Sequence[str]]]:
+    """Panels of :func:`plot_curves_with_bands` from each model's :class:`.bootstrap.BootstrapSummary`:
+    per distortion with levels, ``x = [0, levels...]``, ``y = [clean, cells...]`` with the cells' intervals;
+    the fixed-strength cells (mixtures) share one panel ``'Mixtures'`` (x = 0 clean, 1.. each mixture).
+    ``scale``: e.g. 100 for mAP fractions in percent; ``title``: a distortion's panel title (its name).
+    Returns ``(panels, xticklabels)``."""
+    from .bootstrap import split_key
+    panels: Dict[str, Dict[str, tuple]] = {}
+    mixtures: list = []
+    for label, summary in summaries.items():
+        cells = summary.cells
+        clean = cells.get('clean')
+        by_name: Dict[str, dict] = {}
+        for key in cells:
+            name, level = split_key(key)
+            if name is None:
+                continue
+            if level is None:
+                if name not in mixtures:
+                    mixtures.append(name)
+            else:
+                by_name.setdefault(name, {})[level] = cells[key]
+        for name, by_level in by_name.items():
+            ests = ([clean] if clean is not None else []) + [by_level[lv] for lv in sorted(by_level)]
+            xs = ([0] if clean is not None else []) + sorted(by_level)
+            panels.setdefault(title(name), {})[label] = _curve(xs, ests, scale)
+    ticks = {}
+    if mixtures:
+        for label, summary in summaries.items():
+            cells = summary.cells
+            present = [m for m in mixtures if m in cells]
+            xs = ([0] if 'clean' in cells else []) + [1 + mixtures.index(m) for m in present]
+            ests = ([cells['clean']] if 'clean' in cells else []) + [cells[m] for m in present]
+            panels.setdefault('Mixtures', {})[label] = _curve(xs, ests, scale)
+        ticks['Mixtures'] = ['Clean'] + [title(m) for m in mixtures]
+    return panels, ticks
+
+
+def _curve(xs, estimates, scale):
+    intervals = [e.interval for e in estimates]
+    return (xs, [e.point * scale for e in estimates], [lo * scale for lo, _ in intervals],
+            [hi * scale for _, hi in intervals])
+
+
 Curve = Tuple[Sequence[float], Sequence[float], Optional[Sequence[float]], Optional[Sequence[float]]]
 
 
