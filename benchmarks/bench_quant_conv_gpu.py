@@ -11,7 +11,8 @@ timing every variant once in turn (load drifts hit all alike), medians over roun
 
 1. layers, forward + backward: ZF conv3-conv5 (38x63 maps of a ~600x1000 image) and ResNet-50's four 3x3 conv
    shapes, at batch 2 and 16, in float32 and under bfloat16 autocast (CUDA defaults; CPU: batch 2, float32).
-   ``eager`` rows force the eager maps, the others use the default path of the device (compiled maps on CUDA).
+   Rows marked ``eager``/``fused`` force that path; the others use the device's default (compiled on CUDA, eager on
+   the CPU, see featquant_mmdet/ops/fused.py).
 2. ZF backbone forward + backward: plain ZF vs ZF-POW-1 (PowConv, Lambda = 1, on conv3-conv5). The backbone is
    built here from torch modules with exactly the layer shapes of ``featquant_mmdet/models/backbones/zf.py`` (conv1
    7x7/2, conv2 5x5/2 with Caffe's within-channel LRN and ceil-mode pools, conv3-5 3x3), because that class needs
@@ -66,9 +67,9 @@ def layer_factories(device_type):
         'SFPowConv L=1': lambda i, o: SFPowConv(i, o, 3, padding=1),
         'HPowConv L=1': lambda i, o: HPowConv(i, o, 3, padding=1),
     }
-    if fused_default:  # the eager maps as the reference the fused ones replace
-        rows['PowConv L=1 eager'] = lambda i, o: PowConv(i, o, 3, padding=1, fused=False)
-        rows['PowConv L=4 eager'] = lambda i, o: PowConv(i, o, 3, padding=1, num_portions=4, fused=False)
+    other = 'eager' if fused_default else 'fused'  # the other path, for comparison
+    rows[f'PowConv L=1 {other}'] = lambda i, o: PowConv(i, o, 3, padding=1, fused=not fused_default)
+    rows[f'PowConv L=4 {other}'] = lambda i, o: PowConv(i, o, 3, padding=1, num_portions=4, fused=not fused_default)
     return rows
 
 
@@ -171,8 +172,8 @@ def bench_zf(args, device):
     print(f'\n2. ZF backbone forward + backward, batch {batch}, {h}x{w} (median of {args.repeats}), '
           'ratio to plain ZF')
     variants = {'ZF': dict(), 'ZF-POW-1': dict(pow_layers=POW_LAYERS)}
-    if resolve_fused(None, device):
-        variants['ZF-POW-1 eager'] = dict(pow_layers=POW_LAYERS, fused=False)
+    fused_default = resolve_fused(None, device)
+    variants[f'ZF-POW-1 {"eager" if fused_default else "fused"}'] = dict(pow_layers=POW_LAYERS, fused=not fused_default)
     torch.manual_seed(0)
     models = {}
     for k, kw in variants.items():
