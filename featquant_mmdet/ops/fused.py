@@ -32,12 +32,15 @@ from . import kernels
 ENV_VAR = 'FEATQUANT_FUSED_MAPS'
 _ON, _OFF, _AUTO = ('1', 'on', 'true', 'fused'), ('0', 'off', 'false', 'eager'), ('', 'auto')
 
-#: Device types where ``fused=None`` (auto) picks the compiled maps. CUDA: Triton kernels. CPU is left out by
-#: measurement (docs/speed.md): compiled maps make the map itself ~2x faster at 2 threads but the layer only a few
-#: per cent, while every new input rank/dtype costs 10-20 s of compilation in each new process.
+#: Device types where ``fused=None`` (auto) picks the compiled maps. CUDA: Triton kernels. The CPU is left out by
+#: measurement (docs/speed.md): there the compiled maps take 1-4% off a PowConv step at ZF's shapes (Lambda = 4:
+#: about 10%) and nothing measurable off a ZF backbone step, while each new process pays 13-48 s of compilation
+#: (warm/cold on-disk cache) before its first step: a loss for the CPU's typical short runs (tests, demo, study).
 AUTO_FUSED = frozenset({'cuda'})
 
 _RECOMPILE_LIMIT = 64
+# torch < 2.6 calls it cache_size_limit (GPU machines bring their own torch)
+_RECOMPILE_LIMIT_NAME = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') else 'cache_size_limit'
 _failed_devices = set()  # device types where compiling failed: eager from then on
 _working_devices = set()  # device types where a compiled map has run
 
@@ -86,7 +89,7 @@ def _run(name: str, device: torch.device, *args):
         # One compiled graph per input rank, exponent layout (per channel, per sample, per portion) and dtype:
         # more than dynamo's default limit of 8 per function in a process that uses them all (the tests do).
         # Raised for these calls only.
-        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+        with torch._dynamo.config.patch(**{_RECOMPILE_LIMIT_NAME: _RECOMPILE_LIMIT}):
             return _compiled(name)(*args)
     except Exception as err:  # noqa: BLE001 - compiler errors come in many types; re-raised unless at first use
         if device.type in _working_devices:
