@@ -277,8 +277,8 @@ def print_targets(device, layer_results, zf_results):
     checks = []
     if device.type == 'cuda':
         for dtype in sorted({r[2] for r in layer_results}):
-            for layer, limit in (('PowConv L=1', 1.3), ('SFConv', 1.3), ('PowConv L=4', 1.6), ('PowConv L=1 eager', 1.3),
-                             ('PowConv L=4 eager', 1.6)):
+            for layer, limit in (('PowConv L=1', 1.3), ('SFConv', 1.3), ('PowConv L=4', 1.6),
+                                 ('PowConv L=1 eager', 1.3), ('PowConv L=4 eager', 1.6)):
                 ratios = [r[4] for r in layer_results if r[1] == 16 and r[2] == dtype and r[3] == layer]
                 if ratios:
                     checks.append((f'{layer} batch 16 {dtype}, worst shape', max(ratios), limit))

@@ -29,10 +29,11 @@ Memory: ``memory_efficient=True`` recomputes the mapped input in backward
 ----------------------------------------------------------------------
 By default ``conv(f(x))`` is differentiated by autograd: the conv keeps ``f(x)`` for its weight gradient, one extra
 input-sized tensor per quantized layer between forward and backward (the ops of :mod:`featquant_mmdet.ops.quantize`
-keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv; SF-POW also keeps ``tau(x)``). With ``memory_efficient=True``
-(like timm's memory-efficient activations) forward computes ``f(x)`` without autograd, runs the conv and saves only
-``x`` and the small parameter tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients
-with ``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one
+keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv; SF-POW's eager path also keeps
+``tau(x)``, its fused path recomputes it). With ``memory_efficient=True`` (like timm's memory-efficient
+activations) forward computes ``f(x)`` without autograd, runs the conv and saves only ``x`` and the small parameter
+tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients with
+``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one
 more forward pass of the map in backward and removes the layer's extra activation memory, which matters when every
 conv of a deep net is quantized: in a stack of six PowConv + ReLU blocks the activations kept for backward drop
 from 1.86x to 1.00x those of plain convs (Lambda = 4: from 4.4x to 1.00x), peak memory from 1.39x to 1.07x
