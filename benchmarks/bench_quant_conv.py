@@ -17,8 +17,9 @@ Shapes: the ZF detector's conv3-conv5 on a ~600x1000 image (batch 2, 38x63 maps)
 (layer3's 256->256 at 14x14, batch 8). Targets from the issue: PowConv (Lambda=1) and SFConv <= 1.10x time and
 <= 1.25x peak memory; PowConv Lambda=4 <= 1.5x time. The naive autograd power ``sign(x) * |x| ** (alpha + 1)``
 followed by the conv is included as the reference the issue quotes. ``ME`` rows use ``memory_efficient=True`` (the
-mapped input is recomputed in backward instead of kept): same peak for a single layer, less activation memory in a
-network, one more element-wise pass.
+mapped input is recomputed in backward instead of kept): same peak for a single layer (the mapped input exists
+during the conv's backward either way); the saving shows in a stack of layers, measured by section 3 of
+``benchmarks/bench_quant_conv_gpu.py`` (which also runs on the CPU: ``--device cpu``).
 """
 import argparse
 import os

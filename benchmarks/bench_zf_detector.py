@@ -7,7 +7,10 @@ targets (training <= 1.10x, inference <= 1.05x) and the parameter counts. Wall-c
 the process's CPU times are printed too because on a shared machine they depend less on other processes (with
 ``--threads 1`` they measure the work itself).
 
-    python benchmarks/bench_zf_detector.py [--repeats 7] [--threads 2] [--size 600 1000]
+    python benchmarks/bench_zf_detector.py [--repeats 7] [--threads 2] [--size 600 1000] [--both-paths]
+
+``--both-paths`` adds ZF-POW-1 with the other implementation of the maps (the compiled ones where the eager ones are
+the default, as on the CPU, and vice versa; see featquant_mmdet/ops/fused.py), measured in the same rounds.
 """
 import argparse
 import os.path as osp
@@ -50,6 +53,8 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
     parser.add_argument('--size', type=int, nargs=2, default=(600, 1000), metavar=('HEIGHT', 'WIDTH'))
+    parser.add_argument('--both-paths', action='store_true',
+                        help='also time ZF-POW-1 with the non-default (fused/eager) maps')
     args = parser.parse_args(argv)
 
     import featquant_mmdet  # noqa: F401
@@ -61,10 +66,22 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from featquant_mmdet.layers import QuantConv2d
+    from featquant_mmdet.ops.fused import resolve_fused
+    fused_default = resolve_fused(None, torch.device('cpu'))
+    variants = [('ZF', 'faster_rcnn_zf_voc.py', None), ('ZF-POW-1', 'faster_rcnn_zf_pow1_voc.py', None)]
+    if args.both_paths:
+        other = 'eager' if fused_default else 'fused'
+        variants.append((f'ZF-POW-1 {other}', 'faster_rcnn_zf_pow1_voc.py', not fused_default))
     torch.manual_seed(0)
     models = {}
-    for label, config in (('ZF', 'faster_rcnn_zf_voc.py'), ('ZF-POW-1', 'faster_rcnn_zf_pow1_voc.py')):
+    for label, config, fused in variants:
+        torch.manual_seed(0)
         model, cfg = build_detector(config)
+        if fused is not None:
+            for module in model.modules():
+                if isinstance(module, QuantConv2d):
+                    module.fused = fused
         models[label] = (model, build_optim_wrapper(model, cfg.optim_wrapper))
     height, width = args.size
     batch = make_batch(height, width, seed=0)
@@ -92,17 +109,19 @@ def main(argv=None):
                         times[(clock, mode, label)].append(read() - start[clock])
 
     print(f'Faster R-CNN, {height}x{width} image, batch 1, CPU, {torch.get_num_threads()} threads, '
-          f'median of {args.repeats} (after {args.warmup} warm-up), torch {torch.__version__}')
-    print(f'{"":30s}{"ZF (s)":>10s}{"ZF-POW-1 (s)":>14s}{"ratio":>8s}{"target":>9s}   '
-          'spread (min-max of ZF | ZF-POW-1)')
-    for clock, mode in ((clock, mode) for clock in CLOCKS for mode in TARGETS):
-        target = TARGETS[mode]
-        base, pow1 = times[(clock, mode, 'ZF')], times[(clock, mode, 'ZF-POW-1')]
-        ratio = statistics.median(pow1) / statistics.median(base)
-        verdict = 'met' if ratio <= target else 'MISSED'
-        print(f'{mode + ", " + clock:30s}{statistics.median(base):10.3f}{statistics.median(pow1):14.3f}{ratio:8.3f}'
-              f'{"<= " + str(target):>9s}  {verdict:6s}  {min(base):.3f}-{max(base):.3f} | '
-              f'{min(pow1):.3f}-{max(pow1):.3f}')
+          f'median of {args.repeats} (after {args.warmup} warm-up), torch {torch.__version__}; maps by default: '
+          f'{"fused" if fused_default else "eager"}')
+    for label in [label for label in models if label != 'ZF']:
+        print(f'{"":30s}{"ZF (s)":>10s}{label + " (s)":>20s}{"ratio":>8s}{"target":>9s}   '
+              f'spread (min-max of ZF | {label})')
+        for clock, mode in ((clock, mode) for clock in CLOCKS for mode in TARGETS):
+            target = TARGETS[mode]
+            base, pow1 = times[(clock, mode, 'ZF')], times[(clock, mode, label)]
+            ratio = statistics.median(pow1) / statistics.median(base)
+            verdict = 'met' if ratio <= target else 'MISSED'
+            print(f'{mode + ", " + clock:30s}{statistics.median(base):10.3f}{statistics.median(pow1):20.3f}'
+                  f'{ratio:8.3f}{"<= " + str(target):>9s}  {verdict:6s}  {min(base):.3f}-{max(base):.3f} | '
+                  f'{min(pow1):.3f}-{max(pow1):.3f}')
     print('parameters:')
     for label, (model, _) in models.items():
         print(f'  {label:9s} detector {count_params(model):>11,d}   backbone {count_params(model.backbone):>10,d}')

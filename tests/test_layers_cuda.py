@@ -1,6 +1,8 @@
-"""The quantizing convs on a CUDA device: same values and gradients as on the CPU, finite under autocast.
+"""The quantizing convs on a CUDA device: same values and gradients as on the CPU, finite under autocast, and the
+compiled (fused, the CUDA default) maps equal to the eager ones.
 
-Skipped where no GPU is visible (CI has none); run on a GPU machine with ``pytest tests/test_layers_cuda.py``.
+Skipped where no GPU is visible (CI has none); run on a GPU machine with ``pytest tests/test_layers_cuda.py``; needs
+only torch (and pytest): no mmcv/mmdet/mmengine.
 """
 import pytest
 import torch
@@ -84,3 +86,42 @@ def test_cuda_autocast_is_finite_and_close(name, dtype):
             assert torch.isfinite(p.grad).all(), pname
     scale = ref.abs().max().clamp_min(1.0)
     assert (out.float() - ref).abs().max() / scale < 0.05
+
+
+@pytest.mark.parametrize('autocast', [None, torch.float16, torch.bfloat16], ids=['fp32', 'fp16', 'bf16'])
+@pytest.mark.parametrize('name', sorted(set(LAYERS) - {'DoReFaConv'}))
+def test_cuda_fused_maps_equal_eager_maps(name, autocast):
+    """The compiled (Triton) maps, the CUDA default, against the eager reference on the same GPU."""
+    torch.manual_seed(0)
+    eager = LAYERS[name]()
+    with torch.no_grad():
+        for pname, p in eager.named_parameters():
+            if 'alpha' in pname:
+                p.uniform_(-0.5, 0.5)
+    eager.fused = False
+    fused = LAYERS[name]()
+    fused.load_state_dict(eager.state_dict())
+    fused.fused = True
+    eager, fused = eager.cuda(), fused.cuda()
+    x, g = _inputs(2)
+    x = x.clamp(max=1e3).cuda()  # float16 autocast: the conv cannot hold 1e6
+    results = []
+    for layer in (eager, fused):
+        xx = x.clone().requires_grad_(True)
+        with torch.autocast('cuda', dtype=autocast or torch.float32, enabled=autocast is not None):
+            out = layer(xx)
+        out.float().backward(g.cuda())
+        results.append((out.float(), xx.grad, {n: p.grad for n, p in layer.named_parameters()}))
+    tol = dict(rtol=1e-4, atol=1e-4) if autocast is None else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(results[1][0], results[0][0], **tol)
+    torch.testing.assert_close(results[1][1], results[0][1], **tol)
+    for key, ref in results[0][2].items():
+        scale = max(1.0, float(ref.abs().max()))
+        torch.testing.assert_close(results[1][2][key], ref, rtol=tol['rtol'], atol=tol['atol'] * scale)
+
+
+def test_cuda_default_is_the_fused_path(monkeypatch):
+    monkeypatch.delenv('FEATQUANT_FUSED_MAPS', raising=False)
+    layer = PowConv(16, 32, 3, padding=1).cuda()
+    x = torch.rand(2, 16, 8, 8, device='cuda', requires_grad=True)
+    assert type(layer.mapped_input(x).grad_fn).__name__.startswith('FusedSignedPower')

@@ -245,6 +245,26 @@ def test_alpha_init_out_of_range(conv_type, alpha_init):
         build_conv_layer(dict(type=conv_type, alpha_init=alpha_init), 4, 4, 3)
 
 
+@pytest.mark.parametrize('conv_cls', [PowConv, SFPowConv, HPowConv])
+@pytest.mark.parametrize('alpha_init', [-1.01, 5.01, -7.0, 12.0, float('nan'), float('inf')])
+def test_alpha_init_outside_the_valid_range_is_refused_naming_the_range(conv_cls, alpha_init):
+    # issue 15: an initial exponent outside [-1, 5] is refused at construction, with the range in the message
+    with pytest.raises(ValueError, match=rf'{conv_cls.__name__}: alpha_init must lie in \[-1.0, 5.0\].*got'):
+        conv_cls(4, 4, 3, alpha_init=alpha_init)
+
+
+@pytest.mark.parametrize('conv_cls', [PowConv, SFPowConv])
+@pytest.mark.parametrize('alpha_init', [-1.0, 5.0, 0.7])
+def test_alpha_init_inside_the_range_is_the_initial_exponent(conv_cls, alpha_init):
+    conv = conv_cls(4, 4, 3, alpha_init=alpha_init, num_portions=2)
+    assert conv.alpha.shape == (2, 4) and (conv.alpha == alpha_init).all()
+
+
+def test_alpha_init_must_be_a_number():
+    with pytest.raises(TypeError, match=r'alpha_init must be a real number in \[-1.0, 5.0\]'):
+        PowConv(4, 4, 3, alpha_init='0.5')
+
+
 # ---------------------------------------------------------------------------------------------------- training
 @pytest.mark.parametrize('conv_type', ALL_TYPES)
 def test_mmdet_resnet18_with_each_conv_type_trains(conv_type):

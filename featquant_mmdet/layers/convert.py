@@ -12,17 +12,19 @@ wrapper; layers that already quantize are left alone). ``include`` (default: all
 patterns on the names of ``model.named_modules()``; ``kernel_size`` (an int ``k`` for k x k, or a pair) keeps only
 convs of that kernel. Each pattern must match at least one candidate and the rules together must select at least
 one conv, otherwise a ``ValueError`` lists the candidates: a typo must not silently leave a model unquantized.
+
+Needs mmcv and mmengine (imported when called): the layers are built by ``mmcv.cnn.build_conv_layer``.
 """
 from fnmatch import fnmatchcase
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_conv_layer
-from mmcv.cnn.bricks.wrappers import Conv2d as MMCVConv2d
-from mmengine.registry import MODELS
 
-_PLAIN_CONV_TYPES = (nn.Conv2d, MMCVConv2d)
+
+def _plain_conv_types() -> tuple:
+    from mmcv.cnn.bricks.wrappers import Conv2d as MMCVConv2d
+    return (nn.Conv2d, MMCVConv2d)
 
 
 def _as_patterns(patterns, name: str) -> Tuple[str, ...]:
@@ -66,6 +68,8 @@ def convert_convs(model: nn.Module,
     if not isinstance(conv_cfg, dict) or 'type' not in conv_cfg:
         raise TypeError(f"convert_convs: conv_cfg must be a dict with a 'type' (e.g. dict(type='PowConv')), "
                         f'got {conv_cfg!r}')
+    from mmcv.cnn import build_conv_layer
+    from mmengine.registry import MODELS
     layer_type = conv_cfg['type']
     if isinstance(layer_type, str):
         with MODELS.switch_scope_and_registry(None) as registry:  # where build_conv_layer looks
@@ -77,7 +81,8 @@ def convert_convs(model: nn.Module,
     exclude_p = _as_patterns(exclude, 'exclude')
     kernel = _as_kernel_size(kernel_size)
 
-    candidates = [name for name, m in model.named_modules() if type(m) in _PLAIN_CONV_TYPES and name]
+    plain_types = _plain_conv_types()
+    candidates = [name for name, m in model.named_modules() if type(m) in plain_types and name]
     if not candidates:
         raise ValueError(f'convert_convs: {type(model).__name__} has no plain nn.Conv2d to convert')
     for pattern in include_p + exclude_p:

@@ -24,13 +24,12 @@ ResNet, ``backbone.layer*`` covers all residual-stage convs including the 1x1 do
 ``backbone.conv1`` in full precision; for the ZF detector ``backbone.conv2``..``conv5`` leaves ``conv1``.
 """
 import torch.nn as nn
-from mmengine.registry import MODELS
 from torch import Tensor
 
 from ..ops.dorefa import check_bits, quantize_activation, quantize_gradient, quantize_weight
+from .registry import register_in_mmengine
 
 
-@MODELS.register_module()
 class DoReFaConv(nn.Conv2d):
     """``nn.Conv2d`` with DoReFa-quantized weights (``w_bits``), inputs (``a_bits``) and output gradients (``g_bits``).
 
@@ -54,3 +53,6 @@ class DoReFaConv(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits}, g_bits={self.g_bits}'
+
+
+register_in_mmengine(DoReFaConv)

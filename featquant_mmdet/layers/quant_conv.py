@@ -29,16 +29,23 @@ Memory: ``memory_efficient=True`` recomputes the mapped input in backward
 ----------------------------------------------------------------------
 By default ``conv(f(x))`` is differentiated by autograd: the conv keeps ``f(x)`` for its weight gradient, one extra
 input-sized tensor per quantized layer between forward and backward (the ops of :mod:`featquant_mmdet.ops.quantize`
-keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv; SF-POW also keeps ``tau(x)``). With ``memory_efficient=True``
-(like timm's memory-efficient activations) forward computes ``f(x)`` without autograd, runs the conv and saves only
-``x`` and the small parameter tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients
-with ``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one
-more element-wise pass in backward (3-8% of a conv step on CPU, see ``benchmarks/bench_quant_conv.py``)
-and removes the layer's extra activation memory, which matters when every conv of a deep net is quantized.
+keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv; SF-POW's eager path also keeps
+``tau(x)``, its fused path recomputes it). With ``memory_efficient=True`` (like timm's memory-efficient
+activations) forward computes ``f(x)`` without autograd, runs the conv and saves only ``x`` and the small parameter
+tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients with
+``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one
+more forward pass of the map in backward and removes the layer's extra activation memory, which matters when every
+conv of a deep net is quantized: in a stack of six PowConv + ReLU blocks the activations kept for backward drop
+from 1.86x to 1.00x those of plain convs (Lambda = 4: from 4.4x to 1.00x), peak memory from 1.39x to 1.07x
+(Lambda = 4: 3.15x to 1.91x) (``benchmarks/bench_quant_conv_gpu.py``, section 3; docs/speed.md).
+
+Speed: ``fused`` (None: auto) picks the implementation of the maps, see :mod:`featquant_mmdet.ops.fused`: compiled
+kernels (one forward and one backward pass over the data) by default on CUDA, the eager reference on the CPU.
 
 Precision: the map is computed in float32 (float16/bfloat16 inputs under ``torch.autocast`` included); the conv then
 runs in whatever precision autocast picks, exactly as a plain conv would.
 """
+import functools
 import inspect
 import math
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -46,10 +53,12 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.registry import MODELS
 from torch import Tensor
 
-from ..ops.quantize import ALPHA_MAX, ALPHA_MIN, check_alpha, check_beta, scaled_floor, signed_power
+from ..ops.fused import check_fused_setting
+from ..ops.quantize import (ALPHA_MAX, ALPHA_MIN, check_alpha, check_beta, floor_signed_power, scaled_floor,
+                            signed_power)
+from .registry import register_in_mmengine
 
 _CONV2D_KWARGS = tuple(p for p in inspect.signature(nn.Conv2d.__init__).parameters if p != 'self')
 
@@ -57,28 +66,42 @@ _CONV2D_KWARGS = tuple(p for p in inspect.signature(nn.Conv2d.__init__).paramete
 # --------------------------------------------------------------------------------------------------------------------
 # The input maps: pure functions of the input and parameter tensors (so backward can recompute them).
 # --------------------------------------------------------------------------------------------------------------------
-def floor_map(x: Tensor, beta: Tensor) -> Tensor:
+# ``fused``: None (auto), True or False, see featquant_mmdet.ops.fused.
+def floor_map(x: Tensor, beta: Tensor, fused: Optional[bool] = None) -> Tensor:
     """tau(x, beta) per channel; ``beta`` has shape ``()`` or ``(C,)``."""
-    return scaled_floor(x, beta.view(-1, 1, 1) if beta.dim() else beta)
+    return scaled_floor(x, _per_channel(beta), fused)
 
 
-def portioned_power_map(x: Tensor, alpha: Tensor) -> Tensor:
+def portioned_power_map(x: Tensor, alpha: Tensor, fused: Optional[bool] = None) -> Tensor:
     """psi per output portion: ``x`` (N, C, H, W), ``alpha`` (Lambda, C) or per sample (N, Lambda, C).
 
     Returns (N, C, H, W) for Lambda = 1, else the Lambda mapped copies stacked along channels, (N, Lambda*C, H, W).
     """
+    x, alpha = _portioned(x, alpha)
+    return _stacked(signed_power(x, alpha, fused))
+
+
+def floor_power_map(x: Tensor, beta: Tensor, alpha: Tensor, fused: Optional[bool] = None) -> Tensor:
+    """psi(tau(x, beta), alpha) per output portion (see :func:`portioned_power_map`)."""
+    x, alpha = _portioned(x, alpha)
+    return _stacked(floor_signed_power(x, _per_channel(beta), alpha, fused))
+
+
+def _per_channel(beta: Tensor) -> Tensor:
+    return beta.view(-1, 1, 1) if beta.dim() else beta
+
+
+def _portioned(x: Tensor, alpha: Tensor) -> Tuple[Tensor, Tensor]:
+    """Lambda = 1: x and alpha as (1|N, C, 1, 1); else x (N, 1, C, H, W) and alpha (1|N, Lambda, C, 1, 1)."""
     num_portions = alpha.shape[-2]
     alpha = alpha[..., None, None]  # (..., Lambda, C, 1, 1)
     if num_portions == 1:
-        return signed_power(x, alpha.squeeze(-4))  # (1|N, C, 1, 1)
-    if alpha.dim() == 4:
-        alpha = alpha.unsqueeze(0)
-    return signed_power(x.unsqueeze(1), alpha).flatten(1, 2)
+        return x, alpha.squeeze(-4)
+    return x.unsqueeze(1), alpha.unsqueeze(0) if alpha.dim() == 4 else alpha
 
 
-def floor_power_map(x: Tensor, beta: Tensor, alpha: Tensor) -> Tensor:
-    """psi(tau(x, beta), alpha) per output portion (see :func:`portioned_power_map`)."""
-    return portioned_power_map(floor_map(x, beta), alpha)
+def _stacked(y: Tensor) -> Tensor:
+    return y.flatten(1, 2) if y.dim() == 5 else y
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -141,13 +164,14 @@ class QuantConv2d(nn.Conv2d):
     Subclasses set ``input_map`` (a pure function, a staticmethod) and implement ``map_params(x)`` returning the
     tensors it needs; ``num_portions`` (Lambda) > 1 turns the conv into a ``groups=Lambda`` conv over the stacked
     maps. The constructor takes ``nn.Conv2d``'s arguments and ``memory_efficient`` (recompute the map in backward
-    instead of keeping it, default False); anything else raises a ``TypeError`` naming it.
+    instead of keeping it, default False) and ``fused`` (None: auto, True/False: force the compiled or the eager
+    maps, see :mod:`featquant_mmdet.ops.fused`); anything else raises a ``TypeError`` naming it.
     """
 
     input_map: Callable = None
     num_portions: int = 1
 
-    def __init__(self, *args, memory_efficient: bool = False, **kwargs):
+    def __init__(self, *args, memory_efficient: bool = False, fused: Optional[bool] = None, **kwargs):
         unknown = sorted(set(kwargs) - set(_CONV2D_KWARGS))
         if unknown:
             raise TypeError(f'{type(self).__name__} got unexpected keyword argument(s) {unknown}; accepted are '
@@ -156,6 +180,7 @@ class QuantConv2d(nn.Conv2d):
             raise TypeError(f'{type(self).__name__}: memory_efficient must be True or False, got {memory_efficient!r}')
         super().__init__(*args, **kwargs)
         self.memory_efficient = memory_efficient
+        self.fused = check_fused_setting(fused)
 
     @classmethod
     def _own_kwargs(cls):
@@ -182,11 +207,15 @@ class QuantConv2d(nn.Conv2d):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (', memory_efficient=True' if self.memory_efficient else '')
+        return (super().extra_repr() + (', memory_efficient=True' if self.memory_efficient else '')
+                + ('' if self.fused is None else f', fused={self.fused}'))
+
+    def _input_map(self) -> Callable:
+        return functools.partial(type(self).input_map, fused=self.fused)
 
     def mapped_input(self, x: Tensor) -> Tensor:
         """f(x) as the conv sees it: (N, C, H, W), or (N, Lambda*C, H, W) for Lambda > 1 (float32)."""
-        return type(self).input_map(x, *self.map_params(x))
+        return self._input_map()(x, *self.map_params(x))
 
     def forward(self, x: Tensor) -> Tensor:
         params = self.map_params(x)  # before padding: HPOW's statistics are of the real input
@@ -198,15 +227,14 @@ class QuantConv2d(nn.Conv2d):
             padding = (0, 0)
         conv_args = (self.stride, padding, self.dilation, self.groups * self.num_portions)
         if self.memory_efficient and torch.is_grad_enabled():
-            return _MappedInputConv.apply(type(self).input_map, conv_args, x, self.weight, self.bias, *params)
-        mapped = _match_conv_dtype(type(self).input_map(x, *params), self.weight)
+            return _MappedInputConv.apply(self._input_map(), conv_args, x, self.weight, self.bias, *params)
+        mapped = _match_conv_dtype(self._input_map()(x, *params), self.weight)
         return F.conv2d(mapped, self.weight, self.bias, *conv_args)
 
 
 # The registered layers list nn.Conv2d among their direct bases although QuantConv2d already derives from it:
 # mmengine's init configs (e.g. mmdet ResNet's dict(type='Kaiming', layer='Conv2d')) match a module's class name and
 # its *direct* base names only, and a quantized conv put in by conv_cfg must get the init of the conv it replaces.
-@MODELS.register_module()
 class SFConv(QuantConv2d, nn.Conv2d):
     """Convolution of the scaled-floor input (eq. 2-3): ``U = W * tau(X, beta)``, ``tau(x, b) = floor(b x) / b``.
 
@@ -249,7 +277,6 @@ class _PowerExponentsMixin:
         return self.alpha
 
 
-@MODELS.register_module()
 class PowConv(_PowerExponentsMixin, QuantConv2d, nn.Conv2d):
     """Convolution of the signed-power input (eq. 4-6): ``U_d = sum_c W_{c,d} * psi(X_c, alpha_{lambda(d), c})``.
 
@@ -277,7 +304,6 @@ class PowConv(_PowerExponentsMixin, QuantConv2d, nn.Conv2d):
         return f'{super().extra_repr()}, num_portions={self.num_portions}'
 
 
-@MODELS.register_module()
 class SFPowConv(_PowerExponentsMixin, QuantConv2d, nn.Conv2d):
     """Floor, then power: ``U_d = sum_c W_{c,d} * psi(tau(X_c, beta), alpha_{lambda(d), c})`` ("+SF-POW").
 
@@ -328,7 +354,6 @@ class _LastExponents:
         self.exponents = None
 
 
-@MODELS.register_module()
 class HPowConv(QuantConv2d, nn.Conv2d):
     """Power convolution whose exponents a hypernetwork computes per sample (eq. 7): ``alpha = F(mu_X, sigma_X)``.
 
@@ -400,3 +425,6 @@ class HPowConv(QuantConv2d, nn.Conv2d):
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, num_portions={self.num_portions}, '
                 f'hidden_channels={self.hyper_fc1.out_features}')
+
+
+register_in_mmengine(SFConv, PowConv, SFPowConv, HPowConv)

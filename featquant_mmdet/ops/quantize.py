@@ -23,15 +23,28 @@ subnormal |x| below it are treated as tiny); the backward divides by and takes l
 so x == 0, where y == 0, gives exactly 0 for both gradients instead of 0 / 0 or 0 * ln 0 = NaN.
 ``signed_power`` clamps ``alpha`` into the range (the gradient to alpha is then 0 outside it, like ``torch.clamp``),
 and :func:`check_alpha` gives the error for configured values outside it.
+
+Three implementations of the same formulas, chosen per call (the ``fused`` argument, see
+:mod:`featquant_mmdet.ops.fused`):
+
+* eager (this module's autograd functions): the reference; in-place vectorised ops on few fresh buffers;
+* fused: the forward and the backward each compiled into one kernel (``torch.compile``), default on CUDA;
+* plain (:mod:`featquant_mmdet.ops.kernels`, no autograd function): when nothing needs a gradient, and always
+  inside ``torch.compile``/``torch.export``/ONNX export of a model, so that those see plain torch ops (ONNX gets
+  ``Abs``/``Max``/``Log``/``Exp``/``Mul`` nodes, no ``PythonOp``). With gradients inside ``torch.compile`` the
+  autograd function is kept (traced by the compiler) so that eq. 6 and the x == 0 rule still hold.
 """
 from numbers import Real
+from typing import Optional
 
 import torch
 from torch import Tensor
 
+from . import fused as _fused
+from . import kernels
+
 ALPHA_MIN = -1.0
 ALPHA_MAX = 5.0
-
 
 
 def check_alpha(alpha: float, name: str = 'alpha') -> float:
@@ -63,9 +76,11 @@ class _ScaledFloorSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor) -> Tensor:
+        ctx.x_shape = x.shape
+        if torch.compiler.is_compiling():
+            return kernels.floor_forward(x, beta)
         x = _as_float32(x)
         beta = beta.to(dtype=x.dtype, device=x.device)
-        ctx.x_shape = x.shape
         return torch.mul(x, beta).floor_().div_(beta)
 
     @staticmethod
@@ -76,14 +91,21 @@ class _ScaledFloorSTE(torch.autograd.Function):
         return grad_x, None
 
 
-def scaled_floor(x: Tensor, beta) -> Tensor:
+def scaled_floor(x: Tensor, beta, fused: Optional[bool] = None) -> Tensor:
     """tau(x, beta) = floor(beta * x) / beta (eq. 3) with the straight-through gradient dL/dx = dL/dy.
 
     ``beta`` is a positive number or a tensor broadcastable to ``x`` (e.g. shape ``(C, 1, 1)`` for one beta per
-    channel of an NCHW tensor); it is a fixed hyper-parameter and receives no gradient.
+    channel of an NCHW tensor); it is a fixed hyper-parameter and receives no gradient. ``fused``: see
+    :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
     if not isinstance(beta, Tensor):
         beta = check_beta(beta)
+    beta = beta.to(x.device)
+    path = _path(x, (), fused)
+    if path == 'plain':
+        return kernels.floor_forward(x, beta)
+    if path == 'fused':
+        return _fused.FusedScaledFloor.apply(x, beta)
     return _ScaledFloorSTE.apply(x, beta)
 
 
@@ -91,11 +113,17 @@ class _SignedPower(torch.autograd.Function):
     """x |x|^alpha (= sign(x) |x|^(alpha+1)) with the gradients of eq. 6 (0 where x == 0). Saves x, alpha and y.
 
     Written for few element-wise passes and few fresh buffers (on CPU a fresh buffer's page faults cost as much as
-    the math): forward 6 passes into 1 buffer, backward 11 passes into 2 buffers, all vectorised ops.
+    the math): forward 6 passes into 1 buffer, backward 11 passes into 2 buffers, all vectorised ops. Traced by
+    ``torch.compile`` of a model, it uses the functional formulas of :mod:`.kernels` (same values).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor) -> Tensor:
+        ctx.input_dtypes = (x.dtype, alpha.dtype)
+        if torch.compiler.is_compiling():
+            y = kernels.power_forward(x, alpha)
+            ctx.save_for_backward(x, alpha, y)
+            return y
         x32 = _as_float32(x)
         alpha32 = alpha.to(dtype=x32.dtype)
         # x * max(|x|, tiny)^alpha: exactly 0 at x == 0 for every alpha in range (tiny^-1 is finite), no sign pass,
@@ -104,28 +132,36 @@ class _SignedPower(torch.autograd.Function):
         log_abs_x = x32.abs().clamp_min_(_tiny(x32)).log_()
         y = _broadcast_inplace(log_abs_x, alpha32, torch.mul).exp_().mul_(x32)
         ctx.save_for_backward(x32, alpha32, y)
-        ctx.input_dtypes = (x.dtype, alpha.dtype)
         return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         x, alpha, y = ctx.saved_tensors
-        grad_x = grad_alpha = None
-        grad_y_times_y = _as_float32(grad_y) * y  # dL/dy * y, the common factor of both gradients
-        scratch = x.abs().clamp_min_(_tiny(x))  # one x-sized scratch buffer, reused below
-        if ctx.needs_input_grad[1]:
-            # sum_i dL/dy_i * y_i * ln|x_i|; y == 0 where x == 0 and ln(tiny) is finite: x == 0 contributes 0.
-            log_abs_x = scratch.log_()
-            grad_alpha = _broadcast_inplace(log_abs_x, grad_y_times_y, torch.mul)
-            grad_alpha = grad_alpha.sum_to_size(alpha.shape).to(ctx.input_dtypes[1])
-            if ctx.needs_input_grad[0]:
-                scratch = torch.abs(x, out=scratch).clamp_min_(_tiny(x))
-        if ctx.needs_input_grad[0]:
-            # dL/dy * (alpha + 1) * y / x. Dividing by x with its zeros replaced by +-tiny gives exactly 0 there
-            # (y == 0), as eq. 6 prescribes, without a boolean mask (masked_fill/where are slow, unvectorised on CPU).
-            x_safe = scratch.copysign_(x)
-            grad_x = grad_y_times_y.div_(x_safe).mul_(alpha + 1).sum_to_size(x.shape).to(ctx.input_dtypes[0])
-        return grad_x, grad_alpha
+        if torch.compiler.is_compiling():
+            grad_x, grad_alpha = kernels.power_backward(x, alpha, y, grad_y, *ctx.needs_input_grad[:2])
+        else:
+            grad_x, grad_alpha = _signed_power_backward_eager(x, alpha, y, grad_y, *ctx.needs_input_grad[:2])
+        return (None if grad_x is None else grad_x.to(ctx.input_dtypes[0]),
+                None if grad_alpha is None else grad_alpha.to(ctx.input_dtypes[1]))
+
+
+def _signed_power_backward_eager(x: Tensor, alpha: Tensor, y: Tensor, grad_y: Tensor, need_x: bool,
+                                 need_alpha: bool):
+    grad_x = grad_alpha = None
+    grad_y_times_y = _as_float32(grad_y) * y  # dL/dy * y, the common factor of both gradients
+    scratch = x.abs().clamp_min_(_tiny(x))  # one x-sized scratch buffer, reused below
+    if need_alpha:
+        # sum_i dL/dy_i * y_i * ln|x_i|; y == 0 where x == 0 and ln(tiny) is finite: x == 0 contributes 0.
+        log_abs_x = scratch.log_()
+        grad_alpha = _broadcast_inplace(log_abs_x, grad_y_times_y, torch.mul).sum_to_size(alpha.shape)
+        if need_x:
+            scratch = torch.abs(x, out=scratch).clamp_min_(_tiny(x))
+    if need_x:
+        # dL/dy * (alpha + 1) * y / x. Dividing by x with its zeros replaced by +-tiny gives exactly 0 there
+        # (y == 0), as eq. 6 prescribes, without a boolean mask (masked_fill/where are slow, unvectorised on CPU).
+        x_safe = scratch.copysign_(x)
+        grad_x = grad_y_times_y.div_(x_safe).mul_(alpha + 1).sum_to_size(x.shape)
+    return grad_x, grad_alpha
 
 
 def _tiny(t: Tensor) -> float:
@@ -139,15 +175,55 @@ def _broadcast_inplace(t: Tensor, other: Tensor, op) -> Tensor:
     return op(t, other)
 
 
-def signed_power(x: Tensor, alpha) -> Tensor:
+def signed_power(x: Tensor, alpha, fused: Optional[bool] = None) -> Tensor:
     """psi(x, alpha) = sign(x) * |x| ** (alpha + 1) (eq. 5) with exactly the gradients of eq. 6.
 
     ``alpha`` is a number or a tensor broadcastable to ``x`` (e.g. ``(C, 1, 1)`` for one exponent per channel);
     tensor exponents are clamped into ``[ALPHA_MIN, ALPHA_MAX]`` (gradient 0 outside), numbers are checked.
     Gradients are summed over broadcast dimensions, so a per-channel alpha gets the sum over batch and space.
+    ``fused``: see :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
-    if not isinstance(alpha, Tensor):
-        alpha = torch.tensor(check_alpha(alpha), dtype=torch.float32, device=x.device)
-    else:
-        alpha = alpha.clamp(ALPHA_MIN, ALPHA_MAX)
+    alpha = _clamped_alpha(alpha, x)
+    path = _path(x, (alpha,), fused)
+    if path == 'plain':
+        return kernels.power_forward(x, alpha)
+    if path == 'fused':
+        return _fused.FusedSignedPower.apply(x, alpha)
     return _SignedPower.apply(x, alpha)
+
+
+def floor_signed_power(x: Tensor, beta, alpha, fused: Optional[bool] = None) -> Tensor:
+    """psi(tau(x, beta), alpha): the floor (straight-through), then the signed power (eq. 6 at the floored value).
+
+    Equals ``signed_power(scaled_floor(x, beta), alpha)``; the fused path computes both in one kernel and keeps
+    no floored copy of the input for backward (it recomputes it).
+    """
+    if not isinstance(beta, Tensor):
+        beta = check_beta(beta)
+    beta = beta.to(x.device)
+    alpha = _clamped_alpha(alpha, x)
+    path = _path(x, (alpha,), fused)
+    if path == 'plain':
+        return kernels.floor_power_forward(x, beta, alpha)
+    if path == 'fused':
+        return _fused.FusedFloorSignedPower.apply(x, beta, alpha)
+    return _SignedPower.apply(_ScaledFloorSTE.apply(x, beta), alpha)
+
+
+def _clamped_alpha(alpha, x: Tensor) -> Tensor:
+    if not isinstance(alpha, Tensor):
+        return torch.tensor(check_alpha(alpha), dtype=torch.float32, device=x.device)
+    return alpha.clamp(ALPHA_MIN, ALPHA_MAX)
+
+
+def _path(x: Tensor, params, fused: Optional[bool]) -> str:
+    """'plain' (no autograd function), 'fused' or 'eager' for this call."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+    traced = _fused.in_traced_context()
+    if traced and not (needs_grad and torch.compiler.is_compiling()):
+        return 'plain'  # export/tracing, or compile without gradients: plain ops for the outer tool
+    if traced:
+        return 'eager'  # compile with gradients: the autograd function, traced with the plain formulas
+    if _fused.resolve_fused(fused, x.device):
+        return 'fused'
+    return 'eager'
