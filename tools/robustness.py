@@ -8,7 +8,7 @@
     # Table 3 (detectors): clean + Mix. Minor + Mix. Heavy
     python tools/robustness.py configs/faster_rcnn_zf_voc.py ckpt.pth --distortions mix
 
-Presets (``distortion_presets`` in featquant_mmdet/evaluation/robustness.py), per model type: ``all`` = the
+Presets (``distortion_presets`` in featquant_mmdet/evaluation/robustness/cells.py), per model type: ``all`` = the
 paper's distortions + its mixture columns; ``mix`` = the mixture columns: ``mix`` (Table 2) for classifiers,
 ``mix_minor`` + ``mix_heavy`` (Table 3) for detectors; ``corruptions`` = the 15 ``ic:<name>`` corruptions of the
 common robustness benchmark (needs ``pip install -r requirements/optional.txt``).
@@ -55,18 +55,17 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from featquant_mmdet.evaluation.robustness import (RobustnessError, SweepLock, format_summary, prepare_sweep,
-                                                       results_file, run_sweep)
+    from featquant_mmdet.evaluation.robustness import RobustnessError, evaluate_robustness, format_summary
     saliency = None
     if args.saliency_config or args.saliency_checkpoint:
         saliency = dict(config=args.saliency_config, checkpoint=args.saliency_checkpoint)
     try:
         cfg = load_config(args)
-        # the work dir is locked before its results file is read, and until the sweep ends
-        with SweepLock(results_file(cfg), cfg.launcher):
-            plan = prepare_sweep(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
-                                 seed=args.seed, metric=args.metric, reference=args.reference, saliency=saliency)
-            results = run_sweep(plan)  # RobustnessError too, e.g. a metric key that the clean cell did not report
+        # locks the work dir before its results file is read, until the sweep ends; RobustnessError for bad input,
+        # also after the clean cell (a metric key the evaluator does not report)
+        plan, results = evaluate_robustness(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
+                                            seed=args.seed, metric=args.metric, reference=args.reference,
+                                            saliency=saliency)
     except (RobustnessError, FileNotFoundError) as err:
         raise SystemExit(f'robustness.py: error: {err}') from None
     print(f'results: {plan.results_path}')

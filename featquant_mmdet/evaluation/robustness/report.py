@@ -14,18 +14,20 @@ import io
 import math
 from typing import List, Optional, Sequence, Tuple
 
-from .robustness import (Cell, RobustnessError, cells_by_distortion, load_results, metric_full_scale,
-                         mixture_names, summarize)
+from ...distortions.levels import DISPLAY_NAMES, DISTORTION_NAMES
+from .cells import Cell, cells_by_distortion, mixture_names
+from .errors import RobustnessError
+from .results_file import load_results
+from .summary import metric_full_scale, summarize
+
 
 def column_title(name: str) -> str:
     """The paper's column title of a distortion (``levels.DISPLAY_NAMES``), else the name itself."""
-    from featquant_mmdet.distortions.levels import DISPLAY_NAMES
     return DISPLAY_NAMES.get(name, name)
 
 
 def _paper_order() -> List[str]:
-    from featquant_mmdet.distortions import levels
-    return list(levels.DISTORTION_NAMES) + list(mixture_names())
+    return list(DISTORTION_NAMES) + list(mixture_names())
 
 
 def load_all(paths: Sequence[str]) -> List[dict]:
