@@ -135,9 +135,9 @@ def test_train_seed_changes_the_training_commands_only(tmp_path, demo_tool, caps
     def commands(*extra):
         demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
                                                     '--results-dir', str(tmp_path / 'r'), *extra]))
-        return {name: plan.commands[0] for name, plan in (
-            ('data_voc', demo.plan_data_voc()), ('pretrain', demo.plan_pretrain('zf', 'c.py')),
-            ('train', demo.plan_train('zf', 'd.py')))}
+        return {name: plan.command for name, plan in (
+            ('data_voc', demo.plan_data_voc()), ('pretrain', demo.plan_train('zf', 'c.py', pretrain=True)),
+            ('train', demo.plan_train('zf', 'd.py', pretrain=False)))}
 
     default, seeded = commands(), commands('--train-seed', '3')
     assert 'randomness.seed=0' in default['pretrain'] and 'randomness.seed=0' in default['train']
