@@ -404,7 +404,7 @@ def tool_without_evaluation(monkeypatch, robustness_main):
     (['--distortions', 'fog'], {}, "unknown distortion 'fog' .did you mean ic:fog"),
     (['--levels', '5'], {}, r'unknown distortion level\(s\) \[5\]; accepted levels of jpeg: \[1, 2, 3, 4\]'),
     (['--levels', '0'], {}, r'level\(s\) \[0\].*clean cell, level 0, is always evaluated'),
-    (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-config'),
+    (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-classifier'),
     (['--metric', 'top5'], {}, 'metric key .top5. must be "<prefix>/<name>"'),
     (['--metric', 'pascal_voc/mAP'], {}, r"metric 'pascal_voc/mAP' is not reported by the test evaluator "
                                          r"\['Accuracy'\]: its keys start with accuracy/"),
@@ -438,10 +438,11 @@ def test_saliency_classifier_that_does_not_load_is_an_error_before_any_evaluatio
     """The saliency classifier is built up front: a checkpoint of another class count stops the sweep before its
     first cell (not at the occlusion cells after all the others), and the message says how to fix the config."""
     argv = [CLS_CONFIG, cls['checkpoint'], '--distortions', 'jpeg', 'targeted_occlusion', '--levels', '1',
-            '--saliency-config', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
+            '--saliency-classifier', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
             str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
-    with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-config .*'
-                                         r'size mismatch for head\.fc6\.weight.*head\.num_classes'):
+    with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-classifier .*'
+                                         r"shape mismatches \(6\): \['head\.fc6\.weight: checkpoint \(64, 9216\) vs model \(4096, 9216\)'.*"
+                                         r'head\.num_classes'):
         tool_without_evaluation(argv)
     assert not osp.exists(tmp_path / 'robustness.json')
 

@@ -115,7 +115,7 @@ def resolve_distortions(names: Sequence[str], task: str = 'classification', has_
                 why = ('it occludes what a classifier finds salient for the ground-truth class, which a detection '
                        'image does not have' if task != 'classification' else
                        'it needs the classifier whose saliency map picks the occluded clusters: pass '
-                       '--saliency-config and --saliency-checkpoint (the paper uses a Plain-18)')
+                       '--saliency-classifier and --saliency-checkpoint (the paper uses a Plain-18)')
                 if name in presets:
                     if notes is not None:
                         notes.append(f'preset {name!r}: {item} left out ({why})')

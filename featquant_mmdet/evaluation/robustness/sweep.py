@@ -64,7 +64,7 @@ def check_saliency(saliency: Optional[dict]) -> Optional[dict]:
         return None
     if not isinstance(saliency, dict) or not saliency.get('config') or not saliency.get('checkpoint'):
         raise RobustnessError('the saliency classifier needs both a config and a checkpoint '
-                              '(--saliency-config and --saliency-checkpoint)')
+                              '(--saliency-classifier and --saliency-checkpoint)')
     for key in ('config', 'checkpoint'):
         if not osp.isfile(saliency[key]):
             raise RobustnessError(f'saliency classifier {key} not found: {saliency[key]}')
@@ -72,7 +72,7 @@ def check_saliency(saliency: Optional[dict]) -> Optional[dict]:
         build_classifier(saliency['config'], saliency['checkpoint'])
     except Exception as err:  # noqa: BLE001  (any failure to build or load is the same bad input)
         raise RobustnessError(
-            f'the saliency classifier cannot be built from --saliency-config {saliency["config"]} and '
+            f'the saliency classifier cannot be built from --saliency-classifier {saliency["config"]} and '
             f'--saliency-checkpoint {saliency["checkpoint"]}: {type(err).__name__}: {str(err).strip()[:600]}; the '
             f'config must describe the checkpoint\'s model (e.g. its head.num_classes: write a config that inherits '
             f'yours with _base_ and overrides it)') from None
