@@ -96,7 +96,7 @@ class Demo:
     def tool(self, name: str, *argv) -> list:
         return [self.py, osp.join(REPO, 'tools', f'{name}.py'), *map(str, argv)]
 
-    def loaders(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader'), *settings) -> list:
+    def loaders(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader'), settings=()) -> list:
         n = self.p['workers']
         return [f'{name}.{s}' for name in names for s in (*settings, f'num_workers={n}', f'persistent_workers={n > 0}')]
 
