@@ -76,7 +76,7 @@ def test_console_is_quiet_and_the_full_logs_are_in_the_work_dirs(tiny_run):
     assert len(step_lines) == 13  # every step once: done or skipped
     log = (tiny_run['work'] / 'detect' / 'zf' / 'train_zf.log').read_text()
     assert log.startswith('$ ') and 'tools/train.py' in log.splitlines()[0]
-    assert 'System environment' in log and 'Iter(train)' in log
+    assert 'System environment' in log and 'Saving checkpoint at 4 iterations' in log
     assert 'train_zf.log' in resumed.stdout  # the step line names its log
 
 

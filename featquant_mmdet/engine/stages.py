@@ -154,7 +154,7 @@ class StageRunner:
         left = sum(s.weight for s in self.steps if s.name not in self.timings)
         elapsed = time.perf_counter() - self._start
         estimate = f'about {format_seconds(elapsed / ran * left)} left' if ran and left else (
-            'estimating the time left' if left else 'finishing')
+            'estimating the time left' if left else 'nothing left')
         names = ', '.join(r.step.name for r in running) or 'nothing'
         line = (f'progress: {len(done)}/{len(self.steps)} steps done, running {names}; elapsed '
                 f'{format_seconds(elapsed)}, {estimate}')
@@ -249,7 +249,8 @@ class StageRunner:
                         finished.add(ready.name)
                     else:
                         running.append(run)
-                        self.progress(running)
+                        if self._tty:  # a log file gets the progress line once a step ends
+                            self.progress(running)
                 if not running:
                     break
                 time.sleep(0.1)
@@ -273,10 +274,11 @@ class StageRunner:
             for run in running:
                 run.stop()
             raise
-        if self._tty:
-            self.out.write('\n')
         if failures:
             raise StageError(failures[0])
+        self.progress([])
+        if self._tty:
+            self.out.write('\n')
         return self.timings
 
     def timing_table(self) -> List[str]:
