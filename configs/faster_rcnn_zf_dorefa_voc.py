@@ -8,4 +8,4 @@ custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         quant=dict(conv_cfg=dict(type='DoReFaConv', w_bits=1, a_bits=4, g_bits=32),
-                   layers=('conv2', 'conv3', 'conv4', 'conv5'))))
+                   include=('conv2', 'conv3', 'conv4', 'conv5'))))

@@ -46,7 +46,7 @@ def test_summary_matches_numpy():
 def _save(config, path, options, mutate=None):
     from mmdet.registry import MODELS
 
-    from featquant_mmdet.analysis.feature_moments import load_config
+    from featquant_mmdet.engine.loading import load_config
     torch.manual_seed(0)
     model = MODELS.build(load_config(config, options).model)
     if mutate is not None:

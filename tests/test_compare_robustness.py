@@ -104,7 +104,7 @@ def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path,
 
 
 def test_level_curves_start_at_the_clean_value(two_sweeps):
-    from featquant_mmdet.evaluation.robustness_report import level_curves
+    from featquant_mmdet.evaluation.robustness.report import level_curves
     results = two_sweeps['results']['ZF']
     curves = level_curves(results, METRIC)
     assert list(curves) == ['motion_blur']  # the mixture has no levels: it gets the separate mixtures panel
@@ -135,7 +135,7 @@ def test_comparison_errors(two_sweeps, tmp_path, load_tool):
 
 
 def test_markdown_and_csv_mark_missing_cells():
-    from featquant_mmdet.evaluation import robustness_report as report
+    from featquant_mmdet.evaluation.robustness import report
     columns = ['Clean', 'M.Blur', 'mPC', 'rPC']
     rows = [[90.0, 60.0, 60.0, 66.67], [91.0, None, 50.0, 54.95]]
     markdown = report.to_markdown(columns, rows, ['A', 'B'], METRIC)

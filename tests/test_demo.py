@@ -67,6 +67,19 @@ def test_interrupt_gives_a_clear_message_and_the_rerun_continues(tiny_run):
         assert f'{step} done in' in resumed.stdout
 
 
+def test_console_is_quiet_and_the_full_logs_are_in_the_work_dirs(tiny_run):
+    """One line per step and a progress line on the console; mmengine's environment dump and logging in the logs."""
+    resumed = tiny_run['resumed']
+    assert 'System environment' not in resumed.stdout and 'pkg_resources is deprecated' not in resumed.stderr
+    assert 'progress: 13/13 steps done' in resumed.stdout and ' left' in resumed.stdout
+    step_lines = [line for line in resumed.stdout.splitlines() if line.startswith('[') and '/13] ' in line]
+    assert len(step_lines) == 13  # every step once: done or skipped
+    log = (tiny_run['work'] / 'detect' / 'zf' / 'train_zf.log').read_text()
+    assert log.startswith('$ ') and 'tools/train.py' in log.splitlines()[0]
+    assert 'System environment' in log and 'Saving checkpoint at 4 iterations' in log
+    assert 'train_zf.log' in resumed.stdout  # the step line names its log
+
+
 def test_table_is_the_evaluation_results(tiny_run):
     work, results = tiny_run['work'], tiny_run['results']
     table = read_table(results / 'table3.csv')
@@ -135,9 +148,9 @@ def test_train_seed_changes_the_training_commands_only(tmp_path, demo_tool, caps
     def commands(*extra):
         demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
                                                     '--results-dir', str(tmp_path / 'r'), *extra]))
-        return {name: plan.commands[0] for name, plan in (
-            ('data_voc', demo.plan_data_voc()), ('pretrain', demo.plan_pretrain('zf', 'c.py')),
-            ('train', demo.plan_train('zf', 'd.py')))}
+        return {name: plan.command for name, plan in (
+            ('data_voc', demo.plan_data_voc()), ('pretrain', demo.plan_train('zf', 'c.py', pretrain=True)),
+            ('train', demo.plan_train('zf', 'd.py', pretrain=False)))}
 
     default, seeded = commands(), commands('--train-seed', '3')
     assert 'randomness.seed=0' in default['pretrain'] and 'randomness.seed=0' in default['train']

@@ -403,7 +403,7 @@ def test_gallery_tool_draws_every_type_and_level(photo_files, region_classifier,
     assert sheet.shape == (rows * (thumb_h + tool.CAPTION_PX), 5 * 48, 3)
     config, checkpoint = region_classifier
     tool.main([image, '--out', str(out), '--width', '48', '--names', 'targeted_occlusion', 'jpeg',
-               '--classifier', config, '--checkpoint', checkpoint, '--label', '1'])
+               '--saliency-classifier', config, '--saliency-checkpoint', checkpoint, '--label', '1'])
     assert cv2.imread(str(out)).shape[0] == 2 * (thumb_h + tool.CAPTION_PX)
     with pytest.raises(SystemExit, match='unknown distortion'):
         tool.main([image, '--out', str(out), '--names', 'fog'])

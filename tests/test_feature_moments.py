@@ -10,8 +10,9 @@ from scipy.spatial.distance import jensenshannon
 from torch import nn
 
 from featquant_mmdet.analysis.feature_moments import (ActivationSampler, compare_activations, histogram_pair,
-                                                      image_bootstrap_js, js_divergence, load_weights_strict,
-                                                      moment_statistics, resolve_layers)
+                                                      image_bootstrap_js, js_divergence, moment_statistics,
+                                                      resolve_layers)
+from featquant_mmdet.engine.loading import load_weights_strict
 
 IMAGE_SCALE = '(128,96)'
 
@@ -166,7 +167,7 @@ def zf_setup(tmp_path_factory, repo_root):
     """A generated VOC test set and a checkpoint of the baseline ZF detector (small fc6/fc7)."""
     from mmdet.registry import MODELS
 
-    from featquant_mmdet.analysis.feature_moments import load_config
+    from featquant_mmdet.engine.loading import load_config
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
     root = tmp_path_factory.mktemp('fm')
     data_root = make_voc_dataset(str(root / 'data'), num_train=1, num_test=3, image_size=(128, 96), seed=0)

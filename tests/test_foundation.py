@@ -10,14 +10,55 @@ import torch
 from torch import nn
 
 
-def test_every_module_of_the_package_is_imported():
-    import pkgutil
-
+REGISTERING_CHECK = textwrap.dedent("""
+    import os, sys
     import featquant_mmdet
-    names = [m.name for m in pkgutil.walk_packages(featquant_mmdet.__path__, prefix='featquant_mmdet.')]
-    assert names, 'the package has no submodules'
-    missing = [n for n in names if n not in sys.modules]
-    assert not missing, f'not imported by `import featquant_mmdet`: {missing}'
+    {before}
+    import mmdet  # the plugin's mmdet-side packages register once mmdet is imported
+    package = os.path.dirname(featquant_mmdet.__file__)
+    registering = []
+    for folder, _, files in os.walk(package):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith('.py') and '.register_module(' in open(path).read():
+                module = os.path.relpath(path[:-3], os.path.dirname(package)).replace(os.sep, '.')
+                registering.append(module[:-len('.__init__')] if module.endswith('.__init__') else module)
+    assert len(registering) >= 15, registering
+    missing = [m for m in registering if m not in sys.modules and not m.startswith('featquant_mmdet.analysis')]
+    assert not missing, f'not imported by `import featquant_mmdet` + mmdet: {{missing}}'
+    analysis = [m for m in sys.modules if m.startswith('featquant_mmdet.analysis')]
+    assert not analysis, f'the analyses are opt-in, yet imported: {{analysis}}'
+    print('OK', len(registering))
+""")
+
+
+@pytest.mark.parametrize('before', ['', 'import mmdet.registry'])
+def test_import_registers_every_registering_module_and_leaves_analysis_opt_in(before, subprocess_env):
+    """Every module with a ``register_module`` call is imported, whether mmdet comes before or after the plugin."""
+    script = REGISTERING_CHECK.format(before=before)
+    if before:  # mmdet first, then the plugin
+        script = script.replace('import featquant_mmdet\n', '', 1).replace(before, before + '\nimport featquant_mmdet')
+    out = subprocess.run([sys.executable, '-c', script], env=subprocess_env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith('OK'), out.stdout + out.stderr[-3000:]
+
+
+@pytest.mark.parametrize('module', ['featquant_mmdet.ops', 'featquant_mmdet.ops.quantize',
+                                    'featquant_mmdet.distortions.functional', 'featquant_mmdet.distortions.levels'])
+def test_pure_parts_import_without_mmdet(module, subprocess_env):
+    script = textwrap.dedent(f"""
+        import sys
+        import {module}
+        loaded = [m for m in ('mmdet', 'mmcv', 'featquant_mmdet.models', 'featquant_mmdet.evaluation')
+                  if m in sys.modules]
+        assert not loaded, loaded
+        from mmdet.registry import MODELS  # and the plugin registers as soon as mmdet comes
+        assert MODELS.get('ZF') is not None and 'featquant_mmdet.evaluation' in sys.modules
+        print('OK')
+    """)
+    out = subprocess.run([sys.executable, '-c', script], env=subprocess_env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == 'OK', out.stdout + out.stderr[-3000:]
 
 
 def test_custom_imports_from_a_config_outside_the_repo(tmp_path, subprocess_env, repo_root):
@@ -149,20 +190,88 @@ def test_fix_is_narrow():
     assert torch.load.__module__ == 'torch.serialization'  # the process-wide torch.load is untouched
 
 
-def test_tools_mirror_mmdet_arguments(load_tool):
+def test_tools_mirror_mmdet_arguments(load_tool, tmp_path):
     train, test = load_tool('train'), load_tool('test')
+    files = {}
+    for name in ('c.py', 'k.pth', 'cls.py', 'cls.pth'):
+        files[name] = str(tmp_path / name)
+        (tmp_path / name).write_text('')
     a = train.parse_args(['c.py', '--work-dir', 'w', '--resume', '--amp', '--cfg-options', 'a.b=1',
                           '--launcher', 'slurm'])
     assert (a.work_dir, a.resume, a.amp, a.cfg_options, a.launcher) == ('w', 'auto', True, {'a.b': 1}, 'slurm')
-    a = test.parse_args(['c.py', 'k.pth', '--out', 'r.pkl', '--show-dir', 'vis', '--launcher', 'mpi',
+    a = test.parse_args([files['c.py'], files['k.pth'], '--out', 'r.pkl', '--show-dir', 'vis', '--launcher', 'mpi',
                          '--distortion', 'motion_blur', '--level', '3', '--distortion-seed', '7'])
     assert (a.out, a.show_dir, a.launcher, a.distortion, a.level, a.distortion_seed) == \
         ('r.pkl', 'vis', 'mpi', 'motion_blur', 3, 7)
-    a = test.parse_args(['c.py', 'k.pth', '--distortion', 'targeted_occlusion', '--occlusion-classifier', 'cls.py',
-                         '--occlusion-checkpoint', 'cls.pth'])
-    assert (a.occlusion_classifier, a.occlusion_checkpoint) == ('cls.py', 'cls.pth')
+    a = test.parse_args([files['c.py'], files['k.pth'], '--distortion', 'targeted_occlusion', '--level', '1',
+                         '--saliency-classifier', files['cls.py'], '--saliency-checkpoint', files['cls.pth']])
+    assert a.saliency == dict(config=files['cls.py'], checkpoint=files['cls.pth'])
     with pytest.raises(SystemExit):
         train.parse_args(['c.py', '--launcher', 'bogus'])
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--distortion', 'no_such'], "unknown distortion 'no_such'; valid names: motion_blur"),
+    (['--distortion', 'jpeg'], "distortion 'jpeg' needs a level: one of 1, 2, 3, 4"),
+    (['--distortion', 'jpeg', '--level', '7'], "invalid level 7 for distortion 'jpeg'; valid levels: 0, 1, 2, 3, 4"),
+    (['--distortion', 'mix_heavy', '--level', '2'], 'the mixtures have one fixed strength'),
+    (['--level', '2'], '--level needs --distortion'),
+    (['--distortion', 'jpeg', '--level', '1', '--distortion-seed', '-1'], '--distortion-seed must be >= 0, got -1'),
+    (['--distortion-seed', 'x'], "argument --distortion-seed: invalid int value: 'x'"),
+    (['--distortion', 'targeted_occlusion', '--level', '1'],
+     '--distortion targeted_occlusion needs --saliency-classifier and --saliency-checkpoint'),
+    (['--saliency-classifier', '{cls}'], '--saliency-classifier and --saliency-checkpoint go together'),
+    (['--saliency-classifier', '{cls}', '--saliency-checkpoint', '{missing}'], '--saliency-checkpoint file not found: '),
+    (['--out', 'r.json'], "--out must be a .pkl or .pickle file, got 'r.json'"),
+])
+def test_test_tool_checks_its_arguments_before_loading_anything(extra, message, load_tool, tmp_path, capsys,
+                                                                   monkeypatch):
+    test = load_tool('test')
+    monkeypatch.setattr(test, 'load_config', lambda args: pytest.fail('the config was loaded despite bad input'))
+    config, checkpoint = tmp_path / 'c.py', tmp_path / 'k.pth'
+    for path in (config, checkpoint):
+        path.write_text('')
+    extra = [e.format(cls=config, missing=tmp_path / 'missing.pth') for e in extra]
+    with pytest.raises(SystemExit) as exit_info:
+        test.main([str(config), str(checkpoint)] + extra)
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ': error: ' in last and message in last, last  # '<prog>: error: ...' (prog: pytest's, in process)
+
+
+@pytest.mark.parametrize('which', ['config', 'checkpoint'])
+def test_test_tool_missing_files_are_usage_errors_without_a_traceback(which, tmp_path, subprocess_env, repo_root):
+    existing = tmp_path / 'exists.py'
+    existing.write_text('')
+    argv = [str(tmp_path / 'missing.py'), str(existing)] if which == 'config' else [str(existing),
+                                                                                    str(tmp_path / 'missing.pth')]
+    out = subprocess.run([sys.executable, osp.join(repo_root, 'tools', 'test.py'), *argv], env=subprocess_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f'test.py: error: {which} file not found: {argv[0 if which == "config" else 1]}'
+
+
+def test_tools_silence_the_pkg_resources_warning_of_mmengine_only_in_their_process(subprocess_env, repo_root):
+    """Loading a config with mmdet:: bases makes mmengine import pkg_resources, which warns; the tools filter that
+    one warning, a process that only imports the package keeps it."""
+    config = osp.join(repo_root, 'configs', 'faster_rcnn_zf_voc.py')
+    script = textwrap.dedent(f"""
+        import sys, warnings
+        warnings.simplefilter('always')
+        import featquant_mmdet
+        if sys.argv[1] == 'tool':
+            from featquant_mmdet.engine.cli import quiet_warnings
+            quiet_warnings()
+        from featquant_mmdet.engine.loading import load_config
+        load_config({config!r})
+    """)
+    tool = subprocess.run([sys.executable, '-c', script, 'tool'], env=subprocess_env, capture_output=True, text=True,
+                          timeout=300)
+    plain = subprocess.run([sys.executable, '-c', script, 'plain'], env=subprocess_env, capture_output=True,
+                           text=True, timeout=300)
+    assert tool.returncode == 0 and plain.returncode == 0, tool.stderr[-2000:] + plain.stderr[-2000:]
+    assert 'pkg_resources is deprecated' in plain.stderr  # the warning exists (setuptools >= 80) ...
+    assert 'pkg_resources is deprecated' not in tool.stderr  # ... and the tools do not show it
 
 
 def test_setup_script_is_a_noop_when_ready(repo_root):

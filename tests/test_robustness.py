@@ -14,7 +14,10 @@ import time
 import pytest
 import torch
 
+from featquant_mmdet.distortions import levels as distortion_levels
 from featquant_mmdet.evaluation import robustness as rb
+from featquant_mmdet.evaluation.robustness import sweep as rb_sweep
+from featquant_mmdet.fileio import write_json_atomic
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIG = osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py')
@@ -110,8 +113,8 @@ def _sweep_attempt_without_evaluation(robustness_main, argv):
         raise AssertionError('the second sweep went past the lock')
 
     with pytest.MonkeyPatch.context() as patch:
-        for name in ('prepare_sweep', 'run_sweep', 'build_sweep_runner'):
-            patch.setattr(rb, name, fail)
+        for name in ('prepare_sweep', '_evaluate', 'build_sweep_runner'):
+            patch.setattr(rb_sweep, name, fail)
         with pytest.raises(SystemExit) as exit_info:
             robustness_main(argv)
     return str(exit_info.value)
@@ -215,7 +218,7 @@ def test_detector_cells_hold_voc_metrics_and_wall_times(det_killed_and_resumed):
 
 
 def test_detector_table_has_table3_columns(det_killed_and_resumed):
-    from featquant_mmdet.evaluation import robustness_report as report
+    from featquant_mmdet.evaluation.robustness import report
     after = det_killed_and_resumed['after']
     columns, rows = report.comparison_table([after], ['ZF'])
     assert columns == ['Original', 'M.Blur', 'Mix.Minor', 'Mix.Heavy', 'mPC', 'rPC']
@@ -342,6 +345,46 @@ def test_results_of_another_model_are_an_error(cls, cls_sweep):
         rb.prepare_sweep(other, cls['checkpoint'], distortions=['jpeg'], levels=[1])
 
 
+def test_results_file_in_the_layout_written_before_the_package_split_resumes(cls, tmp_path):
+    """A results file as the single-module sweep (featquant_mmdet/evaluation/robustness.py, before it became a
+    package) wrote it, built here field by field with that code's identity rules: the sweep resumes from it."""
+    import hashlib
+    work_dir = tmp_path / 'work'
+    cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), work_dir)
+    data = cfg.to_dict()
+    for key in ('work_dir', 'load_from', 'resume', 'launcher', 'env_cfg', 'log_level', 'log_processor',
+                'default_hooks', 'visualizer', 'vis_backends'):
+        data.pop(key, None)
+    for key in ('num_workers', 'persistent_workers', 'pin_memory', 'prefetch_factor'):
+        data['test_dataloader'].pop(key, None)
+    dataset = cfg.test_dataloader.dataset
+    with open(cls['checkpoint'], 'rb') as f:
+        checkpoint_sha256 = hashlib.sha256(f.read()).hexdigest()
+    clean = {'distortion': None, 'level': None, 'metrics': {'accuracy/top1': 12.5, 'accuracy/top5': 50.0},
+             'wall_time_s': 1.5, 'num_images': 12, 'finished_at': '2026-11-29T10:00:00.000000+00:00', 'inputs': {}}
+    old = {
+        'format': 'featquant-robustness/1',
+        'identity': {
+            'config_name': 'zf_imagenet',
+            'config_sha256': hashlib.sha256(json.dumps(data, sort_keys=True, default=repr).encode()).hexdigest(),
+            'checkpoint': osp.abspath(cls['checkpoint']), 'checkpoint_sha256': checkpoint_sha256,
+            'distortion_seed': 0,
+            'test_data': {'type': dataset.type, 'data_root': osp.abspath(dataset.data_root),
+                          'ann_file': dataset.get('ann_file'), 'data_prefix': dataset.get('data_prefix')}},
+        'task': 'classification', 'metric': 'accuracy/top5', 'cells': {'clean': clean},
+        'runs': [{'started_at': '2026-11-29T10:00:00.000000+00:00', 'evaluated': ['clean'], 'skipped': [],
+                  'finished_at': None}],
+        'summary': None}
+    work_dir.mkdir()
+    (work_dir / 'robustness.json').write_text(json.dumps(old, indent=1))
+    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['jpeg'], levels=[1], metric='accuracy/top5')
+    assert (plan.action, plan.changes) == ('resume', [])
+    results = rb.run_sweep(plan)
+    assert results['cells']['clean'] == clean  # kept as written, not evaluated again
+    assert results['runs'][-1]['skipped'] == ['clean'] and results['runs'][-1]['evaluated'] == ['jpeg@1']
+    assert results['summary']['P'] == 50.0
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 
 
@@ -351,8 +394,7 @@ def tool_without_evaluation(monkeypatch, robustness_main):
     def fail(*args, **kwargs):
         raise AssertionError('evaluation started despite bad input')
 
-    monkeypatch.setattr(rb, 'run_sweep', fail)
-    monkeypatch.setattr(rb, 'build_sweep_runner', fail)
+    monkeypatch.setattr(rb_sweep, 'build_sweep_runner', fail)  # the first thing the sweep does with cells to do
     return robustness_main
 
 
@@ -362,10 +404,10 @@ def tool_without_evaluation(monkeypatch, robustness_main):
     (['--distortions', 'fog'], {}, "unknown distortion 'fog' .did you mean ic:fog"),
     (['--levels', '5'], {}, r'unknown distortion level\(s\) \[5\]; accepted levels of jpeg: \[1, 2, 3, 4\]'),
     (['--levels', '0'], {}, r'level\(s\) \[0\].*clean cell, level 0, is always evaluated'),
-    (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-config'),
+    (['--distortions', 'targeted_occlusion'], {}, 'targeted_occlusion.*--saliency-classifier'),
     (['--metric', 'top5'], {}, 'metric key .top5. must be "<prefix>/<name>"'),
-    (['--metric', 'accuracy/top3'], {}, r"metric 'accuracy/top3' is not reported by the test evaluator "
-                                        r"\['Accuracy'\]: it reports \['accuracy/top1', 'accuracy/top5'\]"),
+    (['--metric', 'pascal_voc/mAP'], {}, r"metric 'pascal_voc/mAP' is not reported by the test evaluator "
+                                         r"\['Accuracy'\]: its keys start with accuracy/"),
     ([], {'test_dataloader': None}, 'has no test_dataloader'),
     ([], {'test_evaluator': None}, 'has no test_evaluator'),
     (['--reference', '/nonexistent/robustness.json'], {}, 'results file not found'),
@@ -396,10 +438,11 @@ def test_saliency_classifier_that_does_not_load_is_an_error_before_any_evaluatio
     """The saliency classifier is built up front: a checkpoint of another class count stops the sweep before its
     first cell (not at the occlusion cells after all the others), and the message says how to fix the config."""
     argv = [CLS_CONFIG, cls['checkpoint'], '--distortions', 'jpeg', 'targeted_occlusion', '--levels', '1',
-            '--saliency-config', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
+            '--saliency-classifier', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
             str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
-    with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-config .*'
-                                         r'size mismatch for head\.fc6\.weight.*head\.num_classes'):
+    with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-classifier .*'
+                                         r"shape mismatches \(6\): \['head\.fc6\.weight: checkpoint \(64, 9216\) vs model \(4096, 9216\)'.*"
+                                         r'head\.num_classes'):
         tool_without_evaluation(argv)
     assert not osp.exists(tmp_path / 'robustness.json')
 
@@ -421,11 +464,12 @@ def test_reference_must_cover_the_cells_and_share_the_test_data(cls, cls_sweep, 
 
 
 HOLD_LOCK_WITH_A_WORKER = """
-import importlib.util, os, sys, time
-spec = importlib.util.spec_from_file_location('robustness_alone', sys.argv[1])  # the lock is standard library only
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
+import importlib, os, sys, time, types
+package = types.ModuleType('robustness_alone')  # the lock is standard library only: its folder as a bare package
+package.__path__ = [sys.argv[1]]
+sys.modules['robustness_alone'] = package
+module = importlib.import_module('robustness_alone.lock')
+assert 'torch' not in sys.modules and 'mmdet' not in sys.modules
 module.SweepLock(sys.argv[2]).acquire()
 worker = os.fork()  # like a dataloader worker: inherits the lock file's descriptor
 if worker == 0:
@@ -438,7 +482,7 @@ time.sleep(120)
 
 def test_lock_holder_is_named_and_sigkill_frees_the_lock_despite_forked_workers(cls, tmp_path, robustness_main):
     results_path = str(tmp_path / 'robustness.json')
-    proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK_WITH_A_WORKER, rb.__file__, results_path],
+    proc = subprocess.Popen([sys.executable, '-c', HOLD_LOCK_WITH_A_WORKER, osp.dirname(rb.__file__), results_path],
                             stdout=subprocess.PIPE, start_new_session=True)
     try:
         worker = int(proc.stdout.readline())
@@ -462,34 +506,38 @@ def test_lock_holder_is_named_and_sigkill_frees_the_lock_despite_forked_workers(
         proc.communicate()
 
 
-def test_lock_is_reentrant_in_one_process_and_released_by_its_last_holder(tmp_path):
+def test_lock_is_not_reentrant_and_a_refused_second_acquisition_keeps_the_first(tmp_path):
+    """Record locks belong to the process: a second lockf from it would succeed and closing it would drop the first
+    one, so a second acquisition in the holding process is refused, and the first lock stays."""
     results_path = str(tmp_path / 'robustness.json')
     outer = rb.SweepLock(results_path).acquire()
-    with rb.SweepLock(results_path):  # run_sweep inside the tool's lock
-        pass
+    with pytest.raises(rb.SweepLockedError, match='already held by this process'):
+        rb.SweepLock(results_path).acquire()
+    with pytest.raises(rb.SweepLockedError, match='already held by this process'):
+        outer.acquire()
     assert rb.SweepLock.is_held(results_path)
+    probe = subprocess.run([sys.executable, '-c', HOLD_LOCK_WITH_A_WORKER.split('worker = ')[0],
+                            osp.dirname(rb.__file__), results_path], capture_output=True, text=True)
+    assert probe.returncode != 0 and 'SweepLockedError' in probe.stderr  # another process still finds it locked
     outer.release()
     assert not rb.SweepLock.is_held(results_path) and _lock_is_free(results_path)
 
 
-def test_detector_metric_key_is_checked_before_any_evaluation(det, tmp_path, tool_without_evaluation):
+def test_detector_metric_prefix_is_checked_before_any_evaluation(det, tmp_path, tool_without_evaluation):
     argv = [DET_CONFIG, det['checkpoint'], '--work-dir', str(tmp_path), '--distortions', 'mix', '--cfg-options'] + \
         cli_options(det['options'])
-    with pytest.raises(SystemExit, match=r"metric 'pascal_voc/AP75' is not reported by the test evaluator "
-                                         r"\['VOCMetric'\]: it reports \['pascal_voc/mAP', 'pascal_voc/AP50'\]"):
-        tool_without_evaluation(argv + ['--metric', 'pascal_voc/AP75'])
-    # with a 0.75 IoU threshold VOCMetric reports AP75: the key passes, and the sweep would start
+    with pytest.raises(SystemExit, match=r"metric 'coco/bbox_mAP' is not reported by the test evaluator "
+                                         r"\['VOCMetric'\]: its keys start with pascal_voc/"):
+        tool_without_evaluation(argv + ['--metric', 'coco/bbox_mAP'])
+    # a key with the evaluator's prefix: which names it reports, the clean cell tells (the sweep starts)
     with pytest.raises(AssertionError, match='evaluation started'):
-        tool_without_evaluation(argv + ['test_evaluator.iou_thrs=[0.5,0.75]', '--metric', 'pascal_voc/AP75'])
-    # the default key (mAP) of a VOCMetric that computes recalls
-    with pytest.raises(SystemExit, match=r"metric 'pascal_voc/mAP' is not reported .*it reports "
-                                         r"\['pascal_voc/recall@100@0.5', 'pascal_voc/recall@300@0.5', "):
-        tool_without_evaluation(argv + ['test_evaluator.metric=recall'])
+        tool_without_evaluation(argv + ['--metric', 'pascal_voc/AP75'])
     assert not osp.exists(tmp_path / 'robustness.json')
 
 
-def test_metric_key_of_a_type_without_known_keys_is_checked_after_the_clean_cell(cls, tmp_path):
-    """mmengine's DumpResults does not declare its keys: the clean cell tells; a rerun resumes from that cell."""
+def test_metric_key_is_checked_after_the_clean_cell_and_a_rerun_resumes_from_it(cls, tmp_path):
+    """Which keys an evaluator reports, its clean cell tells (here with mmengine's DumpResults beside Accuracy);
+    a rerun with a reported key resumes from that cell."""
     work_dir = tmp_path / 'work'
     cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), work_dir)
     dump = str(tmp_path / 'predictions.pkl')
@@ -497,8 +545,6 @@ def test_metric_key_of_a_type_without_known_keys_is_checked_after_the_clean_cell
     kwargs = dict(distortions=['jpeg'], levels=[1])
     later = rb.prepare_sweep(cfg, cls['checkpoint'], metric='accuracy/top5', **kwargs)  # before any results file
     plan = rb.prepare_sweep(cfg, cls['checkpoint'], metric='accuracy/top3', **kwargs)
-    assert plan.notes == ["metric 'accuracy/top3' is checked after the clean cell: the keys of test metric(s) "
-                          "['DumpResults'] are only known once they have reported"]
     with pytest.raises(rb.RobustnessError, match=r"metric 'accuracy/top3' is not reported by the test evaluator; "
                                                  r"it reports \['accuracy/top1', 'accuracy/top5'\]"):
         rb.run_sweep(plan)
@@ -513,23 +559,17 @@ def test_metric_key_of_a_type_without_known_keys_is_checked_after_the_clean_cell
     assert results['cells']['clean'] == saved['cells']['clean']
 
 
-def test_metric_keys_of_the_evaluator_types():
-    coco = dict(type='CocoMetric', metric=['bbox', 'proposal_fast'], proposal_nums=(10, 20), prefix='c')
-    entry, = rb.evaluator_metric_keys(dict(type='Evaluator', metrics=[coco]))
-    assert (entry.type, entry.prefix, entry.complete) == ('CocoMetric', 'c', True)
-    assert entry.keys == ['c/bbox_mAP', 'c/bbox_mAP_50', 'c/bbox_mAP_75', 'c/bbox_mAP_s', 'c/bbox_mAP_m',
-                          'c/bbox_mAP_l', 'c/AR@10', 'c/AR@20']
-    # classwise precisions are named after the dataset's classes: a coco/ key not listed waits for the clean cell
-    classwise = dict(type='CocoMetric', classwise=True)
-    assert 'clean cell' in rb.check_metric_key('coco/person_precision', classwise)
-    assert rb.check_metric_key('coco/bbox_mAP_75', classwise) is None
-    with pytest.raises(rb.RobustnessError, match=r"not reported .*\['CocoMetric'\]: it reports .* and "
-                                                 r'"coco/..." of CocoMetric'):
-        rb.check_metric_key('pascal_voc/mAP', classwise)
-    voc = rb.evaluator_metric_keys([dict(type='VOCMetric', metric='recall', iou_thrs=[0.5, 0.7],
-                                         proposal_nums=(5, ))])[0]
-    assert voc.keys == ['pascal_voc/recall@5@0.5', 'pascal_voc/recall@5@0.7', 'pascal_voc/AR@5']
-    assert rb.evaluator_metric_keys(dict(type='Accuracy', topk=3))[0].keys == ['accuracy/top3']
+def test_metric_key_prefix_check():
+    coco = dict(type='CocoMetric', metric=['bbox'], prefix='c')
+    assert rb.metric_prefixes(dict(type='Evaluator', metrics=[coco, dict(type='VOCMetric')])) == {
+        'CocoMetric': 'c', 'VOCMetric': 'pascal_voc'}
+    rb.check_metric_key('c/person_precision', coco)  # the name waits for the clean cell
+    with pytest.raises(rb.RobustnessError, match=r"metric 'coco/bbox_mAP' is not reported .*\['CocoMetric'\]: "
+                                                 'its keys start with c/'):
+        rb.check_metric_key('coco/bbox_mAP', coco)
+    rb.check_metric_key('any/key', [coco, dict(type='DumpResults', out_file_path='x.pkl')])  # DumpResults: no prefix
+    with pytest.raises(rb.RobustnessError, match='must be "<prefix>/<name>"'):
+        rb.check_metric_key('mAP', coco)
 
 
 def test_detector_rejects_targeted_occlusion_and_preset_all_leaves_it_out(det, tmp_path, tool_without_evaluation):
@@ -537,14 +577,14 @@ def test_detector_rejects_targeted_occlusion_and_preset_all_leaves_it_out(det, t
     with pytest.raises(SystemExit, match='targeted_occlusion.*ground-truth class'):
         tool_without_evaluation(argv + ['--distortions', 'targeted_occlusion'])
     assert rb.resolve_distortions(['all'], 'detection') == [
-        n for n in rb._levels_module().DISTORTION_NAMES if n != 'targeted_occlusion'] + ['mix_minor', 'mix_heavy']
+        n for n in distortion_levels.DISTORTION_NAMES if n != 'targeted_occlusion'] + ['mix_minor', 'mix_heavy']
 
 
 # ------------------------------------------------------------------------------------------------ pure pieces
 
 
 def test_presets_per_model_type():
-    names = list(rb._levels_module().DISTORTION_NAMES)
+    names = list(distortion_levels.DISTORTION_NAMES)
     notes = []
     assert rb.resolve_distortions(['all'], 'classification', has_saliency=True) == names + ['mix']
     assert rb.resolve_distortions(['all'], 'classification', notes=notes) == [
@@ -599,13 +639,12 @@ def test_default_metric_keys():
 
 def test_results_file_is_replaced_atomically(tmp_path):
     path = str(tmp_path / 'robustness.json')
-    rb.write_json_atomic(path, {'a': 1})
-    rb.write_json_atomic(path, {'a': 2})
+    write_json_atomic(path, {'a': 1})
+    write_json_atomic(path, {'a': 2})
     assert _read_json(path) == {'a': 2}
     assert os.listdir(tmp_path) == ['robustness.json']  # no temporary file left behind
-    data = copy.deepcopy(rb._new_results(rb.SweepPlan(None, '', [], 0, 'accuracy/top1', {'config_name': 'x'}, path,
-                                                      'new', [])))
-    rb.write_json_atomic(path, data)
+    data = copy.deepcopy(rb.new_results({'config_name': 'x'}, 'classification', 'accuracy/top1'))
+    write_json_atomic(path, data)
     assert rb.load_results(path)['task'] == 'classification'
 
 

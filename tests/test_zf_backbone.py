@@ -101,17 +101,36 @@ def test_zf_loads_classifier_backbone_weights(tmp_path):
 
 
 @pytest.mark.parametrize('quant, error, match', [
-    (dict(conv_cfg=dict(type='PowConv'), layers=('conv3', 'conv6')), ValueError, r"unknown layer name.*conv6.*conv1"),
-    (dict(conv_cfg=dict(type='PowConv'), layers='conv3'), ValueError, 'non-empty tuple'),
-    (dict(conv_cfg=dict(type='PowConv'), layers=()), ValueError, 'non-empty tuple'),
-    (dict(conv_cfg=dict(type='PowConv'), layers=('conv3', 'conv3')), ValueError, 'twice'),
-    (dict(conv_cfg='PowConv', layers=('conv3', )), ValueError, "'type'"),
-    (dict(conv_cfg=dict(type='PowConv'), layer=('conv3', )), ValueError, 'unknown key'),
-    (dict(conv_cfg=dict(type='NoSuchConv'), layers=('conv3', )), KeyError, 'NoSuchConv'),
+    (dict(conv_cfg=dict(type='PowConv'), include=('conv3', 'conv6')), ValueError,
+     r"pattern 'conv6' matches no plain nn.Conv2d; the candidates are \[conv1, conv2, conv3, conv4, conv5\]"),
+    (dict(conv_cfg=dict(type='PowConv'), include='conv3', exclude='conv3'), ValueError, 'select no conv'),
+    (dict(conv_cfg=dict(type='PowConv'), include=('conv3', ), kernel_size=5), ValueError, 'select no conv'),
+    (dict(conv_cfg='PowConv', include=('conv3', )), TypeError, "'type'"),
+    (dict(include=('conv3', )), ValueError, 'must be a dict with a conv_cfg'),
+    (dict(conv_cfg=dict(type='PowConv'), layers=('conv3', )), ValueError,
+     r"unknown quant keys \['layers'\].*former quant.layers is quant.include"),
+    (dict(conv_cfg=dict(type='NoSuchConv'), include=('conv3', )), KeyError, 'NoSuchConv'),
 ])
 def test_zf_quant_bad_input(quant, error, match):
     with pytest.raises(error, match=match):
         ZF(quant=quant)
+
+
+def test_zf_quant_converts_the_plain_convs_and_draws_nothing_from_the_global_generator():
+    """A seeded ZF-POW-1 has the weights of the seeded plain ZF (what quantizing convs built directly drew, as they
+    initialise like nn.Conv2d), the configured initial exponents, and leaves the generator where the plain ZF does."""
+    torch.manual_seed(5)
+    plain = ZF()
+    after_plain = torch.rand(3)
+    torch.manual_seed(5)
+    pow1 = ZF(quant=dict(conv_cfg=dict(type='PowConv', alpha_init=0.25), include=('conv3', 'conv4', 'conv5')))
+    assert torch.equal(torch.rand(3), after_plain)
+    quantized = pow1.state_dict()
+    for name, value in plain.state_dict().items():
+        assert torch.equal(quantized[name], value), name
+    for i in (3, 4, 5):
+        alpha = getattr(pow1, f'conv{i}').alpha
+        assert torch.equal(alpha, torch.full_like(alpha, 0.25))
 
 
 @pytest.mark.parametrize('bad', [dict(out_indices=(5, )), dict(out_indices=()), dict(frozen_stages=6)])
@@ -126,8 +145,13 @@ def _quantized_conv_names(model):
 
 def test_zf_quant_on_any_subset():
     from featquant_mmdet.layers import quant_conv
-    zf = ZF(quant=dict(conv_cfg=dict(type='SFConv', beta=100.0), layers=('conv1', 'conv4')))
+    zf = ZF(quant=dict(conv_cfg=dict(type='SFConv', beta=100.0), include=('conv1', 'conv4')))
     assert _quantized_conv_names(zf) == {'conv1': 'SFConv', 'conv4': 'SFConv'}
+    assert zf.quantized_convs == ['conv1', 'conv4']
+    assert set(_quantized_conv_names(ZF(quant=dict(conv_cfg=dict(type='PowConv'))))) == {  # no include: every conv
+        f'conv{i}' for i in range(1, 6)}
+    assert _quantized_conv_names(ZF(quant=dict(conv_cfg=dict(type='PowConv'), include='conv[345]',
+                                               exclude='conv4'))) == {'conv3': 'PowConv', 'conv5': 'PowConv'}
     assert isinstance(zf.conv1, quant_conv.SFConv) and type(zf.conv2) is nn.Conv2d
     assert zf.conv4.weight.shape == (384, 384, 3, 3) and zf.conv4.padding == (1, 1)
     assert zf.conv1.stride == (2, 2) and zf.conv1.weight.shape == (96, 3, 7, 7)
@@ -221,7 +245,7 @@ def test_pow1_detector_starts_from_a_pow1_classifier_checkpoint(tmp_path, mmdet_
     """The documented --cfg-options keys load a classifier's backbone, exponents included, into ZF-POW-1."""
     from mmdet.registry import MODELS
     torch.manual_seed(2)
-    classifier_backbone = ZF(quant=dict(conv_cfg=dict(type='PowConv'), layers=('conv3', 'conv4', 'conv5')))
+    classifier_backbone = ZF(quant=dict(conv_cfg=dict(type='PowConv'), include=('conv3', 'conv4', 'conv5')))
     with torch.no_grad():
         classifier_backbone.conv4.alpha.uniform_(-0.5, 0.5)  # trained exponents, not the initial zeros
     state = {f'backbone.{k}': v for k, v in classifier_backbone.state_dict().items()}

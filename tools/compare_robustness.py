@@ -26,8 +26,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from featquant_mmdet.evaluation import robustness_report as report
-    from featquant_mmdet.evaluation.robustness import RobustnessError, load_results
+    from featquant_mmdet.evaluation.robustness import RobustnessError, load_results, report
     try:
         results = report.load_all(args.results)
         labels = args.labels or [r['identity']['config_name'] for r in results]

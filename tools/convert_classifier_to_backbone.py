@@ -17,6 +17,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
+from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
 from featquant_mmdet.models.classifiers.handoff import (  # noqa: E402
     BACKBONE_PREFIX, StateDictMismatchError, convert_classifier_checkpoint)
 
@@ -33,6 +34,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_warnings()
     if not osp.isfile(args.src):
         raise SystemExit(f'classifier checkpoint not found: {args.src}')
     try:

@@ -8,7 +8,7 @@
     # Table 3 (detectors): clean + Mix. Minor + Mix. Heavy
     python tools/robustness.py configs/faster_rcnn_zf_voc.py ckpt.pth --distortions mix
 
-Presets (``distortion_presets`` in featquant_mmdet/evaluation/robustness.py), per model type: ``all`` = the
+Presets (``distortion_presets`` in featquant_mmdet/evaluation/robustness/cells.py), per model type: ``all`` = the
 paper's distortions + its mixture columns; ``mix`` = the mixture columns: ``mix`` (Table 2) for classifiers,
 ``mix_minor`` + ``mix_heavy`` (Table 3) for detectors; ``corruptions`` = the 15 ``ic:<name>`` corruptions of the
 common robustness benchmark (needs ``pip install -r requirements/optional.txt``).
@@ -24,7 +24,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
-from featquant_mmdet.engine.cli import add_common_args, load_config  # noqa: E402
+from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, load_config, quiet_warnings,  # noqa: E402
+                                        saliency_classifier)
+from featquant_mmdet.evaluation.robustness import RobustnessError, evaluate_robustness, format_summary  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,28 +47,23 @@ def parse_args(argv=None):
                              'test evaluator; accuracy/top5 is what the paper reports for classifiers)')
     parser.add_argument('--reference', default=None,
                         help='results file of the reference (unquantized) classifier: adds CE and mCE')
-    parser.add_argument('--saliency-config', default=None,
-                        help='classifier config whose saliency map guides targeted_occlusion (classifiers only; '
-                             'without it the preset "all" leaves targeted_occlusion out)')
-    parser.add_argument('--saliency-checkpoint', default=None, help='checkpoint of --saliency-config')
+    add_saliency_args(parser)  # classifiers only; without it the preset "all" leaves targeted_occlusion out
     add_common_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.saliency = saliency_classifier(parser, args)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from featquant_mmdet.evaluation.robustness import (RobustnessError, SweepLock, format_summary, prepare_sweep,
-                                                       results_file, run_sweep)
-    saliency = None
-    if args.saliency_config or args.saliency_checkpoint:
-        saliency = dict(config=args.saliency_config, checkpoint=args.saliency_checkpoint)
+    quiet_warnings()
     try:
         cfg = load_config(args)
-        # the work dir is locked before its results file is read, and until the sweep ends
-        with SweepLock(results_file(cfg), cfg.launcher):
-            plan = prepare_sweep(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
-                                 seed=args.seed, metric=args.metric, reference=args.reference, saliency=saliency)
-            results = run_sweep(plan)  # RobustnessError too, e.g. a metric key that the clean cell did not report
+        # locks the work dir before its results file is read, until the sweep ends; RobustnessError for bad input,
+        # also after the clean cell (a metric key the evaluator does not report)
+        plan, results = evaluate_robustness(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
+                                            seed=args.seed, metric=args.metric, reference=args.reference,
+                                            saliency=args.saliency)
     except (RobustnessError, FileNotFoundError) as err:
         raise SystemExit(f'robustness.py: error: {err}') from None
     print(f'results: {plan.results_path}')

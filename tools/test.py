@@ -3,6 +3,10 @@
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir DIR]
     python tools/test.py CONFIG CHECKPOINT --distortion mix_heavy
     python tools/test.py CONFIG CHECKPOINT --distortion motion_blur --level 3 --distortion-seed 0
+    python tools/test.py CONFIG CHECKPOINT --distortion targeted_occlusion --level 2 \
+        --saliency-classifier configs/pretrain/resnet18_imagenet.py --saliency-checkpoint r18.pth
+
+Arguments (files, distortion names and levels, seeds) are checked before anything is loaded.
 """
 import argparse
 import os.path as osp
@@ -10,7 +14,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
-from featquant_mmdet.engine.cli import add_common_args, build_runner, load_config  # noqa: E402
+from featquant_mmdet.distortions.inject import inject_distortion  # noqa: E402
+from featquant_mmdet.distortions.levels import NEEDS_SALIENCY, check_name, resolve_level  # noqa: E402
+from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, check_file, load_config,  # noqa: E402
+                                        quiet_warnings, saliency_classifier)
+from featquant_mmdet.engine.loading import build_runner  # noqa: E402
+from mmdet.evaluation import DumpDetResults  # noqa: E402
+from mmengine.evaluator import DumpResults  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,11 +37,32 @@ def parse_args(argv=None):
                         help='distortion strength 1-4 (0: clean); mixtures have their own fixed strength')
     parser.add_argument('--distortion-seed', type=int, default=0,
                         help='global seed of the distortions; draws depend only on (seed, image, distortion, level)')
-    parser.add_argument('--occlusion-classifier', metavar='CONFIG',
-                        help='classifier config whose saliency map places the masks of targeted_occlusion')
-    parser.add_argument('--occlusion-checkpoint', metavar='CKPT', help='weights of --occlusion-classifier')
+    add_saliency_args(parser)
     add_common_args(parser)
-    return parser.parse_args(argv)
+    return check_args(parser, parser.parse_args(argv))
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Every argument checked before anything is loaded: a usage error (exit 2) names the problem."""
+    check_file(parser, args.config, 'config file')
+    check_file(parser, args.checkpoint, 'checkpoint file')
+    args.saliency = saliency_classifier(parser, args)
+    if args.distortion is None:
+        if args.level is not None:
+            parser.error('--level needs --distortion')
+    else:
+        try:
+            check_name(args.distortion)
+            resolve_level(args.distortion, args.level)
+        except ValueError as err:
+            parser.error(str(err))
+        if args.distortion in NEEDS_SALIENCY and args.saliency is None:
+            parser.error(f'--distortion {args.distortion} needs --saliency-classifier and --saliency-checkpoint')
+    if args.distortion_seed < 0:
+        parser.error(f'--distortion-seed must be >= 0, got {args.distortion_seed}')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must be a .pkl or .pickle file, got {args.out!r}')
+    return args
 
 
 def trigger_visualization_hook(cfg, args):
@@ -50,6 +81,7 @@ def trigger_visualization_hook(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_warnings()
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
 
@@ -61,23 +93,13 @@ def main(argv=None):
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     if args.distortion is not None:
-        from featquant_mmdet.distortions.inject import inject_distortion
-        saliency = {}
-        if args.occlusion_classifier or args.occlusion_checkpoint:
-            if not (args.occlusion_classifier and args.occlusion_checkpoint):
-                raise SystemExit('--occlusion-classifier and --occlusion-checkpoint go together')
-            saliency = dict(classifier=args.occlusion_classifier, checkpoint=args.occlusion_checkpoint)
+        saliency = dict(classifier=args.saliency['config'], checkpoint=args.saliency['checkpoint']) if (
+            args.saliency and args.distortion in NEEDS_SALIENCY) else {}
         inject_distortion(cfg.test_dataloader, args.distortion, level=args.level, seed=args.distortion_seed,
                           **saliency)
-    elif args.level is not None:
-        raise SystemExit('--level needs --distortion')
 
     runner = build_runner(cfg)
     if args.out is not None:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit(f'--out must be a .pkl or .pickle file, got {args.out!r}')
-        from mmdet.evaluation import DumpDetResults
-        from mmengine.evaluator import DumpResults
         # detections need mmdet's dumper (it encodes masks); classifier predictions are dumped as they are
         is_detector = 'pred_instances' in getattr(runner.model, 'prediction_fields', ('pred_instances', ))
         dumper = DumpDetResults if is_detector else DumpResults

@@ -8,7 +8,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
-from featquant_mmdet.engine.cli import add_common_args, build_runner, load_config  # noqa: E402
+from featquant_mmdet.engine.cli import add_common_args, load_config, quiet_warnings  # noqa: E402
+from featquant_mmdet.engine.loading import build_runner  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -26,6 +27,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_warnings()
     cfg = load_config(args)
 
     if args.amp:

@@ -5,4 +5,4 @@ _base_ = ['./zf_imagenet.py', '../_base_/alpha_regularization.py']
 custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
 
 model = dict(backbone=dict(quant=dict(conv_cfg=dict(type='PowConv', num_portions=1),
-                                      layers=('conv3', 'conv4', 'conv5'))))
+                                      include=('conv3', 'conv4', 'conv5'))))

@@ -89,7 +89,6 @@ def first_test_images(cfg, num_images: int) -> List[str]:
     """Paths of the first ``num_images`` images of the config's test dataset (built from ``test_dataloader``)."""
     import copy
 
-    import featquant_mmdet  # noqa: F401  (registers the plugin's datasets)
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -216,7 +215,6 @@ def make_detection_sheet(models: Sequence[Tuple[str, str, str]], out_file: str,
     # one distorted copy per (version, image), shared by all models
     inputs = [[distorted_image(img, path, key, seed) for img, path in zip(images, image_paths)] for key in versions]
 
-    import featquant_mmdet  # noqa: F401  (registers the plugin's modules for the configs)
     from mmdet.apis import inference_detector, init_detector
     from mmdet.visualization import DetLocalVisualizer
 

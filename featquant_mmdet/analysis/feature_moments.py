@@ -21,7 +21,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from mmengine.runner import Runner
 from torch import nn
+
+from ..distortions.inject import inject_distortion
+from ..distortions.levels import check_name, resolve_level
+from ..engine.loading import build_model
 
 MOMENT_NAMES = ('mean', 'variance', 'skewness', 'kurtosis')
 
@@ -288,71 +293,12 @@ def compare_activations(clean: Dict[str, torch.Tensor], distorted: Dict[str, tor
 
 
 # --------------------------------------------------------------------------------------------- model and data
-def load_config(config: str, cfg_options: Optional[dict] = None):
-    """The config with the plugin and mmdet registered and its default scope initialised."""
-    import featquant_mmdet  # noqa: F401  (registers the plugin)
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    return cfg
-
-
-def read_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
-    """The model weights of an mmengine checkpoint (or a bare state dict), ``module.`` prefixes removed."""
-    from mmengine.runner import CheckpointLoader
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state_dict = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state_dict, dict):
-        raise ValueError(f'{checkpoint} holds no state dict (got {type(ckpt).__name__})')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-
-
-def load_weights_strict(model: nn.Module, state_dict: Dict[str, torch.Tensor], source: str = 'checkpoint') -> None:
-    """``model.load_state_dict(state_dict, strict=True)`` with a readable error listing missing, unexpected and
-    mis-shaped keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    mis_shaped = [f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
-                  for k, v in own.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mis_shaped:
-
-        def listing(title, keys):
-            return f'\n  {title} ({len(keys)}): {keys[:10]}{" ..." if len(keys) > 10 else ""}' if keys else ''
-
-        raise ValueError(f'{source} does not match the model {type(model).__name__} built from the config:'
-                         + listing('missing keys', missing) + listing('unexpected keys', unexpected)
-                         + listing('shape mismatches', mis_shaped))
-    model.load_state_dict(state_dict, strict=True)
-
-
-def build_model(cfg, checkpoint: str) -> nn.Module:
-    """Build ``cfg.model`` and load ``checkpoint`` strictly (clear error when they do not match); eval mode."""
-    from mmdet.registry import MODELS
-    state_dict = read_state_dict(checkpoint)  # a missing file fails before the model is built
-    model = MODELS.build(cfg.model)
-    load_weights_strict(model, state_dict, source=f'checkpoint {checkpoint}')
-    return model.eval()
-
-
 def build_test_dataloader(cfg, distortion: Optional[str] = None, level: Optional[int] = None, seed: int = 0):
     """The config's test dataloader (in-process, no workers), with ``distortion`` injected when given."""
-    from mmengine.runner import Runner
     loader_cfg = copy.deepcopy(cfg.test_dataloader)
     loader_cfg['num_workers'] = 0
     loader_cfg['persistent_workers'] = False
     if distortion is not None:
-        from ..distortions.inject import inject_distortion
         returned = inject_distortion(loader_cfg, distortion, level=level, seed=seed)
         loader_cfg = returned if returned is not None else loader_cfg
     return Runner.build_dataloader(loader_cfg)
@@ -372,7 +318,6 @@ def measure_feature_shift(cfg, checkpoint: str, distortion: str, level: Optional
     if bootstrap < 0:
         raise ValueError(f'bootstrap must be >= 0 resamples, got {bootstrap}')
     # cheapest checks first: the distortion, then model/checkpoint/layers, then the datasets
-    from ..distortions.levels import check_name, resolve_level
     check_name(distortion)
     resolve_level(distortion, level)
     model = build_model(cfg, checkpoint)

@@ -19,36 +19,21 @@ from typing import Optional, Union
 
 import cv2
 import numpy as np
+import torch
 
+from ..engine.loading import build_model, load_weights_strict, read_state_dict
 from . import functional as F
 
 
-def build_classifier(classifier, checkpoint: Optional[str] = None, device: str = 'cpu'):
-    """An eval-mode classifier from a config file / ``Config`` / model dict (+ checkpoint), or a ready model.
-
-    A config file or ``Config`` must have a ``model`` entry; the model is built from mmdet's registry (where the
-    project's ``ImageClassifier`` lives) with the plugin registered.
-    """
-    import torch
+def build_classifier(classifier, checkpoint: Optional[str] = None, device: str = 'cpu') -> torch.nn.Module:
+    """An eval-mode classifier from a config file / ``Config`` / model dict (+ checkpoint, loaded strictly), or a
+    ready model (:func:`featquant_mmdet.engine.loading.build_model`)."""
     if isinstance(classifier, torch.nn.Module):
         model = classifier
+        if checkpoint is not None:
+            load_weights_strict(model, read_state_dict(checkpoint), source=f'checkpoint {checkpoint}')
     else:
-        import featquant_mmdet  # noqa: F401  (registers the project's models)
-        from mmdet.registry import MODELS
-        from mmengine.config import Config
-        if isinstance(classifier, str):
-            classifier = Config.fromfile(classifier)
-        if isinstance(classifier, Config) or (isinstance(classifier, dict) and 'model' in classifier):
-            model_cfg = classifier['model']
-        elif isinstance(classifier, dict) and 'type' in classifier:
-            model_cfg = classifier
-        else:
-            raise TypeError('classifier must be a config file path, a Config or dict with a `model` entry, a model '
-                            f'config dict with a `type`, or a torch.nn.Module; got {type(classifier).__name__}')
-        model = MODELS.build(model_cfg)
-    if checkpoint is not None:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        model = build_model(classifier, checkpoint, device)
     if not hasattr(model, 'data_preprocessor'):
         raise TypeError(f'{type(model).__name__} has no data_preprocessor; targeted occlusion needs an mmengine '
                         f'BaseModel (data_preprocessor + forward(x, mode="tensor") -> logits)')
@@ -76,7 +61,6 @@ class GradientSaliency:
         self.input_size = (input_size, input_size) if isinstance(input_size, int) else input_size
 
     def __call__(self, img: np.ndarray, label: int, channel_order: str = 'bgr') -> np.ndarray:
-        import torch
         img = F.check_image(img, 'GradientSaliency')
         if label is None:
             raise ValueError('targeted occlusion needs the ground-truth label of the image (got None)')

@@ -1,1 +1,5 @@
-"""Runner-side pieces: command-line config handling, hooks."""
+"""Runner-side pieces: hooks (registered in mmdet's ``HOOKS`` on import), config and model loading, the stage
+runner of multi-step jobs."""
+from .hooks import AlphaRegularizationHook, AlphaStatsHook
+
+__all__ = ['AlphaRegularizationHook', 'AlphaStatsHook']

@@ -1,9 +1,25 @@
-"""Config handling shared by ``tools/train.py`` and ``tools/test.py`` (same arguments as mmdet's tools)."""
+"""Command-line config handling shared by the tools (the arguments of mmdet's tools)."""
 import argparse
 import os
 import os.path as osp
+import warnings
+from typing import Optional
 
 from mmengine.config import Config, DictAction
+from .loading import load_config as load_config_file
+
+
+def quiet_warnings() -> None:
+    """Silence, in the tools' own processes (a user's process that imports the package keeps its warnings), the
+    deprecation warning setuptools >= 80 raises when mmengine imports ``pkg_resources`` to find ``mmdet::`` config
+    bases. Called by each tool before it loads a config, that is before mmengine first imports ``pkg_resources``."""
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API', category=UserWarning)
+
+
+def check_file(parser: argparse.ArgumentParser, path: Optional[str], what: str) -> None:
+    """A usage error (exit 2) naming ``what`` when ``path`` is given but is not a file."""
+    if path is not None and not osp.isfile(path):
+        parser.error(f'{what} not found: {path}')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -17,19 +33,33 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Load ``args.config`` with the plugin registered, apply ``--cfg-options``, launcher and work dir."""
-    import featquant_mmdet  # noqa: F401  (registers the plugin before the config is built)
-    from mmdet.utils import register_all_modules
+def add_saliency_args(parser: argparse.ArgumentParser) -> None:
+    """The classifier whose saliency map places the masks of ``targeted_occlusion``: one name in every tool."""
+    parser.add_argument('--saliency-classifier', metavar='CONFIG',
+                        help='config of the classifier whose saliency map places the masks of targeted_occlusion '
+                             '(the paper uses a Plain-18)')
+    parser.add_argument('--saliency-checkpoint', metavar='CKPT', help='weights of --saliency-classifier')
 
+
+def saliency_classifier(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[dict]:
+    """``dict(config=..., checkpoint=...)`` of ``--saliency-classifier`` / ``--saliency-checkpoint``, None without
+    them; a usage error (exit 2) when only one is given or a file is missing."""
+    given = (args.saliency_classifier, args.saliency_checkpoint)
+    if not any(given):
+        return None
+    if not all(given):
+        parser.error('--saliency-classifier and --saliency-checkpoint go together')
+    for option, path in zip(('--saliency-classifier', '--saliency-checkpoint'), given):
+        check_file(parser, path, f'{option} file')
+    return dict(config=given[0], checkpoint=given[1])
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Load ``args.config`` with ``--cfg-options`` applied (:func:`featquant_mmdet.engine.loading.load_config`),
+    then the launcher and the work dir."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    register_all_modules(init_default_scope=False)
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config_file(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     cfg.setdefault('default_scope', 'mmdet')
     if args.work_dir is not None:
@@ -37,12 +67,3 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
-
-
-def build_runner(cfg: Config):
-    """Build the Runner named by the config (``runner_type``) or mmengine's default one."""
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)

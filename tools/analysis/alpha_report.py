@@ -13,6 +13,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
+from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
+
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
@@ -37,13 +39,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_warnings()
     from featquant_mmdet.analysis.alpha_report import (format_exponent_table, load_exponents,
                                                        plot_exponent_histograms, summarize_exponents,
                                                        write_exponent_csv)
     from featquant_mmdet.analysis.report_files import write_report_files
     cfg = None
     if args.config is not None:
-        from featquant_mmdet.analysis.feature_moments import load_config
+        from featquant_mmdet.engine.loading import load_config
         cfg = load_config(args.config, args.cfg_options)
     out_dir = args.out_dir or osp.join('work_dirs', 'alpha_report', osp.splitext(osp.basename(args.checkpoint))[0])
     exponents = load_exponents(args.checkpoint, cfg, args.num_images)

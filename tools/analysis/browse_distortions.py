@@ -3,10 +3,10 @@
     python tools/analysis/browse_distortions.py IMAGE --out distortions.png
     python tools/analysis/browse_distortions.py IMAGE --out sheet.png --names motion_blur jpeg --width 320 --seed 1
     python tools/analysis/browse_distortions.py IMAGE --out sheet.png \
-        --classifier configs/pretrain/resnet18_imagenet.py --checkpoint r18.pth --label 207 --input-size 224
+        --saliency-classifier configs/pretrain/resnet18_imagenet.py --saliency-checkpoint r18.pth --label 207 --input-size 224
 
 One row per distortion (columns: clean, level 1-4) and a last row with the mixtures (Mix., Mix.Minor, Mix.Heavy).
-Targeted occlusion needs the classifier whose saliency it follows (``--classifier``, ``--checkpoint``,
+Targeted occlusion needs the classifier whose saliency it follows (``--saliency-classifier``, ``--saliency-checkpoint``,
 ``--label``); without one its row is left out. The draws are those of ``Distort`` for this image file and seed.
 """
 import argparse
@@ -15,6 +15,8 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
+
+from featquant_mmdet.engine.cli import add_saliency_args, quiet_warnings, saliency_classifier  # noqa: E402
 
 CAPTION_PX = 22
 
@@ -26,16 +28,16 @@ def parse_args(argv=None):
     parser.add_argument('--names', nargs='+', default=None, help='distortions to draw (default: all)')
     parser.add_argument('--seed', type=int, default=0, help='global distortion seed (as --distortion-seed)')
     parser.add_argument('--width', type=int, default=240, help='width of each thumbnail in pixels')
-    parser.add_argument('--classifier', help='classifier config for targeted_occlusion')
-    parser.add_argument('--checkpoint', help='classifier checkpoint for targeted_occlusion')
+    add_saliency_args(parser)
     parser.add_argument('--label', type=int, help='ground-truth class of the image, for targeted_occlusion')
     parser.add_argument('--input-size', type=int, default=None,
                         help='resize to this square size before the classifier (fixed-size models)')
     args = parser.parse_args(argv)
     if args.width < 32:
         parser.error(f'--width must be >= 32, got {args.width}')
-    if args.classifier and args.label is None:
-        parser.error('--classifier needs --label (the ground-truth class the occlusion targets)')
+    args.saliency = saliency_classifier(parser, args)
+    if args.saliency and args.label is None:
+        parser.error('--saliency-classifier needs --label (the ground-truth class the occlusion targets)')
     return args
 
 
@@ -83,6 +85,7 @@ def distortion_sheet(img, image_path, names, seed=0, width=240, distort_kwargs=N
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_warnings()
     import cv2
     from featquant_mmdet.distortions import levels
 
@@ -96,12 +99,12 @@ def main(argv=None):
         except ValueError as e:
             raise SystemExit(str(e))
     distort_kwargs = None
-    if args.classifier:
-        distort_kwargs = dict(classifier=args.classifier, checkpoint=args.checkpoint, label=args.label,
-                              input_size=args.input_size)
+    if args.saliency:
+        distort_kwargs = dict(classifier=args.saliency['config'], checkpoint=args.saliency['checkpoint'],
+                              label=args.label, input_size=args.input_size)
     elif 'targeted_occlusion' in names:
         names.remove('targeted_occlusion')
-        print('note: targeted_occlusion left out (it needs --classifier, --checkpoint and --label)')
+        print('note: targeted_occlusion left out (it needs --saliency-classifier, --saliency-checkpoint, --label)')
     if not names:
         raise SystemExit('nothing to draw')
     sheet = distortion_sheet(img, args.image, names, args.seed, args.width, distort_kwargs)

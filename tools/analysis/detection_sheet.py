@@ -18,6 +18,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
+from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
+
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
@@ -53,6 +55,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_warnings()
     from featquant_mmdet.analysis.detection_sheet import make_detection_sheet
     out_dir = osp.dirname(osp.abspath(args.out))
     try:

@@ -15,6 +15,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
+from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
+
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
@@ -45,8 +47,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from featquant_mmdet.analysis.feature_moments import (format_shift_table, load_config, measure_feature_shift,
+    quiet_warnings()
+    from featquant_mmdet.analysis.feature_moments import (format_shift_table, measure_feature_shift,
                                                           plot_feature_densities, write_shift_csv)
+    from featquant_mmdet.engine.loading import load_config
     from featquant_mmdet.analysis.report_files import write_report_files
     cfg = load_config(args.config, args.cfg_options)
     out_dir = args.out_dir or osp.join('work_dirs', 'feature_moments', osp.splitext(osp.basename(args.config))[0])

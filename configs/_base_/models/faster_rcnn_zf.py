@@ -13,7 +13,7 @@ model = dict(
     # No init_cfg: Kaiming init of the convs (training from scratch). To start from a ZF classifier checkpoint:
     #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=CKPT
     #                 model.backbone.init_cfg.prefix=backbone.
-    # Quantizing convs: quant=dict(conv_cfg=dict(type='PowConv'), layers=('conv3', 'conv4', 'conv5')) (ZF-POW-1).
+    # Quantizing convs: quant=dict(conv_cfg=dict(type='PowConv'), include=('conv3', 'conv4', 'conv5')) (ZF-POW-1).
     # (Neither key is set to None here: mmengine cannot merge a dict from a child config or --cfg-options into None.)
     backbone=dict(type='ZF', out_indices=(4, ), frozen_stages=-1, norm_eval=False),
     neck=None,

@@ -1,1 +1,4 @@
+"""Classification data transforms."""
+from .cls_transforms import PackClsInputs, RandomResizedCrop
 
+__all__ = ['PackClsInputs', 'RandomResizedCrop']

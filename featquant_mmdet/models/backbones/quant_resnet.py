@@ -12,9 +12,7 @@ from typing import Optional
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 
-from featquant_mmdet.layers.convert import convert_convs
-
-QUANT_KEYS = ('conv_cfg', 'include', 'exclude', 'kernel_size')
+from .quant import quantize_convs
 
 
 @MODELS.register_module()
@@ -23,9 +21,9 @@ class QuantResNet(ResNet):
 
     Args:
         quant: ``dict(conv_cfg=..., include=None, exclude=None, kernel_size=None)``, the arguments of
-            ``convert_convs``: ``conv_cfg`` the quantizing conv's config, ``include``/``exclude`` fnmatch patterns
-            on module names (e.g. ``'layer4.*'``), ``kernel_size`` keeps only convs of that kernel (3: the 3x3
-            convs). ``None``: a plain ResNet.
+            ``convert_convs`` (:mod:`.quant`): ``include``/``exclude`` fnmatch patterns on module names (e.g.
+            ``'layer4.*'``), ``kernel_size`` keeps only convs of that kernel (3: the 3x3 convs). ``None``: a plain
+            ResNet.
         **kwargs: mmdet ``ResNet`` arguments (depth, out_indices, frozen_stages, norm_cfg, init_cfg, ...).
 
     Attributes:
@@ -34,15 +32,6 @@ class QuantResNet(ResNet):
 
     def __init__(self, *args, quant: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.quantized_convs = []
-        if quant is None:
-            return
-        if not isinstance(quant, dict) or 'conv_cfg' not in quant:
-            raise ValueError(f'quant must be a dict with a conv_cfg (and optional include, exclude, kernel_size), '
-                             f'got {quant!r}')
-        unknown = sorted(set(quant) - set(QUANT_KEYS))
-        if unknown:
-            raise ValueError(f'unknown quant keys {unknown}; accepted: {list(QUANT_KEYS)}')
-        self.quantized_convs = convert_convs(self, **quant)
-        # the swapped-in convs are new parameters: freeze the frozen stages again
-        self._freeze_stages()
+        self.quantized_convs = quantize_convs(self, quant)
+        if self.quantized_convs:  # the swapped-in convs are new parameters: freeze the frozen stages again
+            self._freeze_stages()

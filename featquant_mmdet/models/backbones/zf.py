@@ -1,4 +1,4 @@
-"""ZF net (Zeiler & Fergus) as used by py-faster-rcnn, with optional quantizing convolutions on any of its layers.
+"""ZF net (Zeiler & Fergus) as used by py-faster-rcnn, with optional quantizing convolutions on any of its convs.
 
 Layers (names as in py-faster-rcnn's ZF prototxt; ``(kernel, stride, pad)``)::
 
@@ -16,43 +16,18 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_conv_layer
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import kaiming_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from featquant_mmdet.layers.lrn import WithinChannelLRN
+from ...layers.lrn import WithinChannelLRN
+from .quant import quantize_convs
 
 # (out_channels, kernel_size, stride, padding) of conv1..conv5
 ZF_CONVS = ((96, 7, 2, 3), (256, 5, 2, 2), (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1))
 CONV_NAMES = tuple(f'conv{i + 1}' for i in range(len(ZF_CONVS)))
 NUM_POOLED_STAGES = 2  # conv1 and conv2 are followed by LRN and max pooling
-
-
-def _parse_quant(quant: Optional[dict]) -> Tuple[Optional[dict], frozenset]:
-    """Check ``quant=dict(conv_cfg=dict(type=...), layers=(...))``; return (conv_cfg, names of quantized convs)."""
-    if quant is None:
-        return None, frozenset()
-    if not isinstance(quant, dict):
-        raise TypeError(f'ZF quant must be None or dict(conv_cfg=dict(type=...), layers=(...)), got {quant!r}')
-    unknown_keys = set(quant) - {'conv_cfg', 'layers'}
-    if unknown_keys:
-        raise ValueError(f'ZF quant: unknown key(s) {sorted(unknown_keys)}; accepted keys are conv_cfg and layers')
-    conv_cfg = quant.get('conv_cfg')
-    if not isinstance(conv_cfg, dict) or 'type' not in conv_cfg:
-        raise ValueError(f"ZF quant.conv_cfg must be a dict with a 'type' (e.g. dict(type='PowConv')), "
-                         f'got {conv_cfg!r}')
-    layers = quant.get('layers')
-    if isinstance(layers, str) or not isinstance(layers, Sequence) or len(layers) == 0:
-        raise ValueError(f"ZF quant.layers must be a non-empty tuple of conv names from {CONV_NAMES}, "
-                         f"e.g. ('conv3', 'conv4', 'conv5'); got {layers!r}")
-    unknown = [name for name in layers if name not in CONV_NAMES]
-    if unknown:
-        raise ValueError(f'ZF quant.layers: unknown layer name(s) {unknown}; ZF has {CONV_NAMES}')
-    if len(set(layers)) != len(layers):
-        raise ValueError(f'ZF quant.layers names a layer twice: {tuple(layers)}')
-    return dict(conv_cfg), frozenset(layers)
 
 
 @MODELS.register_module()
@@ -64,9 +39,10 @@ class ZF(BaseModule):
         out_indices: stages whose outputs are returned (0..4 = after pool1, pool2, conv3, conv4, conv5 + ReLU).
         frozen_stages: conv1..conv{frozen_stages} are frozen (no gradient, eval mode); -1 or 0 freezes nothing.
         norm_eval: keep BatchNorm layers (if a quantizing conv brings any) in eval mode while training.
-        quant: ``dict(conv_cfg=dict(type='PowConv', ...), layers=('conv3', 'conv4', 'conv5'))`` builds the named
-            convs with ``mmcv.cnn.build_conv_layer(conv_cfg, ...)`` (any registered conv type: SFConv, PowConv,
-            HPowConv, SFPowConv, ...); the others stay ``nn.Conv2d``. ZF-POW-1 is the example above.
+        quant: ``dict(conv_cfg=dict(type='PowConv', ...), include=('conv3', 'conv4', 'conv5'))``: the convs that
+            become quantizing convs (any registered conv type: SFConv, PowConv, HPowConv, SFPowConv, DoReFaConv),
+            converted after the plain network is built, as :class:`QuantResNet` does (:mod:`.quant`); the others
+            stay ``nn.Conv2d``. ZF-POW-1 is the example above.
         init_cfg: None for Kaiming (fan-out, ReLU) initialisation of the convs, as for training from scratch; or
             an mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` to load
             the backbone of a classifier checkpoint.
@@ -91,23 +67,19 @@ class ZF(BaseModule):
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        quant_conv_cfg, self.quantized_layers = _parse_quant(quant)
-
         channels = in_channels
         for name, (out_channels, kernel_size, stride, padding) in zip(CONV_NAMES, ZF_CONVS):
-            conv_cfg = quant_conv_cfg if name in self.quantized_layers else None
-            try:
-                conv = build_conv_layer(conv_cfg, channels, out_channels, kernel_size, stride=stride, padding=padding)
-            except KeyError as err:  # mmcv's message does not say where the type should come from
-                raise KeyError(f'ZF quant.conv_cfg type {conv_cfg["type"]!r} is not a registered conv layer '
-                               f'(quantizing convs are registered by importing featquant_mmdet): {err}') from err
-            self.add_module(name, conv)
+            self.add_module(name, nn.Conv2d(channels, out_channels, kernel_size, stride=stride, padding=padding))
             channels = out_channels
         self.relu = nn.ReLU(inplace=True)
         for i in range(1, NUM_POOLED_STAGES + 1):
             self.add_module(f'norm{i}', WithinChannelLRN(local_size=3, alpha=5e-5, beta=0.75))
             # ceil_mode: Caffe rounds pooled sizes up
             self.add_module(f'pool{i}', nn.MaxPool2d(kernel_size=3, stride=2, padding=1, ceil_mode=True))
+        # the plain convs drew their weights from the global generator as quantizing convs built directly would;
+        # the conversion copies them and draws nothing from it, so a seeded run initialises as before
+        with torch.random.fork_rng(devices=[]):
+            self.quantized_convs = quantize_convs(self, quant)
         self._freeze_stages()
 
     @property

@@ -24,6 +24,8 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from ...engine.loading import build_model_from_cfg, load_config
+
 BACKBONE_PREFIX = 'backbone.'
 BBOX_HEAD_PREFIX = 'roi_head.bbox_head.'
 # classifier head fc -> detector RoI head shared fc (ZF: fc6/fc7 are 4096-d on 256x6x6 inputs in both)
@@ -130,17 +132,8 @@ def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.M
 
 
 def build_detector_from_config(config) -> torch.nn.Module:
-    """Build (without initialising) the model of a detector config file or ``Config``, plugin registered."""
-    import featquant_mmdet  # noqa: F401  (registers the plugin's modules)
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope, init_default_scope
-    cfg = Config.fromfile(config) if isinstance(config, str) else config
-    scope = cfg.get('default_scope', 'mmdet')
-    if DefaultScope.get_current_instance() is None:
-        init_default_scope(scope)
-    with DefaultScope.overwrite_default_scope(scope):
-        return MODELS.build(cfg.model)
+    """Build (without initialising) the model of a detector config file or ``Config``."""
+    return build_model_from_cfg(load_config(config) if isinstance(config, str) else config)
 
 
 def convert_classifier_checkpoint(src: str, dst: Optional[str] = None, detector_config=None,

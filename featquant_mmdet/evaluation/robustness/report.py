@@ -14,18 +14,20 @@ import io
 import math
 from typing import List, Optional, Sequence, Tuple
 
-from .robustness import (Cell, RobustnessError, cells_by_distortion, load_results, metric_full_scale,
-                         mixture_names, summarize)
+from ...distortions.levels import DISPLAY_NAMES, DISTORTION_NAMES
+from .cells import Cell, cells_by_distortion, mixture_names
+from .errors import RobustnessError
+from .results_file import load_results
+from .summary import metric_full_scale, summarize
+
 
 def column_title(name: str) -> str:
     """The paper's column title of a distortion (``levels.DISPLAY_NAMES``), else the name itself."""
-    from featquant_mmdet.distortions.levels import DISPLAY_NAMES
     return DISPLAY_NAMES.get(name, name)
 
 
 def _paper_order() -> List[str]:
-    from featquant_mmdet.distortions import levels
-    return list(levels.DISTORTION_NAMES) + list(mixture_names())
+    return list(DISTORTION_NAMES) + list(mixture_names())
 
 
 def load_all(paths: Sequence[str]) -> List[dict]:
@@ -189,3 +191,21 @@ def plot_levels(results: Sequence[dict], labels: Sequence[str], out_path: str, m
     fig.tight_layout()
     fig.savefig(out_path)
     return out_path
+
+
+def write_table_with_paper(stem: str, table: dict, paper: dict, columns: Sequence[str], caption: str,
+                           paper_caption: str) -> str:
+    """``<stem>.md`` (our rows, then the paper's) and ``<stem>.csv`` (ours) of ``{row label: values}`` tables in
+    percent; returns the Markdown."""
+    head = ['| Models | ' + ' | '.join(columns) + ' |', '|---|' + '---|' * len(columns)]
+
+    def rows(values: dict) -> List[str]:
+        return [f'| {label} | ' + ' | '.join(f'{v:.1f}' for v in row) + ' |' for label, row in values.items()]
+
+    markdown = '\n'.join([caption, '', *head, *rows(table), '', paper_caption, '', *head, *rows(paper)]) + '\n'
+    with open(stem + '.md', 'w') as f:
+        f.write(markdown)
+    with open(stem + '.csv', 'w') as f:
+        f.write('model,' + ','.join(columns) + '\n')
+        f.writelines(f'{label},' + ','.join(f'{v:.4f}' for v in row) + '\n' for label, row in table.items())
+    return markdown
