@@ -9,11 +9,17 @@ config can use them with::
 import importlib
 import pkgutil
 
-from .compat import patch_mmengine_checkpoint_loading
+from .version_check import check_dependency_versions
+
+check_dependency_versions()  # a clear error for an mmcv / mmdet / mmengine out of range, before they are imported
+
+from .compat import patch_mmengine_checkpoint_loading  # noqa: E402
+from .package_configs import patch_mmengine_package_configs  # noqa: E402
 
 __version__ = '0.1.0'
 
 patch_mmengine_checkpoint_loading()
+patch_mmengine_package_configs()  # `_base_ = 'featquant_mmdet::...'`
 
 
 def _register_all_modules() -> None:
