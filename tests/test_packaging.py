@@ -185,8 +185,8 @@ def test_mminstall_setup_cfg_and_the_import_check_give_the_same_ranges():
     version_check.check_dependency_versions()  # the installed ones too (else importing the plugin had failed)
 
 
-@pytest.mark.parametrize('package, version', [('mmcv', '2.2.0'), ('mmdet', '2.28.2'), ('mmengine', '1.0.0rc0'), ('mmdet', '3.4.0'),
-                                              ('mmcv', '1.7.1')])
+@pytest.mark.parametrize('package, version', [('mmcv', '2.2.0'), ('mmdet', '2.28.2'), ('mmengine', '1.0.0rc0'),
+                                              ('mmdet', '3.4.0'), ('mmcv', '1.7.1')])
 def test_version_out_of_range_names_package_version_and_range(package, version):
     installed = {**dict(mmcv='2.1.0', mmdet='3.3.0', mmengine='0.10.7'), package: version}
     with pytest.raises(version_check.IncompatibleVersionError) as exc:

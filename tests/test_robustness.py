@@ -399,7 +399,7 @@ def test_saliency_classifier_that_does_not_load_is_an_error_before_any_evaluatio
             '--saliency-config', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
             str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
     with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-config .*'
-                                         r'size mismatch for head\.fc6\.weight.*head\.num_classes'):
+                                         r'size mismatch for head\.shared_fcs\.0\.weight.*head\.num_classes'):
         tool_without_evaluation(argv)
     assert not osp.exists(tmp_path / 'robustness.json')
 
