@@ -6,11 +6,13 @@
 # into the RoI head (mmdet's ResLayer), which would need a second quantized module outside the backbone and a
 # second key mapping for the pretrained weights.
 #
-# Start from ImageNet pretraining (stem and stage 1 stay frozen, as in mmdet's ResNet detectors):
+# Starts from the ImageNet classifier's checkpoint itself, no conversion (mmdet's Pretrained init takes its
+# backbone.* keys; stem and stage 1 stay frozen, as in mmdet's ResNet detectors):
 #   python tools/train.py configs/pretrain/resnet50_pow1_imagenet.py
-#   python tools/convert_classifier_to_backbone.py work_dirs/resnet50_pow1_imagenet/epoch_90.pth \
-#       checkpoints/resnet50_pow1_imagenet.pth --config configs/faster_rcnn_r50_pow1_voc.py
 #   python tools/train.py configs/faster_rcnn_r50_pow1_voc.py
+# Optional strict check of keys and shapes first (the Pretrained init only warns):
+#   python tools/convert_classifier_to_backbone.py work_dirs/resnet50_pow1_imagenet/epoch_90.pth \
+#       --config configs/faster_rcnn_r50_pow1_voc.py
 # Another checkpoint: --cfg-options model.backbone.init_cfg.checkpoint=PATH; from scratch (no pretraining):
 #   --cfg-options model.backbone.init_cfg=None model.backbone.frozen_stages=-1
 # Data and schedule are those of the ZF detectors (configs/_base_/datasets/voc07.py, _base_/schedules/
@@ -28,5 +30,6 @@ model = dict(
     backbone=dict(
         type='QuantResNet',
         quant=dict(conv_cfg=dict(type='PowConv', num_portions=1), kernel_size=3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet50_pow1_imagenet.pth', prefix='backbone.')),
+        init_cfg=dict(type='Pretrained', checkpoint='work_dirs/resnet50_pow1_imagenet/epoch_90.pth',
+                      prefix='backbone.')),
     roi_head=dict(bbox_head=dict(num_classes=20)))

@@ -73,7 +73,8 @@ def test_config_follows_the_training_scheme(config):
     assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 256
     assert cfg.auto_scale_lr.enable
     train_types = [t.type for t in cfg.train_dataloader.dataset.pipeline]
-    assert train_types == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PackClsInputs']
+    lighting = [] if config.startswith('zf') else ['PCALighting']  # He et al.'s colour augmentation (ResNets)
+    assert train_types == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', *lighting, 'PackClsInputs']
     assert cfg.train_dataloader.dataset.pipeline[1].scale == 224
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         assert loader.dataset.data_root == 'data/imagenet/' and loader.dataset.type == 'ImageNetDataset'

@@ -14,8 +14,9 @@ import featquant_mmdet  # noqa: F401
 from featquant_mmdet.datasets.imagenet import ImageNetDataset
 from featquant_mmdet.datasets.synthetic_imagenet import DEFAULT_CLASSES, make_imagenet_dataset
 from featquant_mmdet.datasets.synthetic_voc import DEFAULT_CLASSES as VOC_CLASSES
-from featquant_mmdet.datasets.transforms.cls_transforms import (PackClsInputs, RandomResizedCrop,
-                                                              random_resized_crop_box)
+from featquant_mmdet.datasets.transforms.cls_transforms import (IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC,
+                                                              PackClsInputs, PCALighting, RandomResizedCrop,
+                                                              lighting_shift, pca_lighting, random_resized_crop_box)
 from featquant_mmdet.evaluation.accuracy import Accuracy, topk_accuracy
 
 NUM_TRAIN, NUM_VAL, SIZE = 3, 2, 72
@@ -149,15 +150,27 @@ def test_empty_class_folders_are_named(imagenet_copy):
         ImageNetDataset(data_root=imagenet_copy, data_prefix=dict(img_path='train'))
 
 
-def test_unreadable_images_are_named(imagenet_copy):
+def test_image_headers_are_verified_only_with_the_flag(imagenet_copy, monkeypatch):
+    """By default no header is decoded (ILSVRC-12: 1.3M files per start and rank); verify_images=True decodes each
+    and names the unreadable ones; a missing listed image is an error either way."""
+    from featquant_mmdet.datasets import imagenet
     broken = osp.join(imagenet_copy, 'train', 'n00000001', 'n00000001_00001.JPEG')
     with open(broken, 'wb') as f:
         f.write(b'this is not a JPEG')
+    decoded = []
+    real_check = imagenet.image_header_error
+    monkeypatch.setattr(imagenet, 'image_header_error', lambda path: decoded.append(path) or real_check(path))
+
+    dataset = ImageNetDataset(data_root=imagenet_copy, data_prefix=dict(img_path='train'))
+    assert len(dataset) == NUM_TRAIN * len(DEFAULT_CLASSES) and decoded == []
     with pytest.raises(ValueError, match=r'1 of \d+ images .* cannot be read: .*n00000001_00001\.JPEG'):
-        ImageNetDataset(data_root=imagenet_copy, data_prefix=dict(img_path='train'))
-    # the check can be switched off (then LoadImageFromFile fails on that image only)
-    dataset = ImageNetDataset(data_root=imagenet_copy, data_prefix=dict(img_path='train'), verify_images=False)
-    assert len(dataset) == NUM_TRAIN * len(DEFAULT_CLASSES)
+        ImageNetDataset(data_root=imagenet_copy, data_prefix=dict(img_path='train'), verify_images=True)
+    assert len(decoded) == NUM_TRAIN * len(DEFAULT_CLASSES)
+    # the cheap check stays: a listed image that is not there
+    first = open(osp.join(imagenet_copy, 'val.txt')).readline().split()[0]
+    os.remove(osp.join(imagenet_copy, 'val', first))
+    with pytest.raises(FileNotFoundError, match=r'1 images listed in .*val\.txt do not exist'):
+        ImageNetDataset(data_root=imagenet_copy, data_prefix=dict(img_path='val'), ann_file='val.txt')
 
 
 def test_annotation_list_errors_name_the_bad_entries(imagenet_copy):
@@ -229,6 +242,103 @@ def test_random_resized_crop_and_pack():
 
 
 # ---------------------------------------------------------------------------------------------- metric
+# ---------------------------------------------------------------------------------------------- PCA lighting
+def test_imagenet_pca_is_an_orthonormal_basis_with_brightness_first():
+    vec = np.array(IMAGENET_PCA_EIGVEC)
+    np.testing.assert_allclose(vec.T @ vec, np.eye(3), atol=2e-3)  # columns: unit, orthogonal eigenvectors
+    assert np.allclose(np.abs(vec[:, 0]), 1 / np.sqrt(3), atol=0.02)  # the largest one moves R, G, B together
+    assert list(IMAGENET_PCA_EIGVAL) == sorted(IMAGENET_PCA_EIGVAL, reverse=True)
+
+
+def test_pca_lighting_adds_one_colour_in_the_image_channel_order():
+    img = np.random.default_rng(0).integers(20, 236, (5, 7, 3)).astype(np.float32)
+    alpha = (0.1, -0.2, 0.05)
+    shift_rgb = np.array(IMAGENET_PCA_EIGVEC) @ (np.array(alpha) * np.array(IMAGENET_PCA_EIGVAL))
+    np.testing.assert_allclose(lighting_shift(alpha), shift_rgb)
+    np.testing.assert_allclose(pca_lighting(img, alpha, channel_order='rgb') - img,
+                               np.broadcast_to(shift_rgb, img.shape), atol=1e-4)
+    np.testing.assert_allclose(pca_lighting(img, alpha) - img, np.broadcast_to(shift_rgb[::-1], img.shape),
+                               atol=1e-4)  # BGR: the same colour, channels reversed
+    # uint8 stays uint8: rounded and clipped
+    # alpha = (1, 0, 0): the brightness eigenvector x 55.46 = (-31.47, -32.21, -32.37) in RGB, i.e. BGR reversed
+    out = pca_lighting(np.array([[[0, 128, 255]]], np.uint8), (1.0, 0.0, 0.0))
+    assert out.dtype == np.uint8 and out.tolist() == [[[0, 96, 224]]]  # 0 - 32.37 -> 0, 95.79 -> 96, 223.53 -> 224
+    with pytest.raises(ValueError, match=r'needs an \(H, W, 3\) colour image, got shape \(4, 4\)'):
+        pca_lighting(np.zeros((4, 4), np.uint8), alpha)
+
+
+def test_pca_lighting_transform_matches_mmcv_and_is_deterministic_per_seed():
+    import mmcv
+    img = np.random.default_rng(1).uniform(0, 255, (6, 8, 3)).astype(np.float32)
+    transform = PCALighting(alphastd=0.1)
+    np.random.seed(3)
+    ours = transform(dict(img=img.copy()))['img']
+    # mmcv's adjust_lighting draws the same alphas; for a BGR image it needs the eigenvector rows reversed
+    np.random.seed(3)
+    theirs = mmcv.adjust_lighting(img.copy(), np.array(IMAGENET_PCA_EIGVAL),
+                                  np.array(IMAGENET_PCA_EIGVEC)[::-1].copy(), alphastd=0.1, to_rgb=False)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    np.random.seed(3)
+    assert np.array_equal(transform(dict(img=img.copy()))['img'], ours)  # same seed, same image
+    assert not np.array_equal(transform(dict(img=img.copy()))['img'], ours)  # next draw, another one
+
+    uint8 = np.random.default_rng(2).integers(0, 256, (6, 8, 3)).astype(np.uint8)
+    state = np.random.get_state()
+    assert PCALighting(alphastd=0.0)(dict(img=uint8.copy()))['img'].tobytes() == uint8.tobytes()  # identity
+    assert np.array_equal(np.random.get_state()[1], state[1])  # and no draw
+    with pytest.raises(ValueError, match='alphastd must be >= 0, got -0.1'):
+        PCALighting(alphastd=-0.1)
+    with pytest.raises(ValueError, match=r'3 eigenvalues, a 3x3 eigenvector matrix'):
+        PCALighting(eigval=(1.0, 2.0))
+
+
+def test_pca_lighting_colour_shift_has_the_pca_covariance():
+    """Over many draws the per-image shift has mean 0 and covariance alphastd^2 V diag(lambda^2) V^T, and within an
+    image every pixel moves by the same colour."""
+    np.random.seed(0)
+    img = np.full((2, 3, 3), 128.0, np.float32)
+    transform = PCALighting(alphastd=0.1, channel_order='rgb')
+    shifts = []
+    for _ in range(4000):
+        out = transform(dict(img=img.copy()))['img'] - img
+        assert np.allclose(out, out[0, 0], atol=1e-4)
+        shifts.append(out[0, 0])
+    shifts = np.array(shifts, np.float64)
+    vec, val = np.array(IMAGENET_PCA_EIGVEC), np.array(IMAGENET_PCA_EIGVAL)
+    expected = 0.01 * vec @ np.diag(val ** 2) @ vec.T
+    std = np.sqrt(np.diag(expected))  # about 3.2 per channel, almost all of it brightness
+    assert np.all(np.abs(shifts.mean(0)) < 4 * std / np.sqrt(len(shifts)))
+    np.testing.assert_allclose(np.cov(shifts.T), expected, rtol=0.1, atol=0.05 * std.max() ** 2)
+    # in PCA coordinates the shift is alpha * lambda: independent, with std 0.1 * lambda
+    coords = shifts @ vec
+    np.testing.assert_allclose(coords.std(0), 0.1 * val, rtol=0.05)
+
+
+def test_resnet_pretraining_configs_use_pca_lighting_after_the_flip(repo_root):
+    from mmengine.config import Config
+    for name in ('resnet18_imagenet.py', 'resnet50_pow1_imagenet.py', 'resnet18_stability_imagenet.py'):
+        cfg = Config.fromfile(osp.join(repo_root, 'configs', 'pretrain', name))
+        types = [step['type'] for step in cfg.train_dataloader.dataset.pipeline]
+        assert types == ['LoadImageFromFile', 'RandomResizedCrop', 'RandomFlip', 'PCALighting', 'PackClsInputs']
+        assert cfg.train_dataloader.dataset.pipeline[3]['alphastd'] == 0.1
+        assert 'PCALighting' not in [step['type'] for step in cfg.val_dataloader.dataset.pipeline]
+    # ZF's pretraining keeps its pipeline (the demo's measured tables were trained with it)
+    zf = Config.fromfile(osp.join(repo_root, 'configs', 'pretrain', 'zf_pow1_imagenet.py'))
+    assert 'PCALighting' not in [step['type'] for step in zf.train_dataloader.dataset.pipeline]
+
+
+def test_lighting_pipeline_on_real_files(imagenet_root):
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='RandomResizedCrop', scale=32),
+                dict(type='RandomFlip', prob=0.5, direction='horizontal'), dict(type='PCALighting', alphastd=0.1),
+                dict(type='PackClsInputs')]
+    dataset = ImageNetDataset(data_root=imagenet_root, data_prefix=dict(img_path='train'), pipeline=pipeline)
+    np.random.seed(5)
+    first = dataset[0]['inputs']
+    np.random.seed(5)
+    assert torch.equal(dataset[0]['inputs'], first) and first.dtype == torch.uint8
+    assert tuple(first.shape) == (3, 32, 32)
+
+
 def test_topk_accuracy_by_hand():
     scores = torch.tensor([[0.1, 0.5, 0.2, 0.15, 0.05, 0.0],   # label 1: top-1
                            [0.3, 0.1, 0.25, 0.2, 0.1, 0.05],   # label 2: rank 2

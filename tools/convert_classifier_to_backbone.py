@@ -1,15 +1,20 @@
-"""Turn an ImageNet classifier checkpoint into the weights a detector starts from.
+"""Check a classifier checkpoint against a detector config, strictly (keys and shapes), and optionally write the
+partial detector state dict it hands over.
 
+    # the check only: does the classifier fit the detector's backbone (and, for ZF, its RoI head's fc6/fc7)?
     python tools/convert_classifier_to_backbone.py work_dirs/zf_pow1_imagenet/epoch_90.pth \
-        checkpoints/zf_pow1_imagenet.pth --config configs/faster_rcnn_zf_pow1_voc.py
+        --config configs/faster_rcnn_zf_pow1_voc.py
+    # and write the converted weights (for load_from=OUT)
+    python tools/convert_classifier_to_backbone.py work_dirs/zf_pow1_imagenet/epoch_90.pth OUT.pth \
+        --config configs/faster_rcnn_zf_pow1_voc.py
 
-The output holds the classifier's ``backbone.*`` weights and, for a ZF classifier, its fc6/fc7 renamed to the RoI
-head's ``roi_head.bbox_head.shared_fcs.0/1``. A detector config loads it with
-``model.backbone.init_cfg=dict(type='Pretrained', checkpoint=OUT, prefix='backbone.')`` (and, for ZF, a
-``Pretrained`` init with ``prefix='roi_head.bbox_head.'`` on the bbox head, see
-``featquant_mmdet.models.classifiers.handoff.bbox_head_init_cfg``), or all at once with ``load_from=OUT``. With
-``--config`` the converted keys and shapes are checked against that detector first, and any missing / unexpected
-/ misshaped key is listed (mmengine's loading itself only warns).
+No conversion is needed to train: a detector config starts from the classifier checkpoint itself through mmdet's
+``init_cfg=dict(type='Pretrained', checkpoint=CLASSIFIER, prefix='backbone.')`` (and, for ZF, a ``Pretrained``
+init with ``prefix='head.'`` on the RoI box head; see ``featquant_mmdet.models.classifiers.handoff`` and
+``configs/faster_rcnn_zf_pow1_voc_imagenet_init.py``). That loading only *warns* about missing, unexpected or
+misshaped keys; this tool lists them and fails. The converted file holds the classifier's ``backbone.*`` weights
+and, for a ZF classifier, its fc6/fc7 under the RoI head's names ``roi_head.bbox_head.shared_fcs.0/1``: one
+``load_from=OUT`` loads both.
 """
 import argparse
 import os.path as osp
@@ -23,13 +28,18 @@ from featquant_mmdet.models.classifiers.handoff import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Convert a classifier checkpoint into detector backbone weights')
+    parser = argparse.ArgumentParser(
+        description='Check a classifier checkpoint against a detector config (keys and shapes) and/or convert it '
+                    'into detector weights')
     parser.add_argument('src', help='classifier checkpoint (tools/train.py on a configs/pretrain/ config)')
-    parser.add_argument('dst', help='output file (.pth)')
-    parser.add_argument('--config', help='detector config to check the converted keys and shapes against')
+    parser.add_argument('dst', nargs='?', help='output file (.pth); without it the checkpoint is only checked')
+    parser.add_argument('--config', help='detector config to check the keys and shapes against')
     parser.add_argument('--backbone-only', action='store_true',
                         help='do not hand the ZF head fc6/fc7 over to the RoI head')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.dst is None and args.config is None:
+        parser.error('give an output file (dst), a detector config to check against (--config), or both')
+    return args
 
 
 def main(argv=None):
@@ -37,15 +47,20 @@ def main(argv=None):
     quiet_warnings()
     if not osp.isfile(args.src):
         raise SystemExit(f'classifier checkpoint not found: {args.src}')
+    if args.config is not None and not osp.isfile(args.config):
+        raise SystemExit(f'detector config not found: {args.config}')
     try:
         converted = convert_classifier_checkpoint(args.src, args.dst, detector_config=args.config,
                                                   fc_handoff=() if args.backbone_only else None)
-    except (StateDictMismatchError, TypeError) as err:
-        raise SystemExit(f'cannot convert {args.src}: {err}')
+    except (StateDictMismatchError, TypeError, KeyError) as err:
+        raise SystemExit(f'cannot hand {args.src} over: {err}')
     num_backbone = sum(k.startswith(BACKBONE_PREFIX) for k in converted)
     others = sorted({k.rsplit('.', 1)[0] for k in converted if not k.startswith(BACKBONE_PREFIX)})
-    print(f'saved {args.dst}: {num_backbone} backbone tensors' + (f', handed over {others}' if others else '')
-          + (f'; checked against {args.config}' if args.config else ''))
+    what = f'{num_backbone} backbone tensors' + (f', handed over {others}' if others else '')
+    if args.dst is not None:
+        print(f'saved {args.dst}: {what}' + (f'; checked against {args.config}' if args.config else ''))
+    else:
+        print(f'{args.src} fits {args.config}: {what}')
     return converted
 
 

@@ -10,7 +10,9 @@ model = dict(
         std=[1.0, 1.0, 1.0],
         bgr_to_rgb=False,
         pad_size_divisor=1),
-    # No init_cfg: Kaiming init of the convs (training from scratch). To start from a ZF classifier checkpoint:
+    # No init_cfg: Kaiming init of the convs (training from scratch). To start backbone and RoI-head fc6/fc7 from a
+    # ZF classifier checkpoint (configs/pretrain/zf*_imagenet.py), as the paper does: the *_imagenet_init.py configs
+    # (mmdet's Pretrained init, no conversion step). The backbone alone:
     #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=CKPT
     #                 model.backbone.init_cfg.prefix=backbone.
     # Quantizing convs: quant=dict(conv_cfg=dict(type='PowConv'), include=('conv3', 'conv4', 'conv5')) (ZF-POW-1).

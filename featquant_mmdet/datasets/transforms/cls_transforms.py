@@ -1,4 +1,5 @@
-"""Classification transforms that mmcv/mmdet lack: Inception-style random-resized crop and packing with a label.
+"""Classification transforms that mmcv/mmdet lack: Inception-style random-resized crop, AlexNet's PCA lighting
+and packing with a label.
 
 The rest of the ImageNet pipelines comes from mmcv/mmdet: ``LoadImageFromFile``, ``RandomFlip``,
 ``ResizeShortestEdge`` (validation: shorter edge to 256) and ``CenterCrop`` (the single 256x256 crop).
@@ -104,6 +105,92 @@ class RandomResizedCrop(BaseTransform):
         return (f'{type(self).__name__}(scale={self.scale}, crop_ratio_range={self.crop_ratio_range}, '
                 f'aspect_ratio_range={self.aspect_ratio_range}, max_attempts={self.max_attempts}, '
                 f'interpolation={self.interpolation!r})')
+
+
+# PCA of the RGB pixel values of ImageNet (0-255 scale), the colour augmentation of AlexNet that He et al. (2016) use
+# ("the standard color augmentation in [21]"); values of fb.resnet.torch (datasets/imagenet.lua: eigval
+# 0.2175, 0.0188, 0.0045 on the 0-1 scale), also mmpretrain's. Rows of the eigenvector matrix are the R, G, B
+# channels, its columns the eigenvectors (the first, ~(-0.58, -0.58, -0.58), is brightness).
+IMAGENET_PCA_EIGVAL = (55.46, 4.794, 1.148)
+IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+                       (-0.5808, -0.0045, -0.8140),
+                       (-0.5836, -0.6948, 0.4203))
+
+
+def lighting_shift(alpha: Sequence[float], eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                   eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC) -> np.ndarray:
+    """The colour added to every pixel by PCA lighting, ``V (alpha * lambda)``: shape (3,), in ``eigvec``'s
+    channel order (RGB for the ImageNet values)."""
+    eigvec = np.asarray(eigvec, dtype=np.float64)
+    eigval = np.asarray(eigval, dtype=np.float64)
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if eigvec.shape != (3, 3) or eigval.shape != (3, ) or alpha.shape != (3, ):
+        raise ValueError(f'PCA lighting needs 3 eigenvalues, a 3x3 eigenvector matrix and 3 alphas, got shapes '
+                         f'{eigval.shape}, {eigvec.shape}, {alpha.shape}')
+    return eigvec @ (alpha * eigval)
+
+
+def pca_lighting(img: np.ndarray, alpha: Sequence[float], eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                 eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC, channel_order: str = 'bgr') -> np.ndarray:
+    """AlexNet's PCA lighting (Krizhevsky et al. 2012) with given ``alpha``: ``img + V (alpha * lambda)`` per pixel.
+
+    ``V`` / ``lambda``: eigenvectors (columns, rows in RGB order) and eigenvalues of the pixel covariance; the shift
+    is reversed for an image in ``channel_order='bgr'`` (OpenCV / mmcv decoding). It is ``mmcv.adjust_lighting``'s
+    formula (with ``to_rgb=False`` and a BGR-ordered ``eigvec``), with ``alpha`` given instead of drawn from numpy's
+    global state, and the image's dtype kept: a uint8 image is rounded and clipped to [0, 255] (mmcv returns
+    float32), so the pipeline after it sees the dtype it expects.
+    """
+    if channel_order not in ('bgr', 'rgb'):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'PCA lighting needs an (H, W, 3) colour image, got shape {img.shape}')
+    shift = lighting_shift(alpha, eigval, eigvec)
+    if channel_order == 'bgr':
+        shift = shift[::-1]
+    out = img.astype(np.float32) + shift.astype(np.float32)
+    if img.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(img.dtype) if np.issubdtype(img.dtype, np.floating) else out
+
+
+@TRANSFORMS.register_module()
+class PCALighting(BaseTransform):
+    """AlexNet / He et al. colour augmentation: add ``V (alpha * lambda)`` to every pixel, ``alpha ~ N(0, alphastd^2)``
+    per image (``pca_lighting``; ImageNet's eigenvalues and eigenvectors by default).
+
+    ``alpha`` is drawn from numpy's global random state, as mmcv's random transforms draw theirs (mmengine seeds it
+    per dataloader worker), so a seeded run is reproducible. ``alphastd=0`` leaves the image untouched.
+
+    Required keys: img. Modified keys: img.
+
+    Args:
+        alphastd: standard deviation of ``alpha`` (0.1 in AlexNet and fb.resnet.torch).
+        eigval: the 3 eigenvalues of the pixel covariance, 0-255 scale.
+        eigvec: 3x3 eigenvectors as columns, rows in RGB order.
+        channel_order: channel order of the image, ``'bgr'`` after ``LoadImageFromFile``.
+    """
+
+    def __init__(self, alphastd: float = 0.1, eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+                 eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC, channel_order: str = 'bgr'):
+        if not alphastd >= 0:
+            raise ValueError(f'alphastd must be >= 0, got {alphastd}')
+        if channel_order not in ('bgr', 'rgb'):
+            raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+        lighting_shift((0.0, 0.0, 0.0), eigval, eigvec)  # shapes checked at build, not in the first batch
+        self.alphastd = float(alphastd)
+        self.eigval = tuple(float(v) for v in eigval)
+        self.eigvec = tuple(tuple(float(v) for v in row) for row in eigvec)
+        self.channel_order = channel_order
+
+    def transform(self, results: dict) -> dict:
+        if self.alphastd == 0:
+            return results
+        alpha = np.random.normal(0.0, self.alphastd, size=3)
+        results['img'] = pca_lighting(results['img'], alpha, self.eigval, self.eigvec, self.channel_order)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(alphastd={self.alphastd}, channel_order={self.channel_order!r})'
 
 
 @TRANSFORMS.register_module()

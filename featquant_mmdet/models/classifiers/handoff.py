@@ -1,23 +1,30 @@
-"""Hand-off from ImageNet pretraining to detection: classifier checkpoint -> detector (partial) state dict.
+"""Hand-off from ImageNet pretraining to detection: a detector config starts from a classifier checkpoint.
 
-An ``ImageClassifier`` checkpoint holds ``backbone.*`` and ``head.*``. The detector configs start from it with
+No conversion step: an ``ImageClassifier`` checkpoint holds ``backbone.*`` and ``head.*``, and mmdet's documented
+``Pretrained`` init with a prefix takes what a detector needs straight from it (mmengine strips the prefix)::
 
-    model.backbone.init_cfg = dict(type='Pretrained', checkpoint=CONVERTED, prefix='backbone.')
+    model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=CLASSIFIER, prefix='backbone.')))
 
-and, for ZF (as py-faster-rcnn does: the RoI head's fc6/fc7 take 6x6x256 inputs like the classifier's), the
-classifier's ``head.fc6`` / ``head.fc7`` become the RoI head's ``roi_head.bbox_head.shared_fcs.0`` / ``.1``, loaded by
+ResNet: that is all (mmdet's ResNet and the classifier's ``QuantResNet`` share the parameter names). ZF: as
+py-faster-rcnn does, the RoI head's fc6/fc7 (6x6x256 inputs, 4096 wide) start from the classifier's too. The
+classifier's ``ZFClsHead`` names them as the RoI head does (``head.shared_fcs.0/1``), so a second ``Pretrained``
+init with ``prefix='head.'`` on the box head loads them (:func:`bbox_head_init_cfg` writes that list)::
 
-    model.roi_head.bbox_head.init_cfg = [<the head's own inits>,
-        dict(type='Pretrained', checkpoint=CONVERTED, prefix='roi_head.bbox_head.')]
+    model = dict(roi_head=dict(bbox_head=dict(init_cfg=[
+        dict(type='Normal', std=0.01, override=dict(name='fc_cls')),     # mmdet's own inits of fc_cls / fc_reg
+        dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
+        dict(type='Pretrained', checkpoint=CLASSIFIER, prefix='head.')])))
 
-(mmengine applies a ``Pretrained`` init after the others, so fc_cls/fc_reg keep their Normal init and the shared fcs
-are overwritten; :func:`bbox_head_init_cfg` writes that list). The converted file is therefore a partial *detector*
-state dict: ``backbone.*`` and, for ZF, ``roi_head.bbox_head.shared_fcs.{0,1}.*``, so one file serves both
-prefixes, and ``load_from=CONVERTED`` works too (the Runner loads it non-strictly over the initialised detector,
-backbone and fc6/fc7 at once, as py-faster-rcnn's ``--weights``; it logs every other key as missing).
+mmengine runs a ``Pretrained`` init after the others, so fc_cls/fc_reg keep their Normal init and the shared fcs
+end with the classifier's weights; it logs the classifier's ``fc8`` as unexpected and ``fc_cls``/``fc_reg`` as
+missing, as expected. ZF classifier checkpoints written before the rename (``head.fc6/fc7``) load too
+(``rename_legacy_zf_fc_keys`` in the heads).
 
 mmengine's ``Pretrained`` init loads with ``strict=False`` and only *warns* about missing, unexpected or misshaped
-keys; :func:`check_state_dict` is the strict check (the conversion tool runs it against the detector config).
+keys. :func:`check_against_model` is the strict check (``tools/convert_classifier_to_backbone.py CLASSIFIER
+--config DETECTOR`` runs it); :func:`convert_classifier_checkpoint` still writes the partial detector state dict
+(``backbone.*`` and, for ZF, ``roi_head.bbox_head.shared_fcs.*``) for ``load_from=CONVERTED``, which loads
+backbone and fc6/fc7 in one step as py-faster-rcnn's ``--weights``.
 """
 from collections import OrderedDict
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
@@ -25,11 +32,13 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import torch
 
 from ...engine.loading import build_model_from_cfg, load_config
+from ..heads.cls_heads import rename_legacy_zf_fc_keys
 
 BACKBONE_PREFIX = 'backbone.'
+CLASSIFIER_HEAD_PREFIX = 'head.'
 BBOX_HEAD_PREFIX = 'roi_head.bbox_head.'
-# classifier head fc -> detector RoI head shared fc (ZF: fc6/fc7 are 4096-d on 256x6x6 inputs in both)
-ZF_FC_HANDOFF = (('head.fc6.', BBOX_HEAD_PREFIX + 'shared_fcs.0.'), ('head.fc7.', BBOX_HEAD_PREFIX + 'shared_fcs.1.'))
+# classifier head fcs -> detector RoI head shared fcs (ZF: fc6/fc7 are 4096-d on 256x6x6 inputs in both)
+ZF_FC_HANDOFF = ((CLASSIFIER_HEAD_PREFIX + 'shared_fcs.', BBOX_HEAD_PREFIX + 'shared_fcs.'), )
 _MAX_LISTED = 20
 
 
@@ -73,14 +82,17 @@ def classifier_to_detector_state_dict(
 
     Args:
         classifier_state: state dict of an ``ImageClassifier``.
-        fc_handoff: ``(classifier prefix, detector prefix)`` pairs; ``None`` means ZF's fc6/fc7 ->
-            ``roi_head.bbox_head.shared_fcs.0/1`` when the classifier has them (a ``ZFClsHead``), nothing otherwise;
-            ``()`` hands over the backbone only.
+        fc_handoff: ``(classifier prefix, detector prefix)`` pairs; ``None`` means ZF's fc6/fc7
+            (``head.shared_fcs.0/1``, or ``head.fc6/fc7`` in older checkpoints) -> ``roi_head.bbox_head.shared_fcs.0/1``
+            when the classifier has them (a ``ZFClsHead``), nothing otherwise; ``()`` hands over the backbone only.
 
     Raises:
         StateDictMismatchError: the state dict has no ``backbone.*`` key (not a classifier), or a requested
             prefix matches nothing.
     """
+    classifier_state = dict(classifier_state)
+    if fc_handoff is None:
+        rename_legacy_zf_fc_keys(classifier_state, CLASSIFIER_HEAD_PREFIX)
     backbone = [(k, v) for k, v in classifier_state.items() if k.startswith(BACKBONE_PREFIX)]
     if not backbone:
         tops = sorted({k.split('.', 1)[0] + '.' for k in classifier_state})
@@ -158,18 +170,14 @@ def convert_classifier_checkpoint(src: str, dst: Optional[str] = None, detector_
     return converted
 
 
-def bbox_head_init_cfg(checkpoint: str) -> list:
+def bbox_head_init_cfg(checkpoint: str, prefix: str = CLASSIFIER_HEAD_PREFIX) -> list:
     """``init_cfg`` of a ZF detector's RoI box head that starts fc6/fc7 (``shared_fcs.0/1``) from ``checkpoint``.
 
-    mmdet's own inits of ``fc_cls`` (Normal, std 0.01) and ``fc_reg`` (Normal, std 0.001) are kept; mmengine runs a
-    ``Pretrained`` init after the others, so the shared fcs end up with the converted classifier weights (it logs
-    ``fc_cls``/``fc_reg`` as missing from the checkpoint, which is expected). In a config::
-
-        model = dict(roi_head=dict(bbox_head=dict(init_cfg=[
-            dict(type='Normal', std=0.01, override=dict(name='fc_cls')),
-            dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
-            dict(type='Pretrained', checkpoint=CONVERTED, prefix='roi_head.bbox_head.')])))
+    ``checkpoint`` is a ZF classifier checkpoint (``prefix='head.'``, the default) or a file written by
+    :func:`convert_classifier_checkpoint` (``prefix='roi_head.bbox_head.'``). mmdet's own inits of ``fc_cls``
+    (Normal, std 0.01) and ``fc_reg`` (Normal, std 0.001) are kept; mmengine runs a ``Pretrained`` init after the
+    others, so the shared fcs end up with the classifier's weights.
     """
     return [dict(type='Normal', std=0.01, override=dict(name='fc_cls')),
             dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
-            dict(type='Pretrained', checkpoint=checkpoint, prefix=BBOX_HEAD_PREFIX)]
+            dict(type='Pretrained', checkpoint=checkpoint, prefix=prefix)]

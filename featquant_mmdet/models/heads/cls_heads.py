@@ -5,10 +5,12 @@ A head maps the backbone's last feature map to class logits ``z`` and trains the
     loss = -log softmax(z)_y,          pred_score = softmax(z),          pred_label = argmax(z).
 
 ``LinearClsHead`` is the ResNet head (global average pooling + one linear layer); ``ZFClsHead`` is the head of the
-ZF net (pool5 to 6x6x256, fc6 4096, fc7 4096, fc8), whose fc6/fc7 have the shapes of the Faster R-CNN RoI head's
-two shared fcs, so detection can start from them (see ``featquant_mmdet.models.classifiers.handoff``).
+ZF net (pool5 to 6x6x256, fc6 4096, fc7 4096, fc8), whose fc6/fc7 have the shapes *and the names* of the Faster
+R-CNN RoI head's two shared fcs (``shared_fcs.0/1``), so a detector config starts its RoI head from a classifier
+checkpoint with mmengine's ``Pretrained`` init and ``prefix='head.'`` (see
+``featquant_mmdet.models.classifiers.handoff``).
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -101,6 +103,31 @@ class LinearClsHead(ClsHead):
         return self.fc(self.pool(last_feature_map(feats, self.in_channels)).flatten(1))
 
 
+# names of ZFClsHead's fc6/fc7 before they became ``shared_fcs.0/1`` (checkpoints of earlier versions)
+LEGACY_ZF_FC_NAMES = (('fc6.', 'shared_fcs.0.'), ('fc7.', 'shared_fcs.1.'))
+
+
+def rename_legacy_zf_fc_keys(state_dict: Dict[str, torch.Tensor], prefix: str = '') -> List[str]:
+    """Rename, in place, ``{prefix}fc6.*`` / ``{prefix}fc7.*`` to ``{prefix}shared_fcs.0.*`` / ``.1.*`` (the names of
+    ZF classifier checkpoints written before the rename); returns the renamed old keys.
+
+    Refuses (``KeyError``) a state dict that holds both names of one layer: which one is meant is unknown.
+    """
+    renamed = []
+    for old, new in LEGACY_ZF_FC_NAMES:
+        old_keys = [k for k in state_dict if k.startswith(prefix + old)]
+        if not old_keys:
+            continue
+        clash = [k for k in state_dict if k.startswith(prefix + new)]
+        if clash:
+            raise KeyError(f'the state dict holds both the old name {prefix + old}* and the new name {prefix + new}* '
+                           f'of one layer ({old_keys[0]}, {clash[0]}): remove one of them')
+        for key in old_keys:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        renamed += old_keys
+    return renamed
+
+
 @MODELS.register_module()
 class ZFClsHead(ClsHead):
     """The ZF net's classifier: pool5 to 6x6, fc6 and fc7 (ReLU, dropout), fc8.
@@ -110,6 +137,10 @@ class ZFClsHead(ClsHead):
     pool5 is an adaptive *max* pool to ``pooled_size`` x ``pooled_size``: on the whole feature map it is what
     Faster R-CNN's RoI max pooling computes for a full-image RoI, so fc6 sees inputs of the same kind (and of the
     same 256*6*6 layout, flattened channel-major like mmdet's ``ConvFCBBoxHead``) in classification and detection.
+
+    fc6 and fc7 are ``shared_fcs[0]`` and ``shared_fcs[1]`` (``head.shared_fcs.0.weight`` in a checkpoint), the names
+    of the RoI head's fcs in mmdet's ``Shared2FCBBoxHead``; ``fc6`` / ``fc7`` remain as attribute aliases, and state
+    dicts with the earlier names ``fc6.*`` / ``fc7.*`` still load (renamed on loading).
 
     Args:
         num_classes: number of classes (fc8 outputs).
@@ -131,11 +162,23 @@ class ZFClsHead(ClsHead):
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.pool = nn.AdaptiveMaxPool2d(pooled_size)
-        self.fc6 = nn.Linear(in_channels * pooled_size * pooled_size, hidden_channels)
-        self.fc7 = nn.Linear(hidden_channels, hidden_channels)
+        self.shared_fcs = nn.ModuleList([nn.Linear(in_channels * pooled_size * pooled_size, hidden_channels),
+                                         nn.Linear(hidden_channels, hidden_channels)])
         self.fc8 = nn.Linear(hidden_channels, num_classes)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(dropout)
+
+    @property
+    def fc6(self) -> nn.Linear:
+        return self.shared_fcs[0]
+
+    @property
+    def fc7(self) -> nn.Linear:
+        return self.shared_fcs[1]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        rename_legacy_zf_fc_keys(state_dict, prefix)  # checkpoints from before the rename
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, feats: Features) -> torch.Tensor:
         x = self.pool(last_feature_map(feats, self.in_channels)).flatten(1)

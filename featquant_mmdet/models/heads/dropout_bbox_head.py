@@ -11,6 +11,8 @@ import torch.nn as nn
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from mmdet.registry import MODELS
 
+from .cls_heads import rename_legacy_zf_fc_keys
+
 
 @MODELS.register_module()
 class DropoutShared2FCBBoxHead(Shared2FCBBoxHead):
@@ -29,6 +31,11 @@ class DropoutShared2FCBBoxHead(Shared2FCBBoxHead):
             raise ValueError('DropoutShared2FCBBoxHead follows py-faster-rcnn, which flattens the pooled RoI '
                              'features into fc6: with_avg_pool must be False')
         self.dropout = nn.Dropout(p=dropout_ratio)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a ZF classifier checkpoint from before its fc6/fc7 were named shared_fcs.0/1, loaded with prefix='head.'
+        rename_legacy_zf_fc_keys(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """RoI features ``(num_rois, C, s, s)`` -> (cls_score ``(num_rois, num_classes + 1)``, bbox_pred)."""
