@@ -9,11 +9,12 @@ config can use them with::
 import importlib
 import pkgutil
 
-from .compat import patch_mmengine_checkpoint_loading
+from .compat import patch_mmengine_checkpoint_loading, patch_mmengine_cpu_distributed
 
 __version__ = '0.1.0'
 
 patch_mmengine_checkpoint_loading()
+patch_mmengine_cpu_distributed()
 
 
 def _register_all_modules() -> None:
