@@ -30,3 +30,5 @@ model = dict(
         quant=dict(conv_cfg=dict(type='PowConv', num_portions=1), kernel_size=3),
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/resnet50_pow1_imagenet.pth', prefix='backbone.')),
     roi_head=dict(bbox_head=dict(num_classes=20)))
+# exact --resume: torch's generator state in each checkpoint (featquant_mmdet/engine/reproducibility.py)
+default_hooks = dict(rng_state=dict(type='RNGStateHook'))
