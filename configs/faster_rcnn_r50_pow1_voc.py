@@ -32,3 +32,4 @@ model = dict(
     roi_head=dict(bbox_head=dict(num_classes=20)))
 # exact --resume: torch's generator state in each checkpoint (featquant_mmdet/engine/reproducibility.py)
 default_hooks = dict(rng_state=dict(type='RNGStateHook'))
+randomness = dict(seed=0)  # reproducible runs (README, "What is reproducible")

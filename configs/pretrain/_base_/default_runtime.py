@@ -14,3 +14,4 @@ default_hooks = dict(
 
 # no fixed name: the Runner names it after the experiment, so runs in one process keep their own log dirs
 visualizer = dict(_delete_=True, type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+randomness = dict(seed=0)  # reproducible runs (README, "What is reproducible"); randomness.seed=N for another one
