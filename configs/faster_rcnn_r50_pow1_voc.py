@@ -33,3 +33,6 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='work_dirs/resnet50_pow1_imagenet/epoch_90.pth',
                       prefix='backbone.')),
     roi_head=dict(bbox_head=dict(num_classes=20)))
+# exact --resume: torch's generator state in each checkpoint (featquant_mmdet/engine/reproducibility.py)
+default_hooks = dict(rng_state=dict(type='RNGStateHook'))
+randomness = dict(seed=0)  # reproducible runs (README, "What is reproducible")

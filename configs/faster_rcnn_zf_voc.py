@@ -19,7 +19,12 @@ _base_ = [
 custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
 
 # iteration-based snapshots (py-faster-rcnn: SNAPSHOT_ITERS 10000) and logs
+# rng_state: torch's generator state in each checkpoint, restored by --resume (exact resume; README "Train and test")
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3))
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=10000, max_keep_ckpts=3),
+    rng_state=dict(type='RNGStateHook'))
 log_processor = dict(by_epoch=False)
+# a fixed seed: two runs on one machine with the same thread count give bitwise the same weights (README, "What is
+# reproducible"); mmengine would draw a new seed per run without it. --cfg-options randomness.seed=N for another one
+randomness = dict(seed=0)

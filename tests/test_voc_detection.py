@@ -1,4 +1,5 @@
 """Faster R-CNN + ZF on generated VOC 2007 files: train, resume and test through tools/, and the bad-input errors."""
+import json
 import os
 import os.path as osp
 import re
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import featquant_mmdet  # noqa: F401  (registers the plugin)
-from featquant_mmdet.datasets.strict_voc import StrictVOCDataset
+from featquant_mmdet.datasets.strict_voc import StrictVOCDataset, VOCDataError
 from featquant_mmdet.datasets.synthetic_voc import DEFAULT_CLASSES, OBJECT_STYLES, _paste_object, main as voc_cli
 from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
 
@@ -228,3 +229,132 @@ def test_pow1_config_trains_resumes_and_tests(voc_root, tmp_path):
     match = re.search(r'pascal_voc/mAP: (\d\.\d+)', out)
     assert match and 0.0 <= float(match.group(1)) <= 1.0
     assert 'bottle' in out  # the per-class AP table of VOCMetric
+
+
+# ---------------------------------------------------------------------------------------------- bad image files
+# image ids of the generated tree (num_train=3, num_test=1): one in the training list, the test image
+SPLIT_IMAGE = {'trainval': '000002', 'test': '000004'}
+
+
+def break_image(voc_root, image_id, kind):
+    """Damage ``<image_id>``'s image (or its XML) in one of the ways a real copy of a dataset gets damaged."""
+    jpg = voc_root / f'VOC2007/JPEGImages/{image_id}.jpg'
+    data = jpg.read_bytes()
+    if kind == 'zero_byte':
+        jpg.write_bytes(b'')
+    elif kind == 'truncated':  # an interrupted copy: the first half of the file
+        jpg.write_bytes(data[:len(data) // 2])
+    elif kind == 'corrupt':  # not an image at all (an HTML error page saved under the image's name)
+        jpg.write_bytes(b'<html><body>502 Bad Gateway</body></html>\n' * 20)
+    elif kind == 'size_mismatch':  # another size than the XML's <size> (e.g. a resized copy)
+        img = cv2.imread(str(jpg))
+        cv2.imwrite(str(jpg), cv2.resize(img, (img.shape[1] + 16, img.shape[0])))
+    elif kind == 'box_outside':
+        width = int(ET.parse(voc_root / f'VOC2007/Annotations/{image_id}.xml').getroot().findtext('size/width'))
+        set_annotation_field(voc_root, image_id, 'object/bndbox/xmax', str(width + 40))
+    else:
+        raise ValueError(kind)
+    return str(voc_root / f'VOC2007/Annotations/{image_id}.xml') if kind == 'box_outside' else str(jpg)
+
+
+BAD_IMAGE_ERRORS = {
+    'zero_byte': r'is empty \(0 bytes\)',
+    'truncated': r'is truncated: it does not end with the JPEG end-of-image marker',
+    'corrupt': r'is not a readable image .*accepted are image files',
+    'size_mismatch': r'is 208x160 \(width x height\) but its annotation .* gives <size> 192x160',
+    'box_outside': r'object #0 \(\w+\) has the box .* outside the image of the 192x160 image; accepted: 0 <= xmin',
+}
+
+
+@pytest.mark.parametrize('split', sorted(SPLIT_IMAGE))
+@pytest.mark.parametrize('kind', sorted(BAD_IMAGE_ERRORS))
+def test_bad_image_file_named_when_the_dataset_is_built(voc_copy, kind, split):
+    bad = break_image(voc_copy, SPLIT_IMAGE[split], kind)
+    with pytest.raises(VOCDataError, match=re.escape(repr(bad)) + '.*' + BAD_IMAGE_ERRORS[kind]):
+        StrictVOCDataset(data_root=str(voc_copy), ann_file=f'VOC2007/ImageSets/Main/{split}.txt',
+                         data_prefix=dict(sub_data_root='VOC2007/'), test_mode=split == 'test', pipeline=[])
+
+
+def test_box_checks_accept_border_boxes(voc_copy):
+    """A box touching the image border (xmax = width, VOC's 1-based coordinates) is inside."""
+    root = ET.parse(voc_copy / 'VOC2007/Annotations/000001.xml').getroot()
+    set_annotation_field(voc_copy, '000001', 'object/bndbox/xmax', root.findtext('size/width'))
+    set_annotation_field(voc_copy, '000001', 'object/bndbox/ymax', root.findtext('size/height'))
+    assert len(build_dataset(voc_copy)) == 3
+
+
+# every kind in both sets is tested on the dataset above; through the tools, a few (each builds a Runner)
+@pytest.mark.parametrize('kind, split', [('truncated', 'trainval'), ('box_outside', 'test')])
+def test_train_tool_stops_before_training_naming_the_bad_file(voc_copy, tmp_path, load_tool, kind, split):
+    """tools/train.py (in process): a bad training image, or a bad test image (the validation set is built before
+    the first iteration too), stops the run with the file named and no checkpoint written."""
+    bad = break_image(voc_copy, SPLIT_IMAGE[split], kind)
+    work_dir = tmp_path / 'work'
+    with pytest.raises(VOCDataError, match=re.escape(repr(bad)) + '.*' + BAD_IMAGE_ERRORS[kind]):
+        load_tool('train').main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--work-dir', str(work_dir),
+                                 '--cfg-options', *short_run_options(voc_copy, 2)])
+    assert not list(work_dir.glob('*.pth'))
+
+
+@pytest.mark.parametrize('kind', ['zero_byte', 'size_mismatch'])
+def test_test_tool_names_the_bad_test_file(voc_copy, tmp_path, load_tool, kind):
+    bad = break_image(voc_copy, SPLIT_IMAGE['test'], kind)
+    with pytest.raises(VOCDataError, match=re.escape(repr(bad)) + '.*' + BAD_IMAGE_ERRORS[kind]):
+        load_tool('test').main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), str(tmp_path / 'absent.pth'),
+                                '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                                *short_run_options(voc_copy, 2)])
+
+
+@pytest.fixture(scope='module')
+def small_detector_checkpoint(tmp_path_factory):
+    """Initial weights of configs/faster_rcnn_zf_voc.py with fc6/fc7 of 256 (what a sweep needs to start)."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'))
+    cfg.model.roi_head.bbox_head.fc_out_channels = 256
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'init.pth'
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def undecodable_png(path):
+    """A PNG (under the .jpg name) whose header and IEND are intact but whose pixel data is not: it passes the
+    up-front header/tail check and fails only when decoded."""
+    img = cv2.imread(str(path))
+    data = bytearray(cv2.imencode('.png', img)[1].tobytes())
+    start = data.find(b'IDAT') + 20
+    data[start:start + 2000] = b'\x55' * 2000
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('kind', ['truncated', 'undecodable'])
+def test_sweep_names_the_bad_image(voc_copy, tmp_path, small_detector_checkpoint, kind):
+    """tools/robustness.py with two loader workers: a truncated test image is named before the first cell; an image
+    that only fails when decoded (in a worker) is named too, with its id, instead of a bare decoder error."""
+    jpg = voc_copy / f'VOC2007/JPEGImages/{SPLIT_IMAGE["test"]}.jpg'
+    if kind == 'truncated':
+        break_image(voc_copy, SPLIT_IMAGE['test'], kind)
+        expected = re.escape(repr(str(jpg))) + '.*is truncated'
+    else:
+        undecodable_png(jpg)
+        expected = (re.escape(repr(str(jpg))) + r" \(id '000004'\) failed in the data pipeline: AssertionError: "
+                    'failed to load image')
+    options = [o for o in short_run_options(voc_copy, 2) if not o.startswith('test_dataloader.')
+               or 'data_root' in o or 'pipeline' in o]
+    options += ['test_dataloader.num_workers=2', 'test_dataloader.persistent_workers=False',
+                'model.roi_head.bbox_head.fc_out_channels=256']
+    proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'robustness.py'),
+                           osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), small_detector_checkpoint,
+                           '--distortions', 'mix_heavy', '--work-dir', str(tmp_path / 'sweep'), '--cfg-options',
+                           *options], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1'))
+    assert proc.returncode != 0
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert re.search('VOCDataError: .*' + expected, last_line), proc.stderr[-3000:]
+    if kind == 'undecodable':
+        assert 'DataLoader worker process' in proc.stderr  # it did fail in a worker
+    results = tmp_path / 'sweep' / 'robustness.json'
+    assert not results.exists() or 'mix_heavy' not in json.loads(results.read_text())['cells']
