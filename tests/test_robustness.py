@@ -441,7 +441,8 @@ def test_saliency_classifier_that_does_not_load_is_an_error_before_any_evaluatio
             '--saliency-classifier', CLS_CONFIG, '--saliency-checkpoint', cls['checkpoint'], '--work-dir',
             str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
     with pytest.raises(SystemExit, match=r'(?s)the saliency classifier cannot be built from --saliency-classifier .*'
-                                         r"shape mismatches \(6\): \['head\.fc6\.weight: checkpoint \(64, 9216\) vs model \(4096, 9216\)'.*"
+                                         r"shape mismatches \(6\): \['head\.fc6\.weight: checkpoint \(64, 9216\) "
+                                         r"vs model \(4096, 9216\)'.*"
                                          r'head\.num_classes'):
         tool_without_evaluation(argv)
     assert not osp.exists(tmp_path / 'robustness.json')
