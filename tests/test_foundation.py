@@ -221,7 +221,8 @@ def test_tools_mirror_mmdet_arguments(load_tool, tmp_path):
     (['--distortion', 'targeted_occlusion', '--level', '1'],
      '--distortion targeted_occlusion needs --saliency-classifier and --saliency-checkpoint'),
     (['--saliency-classifier', '{cls}'], '--saliency-classifier and --saliency-checkpoint go together'),
-    (['--saliency-classifier', '{cls}', '--saliency-checkpoint', '{missing}'], '--saliency-checkpoint file not found: '),
+    (['--saliency-classifier', '{cls}', '--saliency-checkpoint', '{missing}'],
+     '--saliency-checkpoint file not found: '),
     (['--out', 'r.json'], "--out must be a .pkl or .pickle file, got 'r.json'"),
 ])
 def test_test_tool_checks_its_arguments_before_loading_anything(extra, message, load_tool, tmp_path, capsys,
@@ -248,7 +249,8 @@ def test_test_tool_missing_files_are_usage_errors_without_a_traceback(which, tmp
     out = subprocess.run([sys.executable, osp.join(repo_root, 'tools', 'test.py'), *argv], env=subprocess_env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and 'Traceback' not in out.stderr
-    assert out.stderr.strip().splitlines()[-1] == f'test.py: error: {which} file not found: {argv[0 if which == "config" else 1]}'
+    missing = argv[0] if which == 'config' else argv[1]
+    assert out.stderr.strip().splitlines()[-1] == f'test.py: error: {which} file not found: {missing}'
 
 
 def test_tools_silence_the_pkg_resources_warning_of_mmengine_only_in_their_process(subprocess_env, repo_root):

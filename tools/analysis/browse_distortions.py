@@ -3,7 +3,8 @@
     python tools/analysis/browse_distortions.py IMAGE --out distortions.png
     python tools/analysis/browse_distortions.py IMAGE --out sheet.png --names motion_blur jpeg --width 320 --seed 1
     python tools/analysis/browse_distortions.py IMAGE --out sheet.png \
-        --saliency-classifier configs/pretrain/resnet18_imagenet.py --saliency-checkpoint r18.pth --label 207 --input-size 224
+        --saliency-classifier configs/pretrain/resnet18_imagenet.py --saliency-checkpoint r18.pth --label 207 \
+        --input-size 224
 
 One row per distortion (columns: clean, level 1-4) and a last row with the mixtures (Mix., Mix.Minor, Mix.Heavy).
 Targeted occlusion needs the classifier whose saliency it follows (``--saliency-classifier``, ``--saliency-checkpoint``,
