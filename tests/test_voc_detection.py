@@ -299,8 +299,10 @@ def test_train_tool_stops_before_training_naming_the_bad_file(voc_copy, tmp_path
 @pytest.mark.parametrize('kind', ['zero_byte', 'size_mismatch'])
 def test_test_tool_names_the_bad_test_file(voc_copy, tmp_path, load_tool, kind):
     bad = break_image(voc_copy, SPLIT_IMAGE['test'], kind)
+    unused = tmp_path / 'unused.pth'  # tools/test.py checks that the file exists; the data check stops before loading
+    torch.save({'state_dict': {}}, unused)
     with pytest.raises(VOCDataError, match=re.escape(repr(bad)) + '.*' + BAD_IMAGE_ERRORS[kind]):
-        load_tool('test').main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), str(tmp_path / 'absent.pth'),
+        load_tool('test').main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), str(unused),
                                 '--work-dir', str(tmp_path / 'work'), '--cfg-options',
                                 *short_run_options(voc_copy, 2)])
 
