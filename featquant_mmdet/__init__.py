@@ -30,7 +30,6 @@ if HAS_OPENMMLAB:
     check_dependency_versions()  # a clear error for an mmcv / mmdet / mmengine out of range, before mmdet is imported
 
     from .compat import patch_mmengine_checkpoint_loading, patch_mmengine_cpu_distributed
-    from .layers import dorefa_conv, quant_conv  # noqa: F401  (registered by their import)
     from .package_configs import patch_mmengine_package_configs
     from .registration import register_all_modules, register_when_mmdet_loads
 
