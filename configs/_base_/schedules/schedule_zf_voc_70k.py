@@ -16,8 +16,10 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0005),
     # Caffe's lr_mult 2 / decay_mult 0 on every bias of the ZF prototxt; the power convs' exponents (`alpha`) are
-    # regularised by AlphaRegularizationHook's L1 + L2 penalty alone (paper Section 2), not by weight decay as well
-    paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0, custom_keys={'.alpha': dict(decay_mult=0.0)}))
+    # regularised by AlphaRegularizationHook's L1 + L2 penalty alone (paper Section 2), not by weight decay as well.
+    # lr_mult: the exponents' own learning-rate multiplier (a finite number >= 0, checked by AlphaProjectionHook).
+    paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0,
+                       custom_keys={'.alpha': dict(lr_mult=1.0, decay_mult=0.0)}))
 
 # base_batch_size: the lr above is for one image per iteration (tools/train.py --auto-scale-lr)
 auto_scale_lr = dict(enable=False, base_batch_size=1)
