@@ -352,3 +352,50 @@ def test_lr_multiplier_checks():
     alpha = torch.tensor([-3.0, -1.0, 0.2, 5.0, 9.0])
     assert project_exponents([alpha]) == 2
     assert alpha.tolist() == pytest.approx([-1.0, -1.0, 0.2, 5.0, 5.0])
+
+
+@pytest.fixture(scope='module')
+def tiny_imagenet_root(tmp_path_factory):
+    from featquant_mmdet.datasets.synthetic_imagenet import make_imagenet_dataset
+    root = str(tmp_path_factory.mktemp('alpha_lr_imagenet'))
+    make_imagenet_dataset(root, num_train_per_class=2, num_val_per_class=1, image_size=64, seed=0)
+    return root
+
+
+def _train_zf_pow1(repo_root, root, work_dir, lr_mult=None):
+    """ZF-POW-1 pretraining (the real config and hooks), 12 generated images, 3 epochs of 3 iterations at lr 0.01."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'pretrain', 'zf_pow1_imagenet.py'))
+    cfg.merge_from_dict({
+        'model.head.num_classes': 6, 'model.head.hidden_channels': 64, 'train_dataloader.batch_size': 4,
+        'train_dataloader.dataset.data_root': root, 'train_dataloader.dataset.pipeline.1.scale': 48,
+        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+        'train_cfg.max_epochs': 3, 'train_cfg.val_interval': 100, 'auto_scale_lr.enable': False,
+        'default_hooks.checkpoint.interval': 100, 'default_hooks.checkpoint.save_last': False,
+        'default_hooks.checkpoint.save_best': None, 'default_hooks.logger.interval': 1, 'randomness.seed': 0})
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'zf_pow1_lr_{lr_mult}_{id(work_dir)}'
+    if lr_mult is not None:
+        cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult = lr_mult
+    runner = Runner.from_cfg(cfg)
+    convs = [runner.model.backbone.conv3, runner.model.backbone.conv4, runner.model.backbone.conv5]
+    before = [c.alpha.detach().clone() for c in convs]
+    runner.train()
+    return cfg, [(c.alpha.detach() - b) for c, b in zip(convs, before)]
+
+
+def test_recommended_lr_multiplier_moves_alpha_and_zero_freezes_it(repo_root, tiny_imagenet_root, tmp_path,
+                                                                 one_torch_thread):
+    cfg, moved = _train_zf_pow1(repo_root, tiny_imagenet_root, tmp_path / 'recommended')
+    recommended = cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult
+    assert recommended > 1  # the configs' setting (docs/alpha.md), not the plain lr
+    _, frozen = _train_zf_pow1(repo_root, tiny_imagenet_root, tmp_path / 'zero', lr_mult=0.0)
+    _, plain = _train_zf_pow1(repo_root, tiny_imagenet_root, tmp_path / 'one', lr_mult=1.0)
+    assert all(torch.equal(d, torch.zeros_like(d)) for d in frozen)  # not moved at all
+    moved_max = max(d.abs().max().item() for d in moved)
+    plain_max = max(d.abs().max().item() for d in plain)
+    # measurably: some exponent moved by more than 1e-3 within 9 steps (10^4 float32 ulps at alpha = 0), and about
+    # lr_mult times as far as with the plain lr (the first steps are nearly linear in the lr)
+    assert moved_max > 1e-3, moved_max
+    assert moved_max > 0.6 * recommended * plain_max, (moved_max, plain_max)

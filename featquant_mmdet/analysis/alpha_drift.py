@@ -21,8 +21,11 @@ the configured schedule assumes the same gradient at every step::
 
 over ``T = max_iters`` (iteration-based loops) or ``max_epochs * len(train_dataloader)`` steps, the lr factors
 ``lr_t / lr_0`` taken from the config's ``param_scheduler`` (epoch-based ones converted to iterations as the Runner
-does). It is an upper bound of how far alpha can walk in that run (gradients rarely keep their sign); compare it with
-the width 6 of the valid range [-1, 5] and with the change needed to matter (alpha = -0.5 maps 0.01 -> 0.1).
+does). It bounds how far alpha can walk in that run only as long as the gradients keep the first batch's magnitude:
+they rarely keep their sign (the real walk is shorter), but their size changes as training goes (in ZF-POW-1
+pretraining on generated data they grow: an exponent moved 0.54 where the estimate from the initial gradient said
+0.33, docs/alpha.md). Read it as an order of magnitude: compare it with the width 6 of the valid range [-1, 5] and
+with the change needed to matter (alpha = -0.5 maps 0.01 -> 0.1). ``parity_lr_mult`` is the steadier number.
 """
 import copy
 import math
@@ -196,6 +199,6 @@ def format_drift_table(table: List[Dict], info: Dict) -> str:
         lines.append(f"| {row['layer']} | {row['count']} | " + ' | '.join(f'{row[c]:.4g}' for c in DRIFT_COLUMNS[2:])
                      + ' |')
     drift = info['drift_max']
-    lines += ['', f'largest drift of an exponent over the schedule (every step pushing the same way): {drift:.4g} '
-              f'({100 * drift / 6:.3g} % of the valid range [-1, 5])']
+    lines += ['', f'largest drift of an exponent over the schedule (the first batch\'s gradient at every step, all '
+              f'pushing the same way): {drift:.4g} ({100 * drift / 6:.3g} % of the width of the valid range [-1, 5])']
     return '\n'.join(lines)
