@@ -21,6 +21,21 @@ deep field, an immunohistochemistry slide, the coffee table's wood), rescaled, f
 
 Pasting: the object is scaled so that its longer side is the requested size, flipped at random, its colours jittered
 a little, and copied where its (binary, resized) mask is set; the annotation box is that mask's bounding box.
+
+How much the mixtures change them (20 generated 320x240 VOC test images per style, ``apply_distortion`` with seed i;
+zero-normalised correlation of each object's box crop, clean vs distorted, mean ± sd over the objects):
+
+=========  ======  ============  ===========  ===============
+mixture    style   1 - SSIM      PSNR (dB)    object ZNCC
+=========  ======  ============  ===========  ===============
+Mix.Minor  shapes  0.41 ± 0.09   20.5 ± 1.4   0.89 ± 0.08
+Mix.Minor  photo   0.35 ± 0.10   21.3 ± 1.6   0.88 ± 0.09
+Mix.Heavy  shapes  0.58 ± 0.09   17.1 ± 1.1   0.72 ± 0.10
+Mix.Heavy  photo   0.64 ± 0.11   17.7 ± 1.7   0.61 ± 0.15
+=========  ======  ============  ===========  ===============
+
+Mix.Heavy leaves less of a photographed object than of a drawn one (correlation 0.61 vs 0.72); what that does to a
+detector's mAP is not measured here.
 """
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
