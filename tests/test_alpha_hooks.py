@@ -283,8 +283,8 @@ def test_pretraining_and_detection_configs_share_the_exponent_settings(repo_root
     """One setting for both stages (docs/alpha.md), and no weight decay on the exponents in either."""
     from mmengine.config import Config
     keys = [Config.fromfile(osp.join(repo_root, 'configs', c)).optim_wrapper.paramwise_cfg.custom_keys['.alpha']
-            for c in ('faster_rcnn_zf_pow1_voc.py', 'pretrain/zf_pow1_imagenet.py', 'pretrain/resnet18_pow1_imagenet.py',
-                      'faster_rcnn_r50_pow1_voc.py')]
+            for c in ('faster_rcnn_zf_pow1_voc.py', 'pretrain/zf_pow1_imagenet.py',
+                      'pretrain/resnet18_pow1_imagenet.py', 'faster_rcnn_r50_pow1_voc.py')]
     assert all(k == keys[0] for k in keys) and keys[0]['decay_mult'] == 0 and keys[0]['lr_mult'] > 0
 
 

@@ -1,7 +1,8 @@
 """Can the exponents move? Their per-step change under a config's optimizer, from one real backward pass.
 
 For a config (and optionally a checkpoint, as ``load_from`` loads it), one training batch of the config's own
-train pipeline (sampler and augmentations seeded, torch seeded again before the forward) goes through the model exactly as ``train_step`` sends it (data preprocessor, ``mode='loss'``,
+train pipeline (sampler and augmentations seeded, torch seeded again before the forward) goes through the model
+exactly as ``train_step`` sends it (data preprocessor, ``mode='loss'``,
 ``parse_losses``, plus the config's ``AlphaRegularizationHook`` penalty), and the loss is backpropagated once. With
 the built optimizer's parameter groups (SGD: lr, momentum mu, weight decay wd; the lr scaled as ``auto_scale_lr``
 would for one process) and the config's gradient-norm clipping (factor ``c = min(1, max_norm / (||g||_total +
@@ -33,7 +34,6 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import nn
 
 DRIFT_COLUMNS = ('layer', 'count', 'lr', 'lr_mult', 'momentum', 'grad_abs_mean', 'grad_abs_max', 'step_mean',
                  'step_max', 'bound_mean', 'bound_max', 'weight_rel_step', 'weight_rel_bound', 'parity_lr_mult',
@@ -109,12 +109,10 @@ def alpha_drift_report(cfg, checkpoint: Optional[str] = None, seed: int = 0,
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
+    model.init_weights()
     checkpoint = checkpoint or cfg.get('load_from')
-    if checkpoint:
-        model.init_weights()
+    if checkpoint:  # as the Runner's load_from: non-strict, over the initialised weights
         load_checkpoint(model, checkpoint, map_location='cpu', strict=False, revise_keys=[(r'^module\.', '')])
-    else:
-        model.init_weights()
     exps = exponent_parameters(model)
     info = dict(checkpoint=checkpoint, seed=seed)
     if not exps:

@@ -38,7 +38,7 @@ Mix.Heavy leaves less of a photographed object than of a drawn one (correlation 
 detector's mAP is not measured here.
 """
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np

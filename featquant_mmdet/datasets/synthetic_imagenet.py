@@ -3,7 +3,9 @@
 Each image is one large object of its class on a natural-photo background. Objects and backgrounds are those of the
 synthetic VOC generator (:mod:`featquant_mmdet.datasets.synthetic_voc`): class ``i`` has the shape, colour and
 texture ``OBJECT_STYLES[i]`` in both, so a ZF classifier pretrained here has already seen the objects the synthetic
-detection data holds (the default class names are those of the synthetic VOC data, in the same order).
+detection data holds (the default class names are those of the synthetic VOC data, in the same order). With
+``style='photo'`` (``--style photo``) the objects are those cut from photographs (:mod:`.photo_objects`), all six by
+default, the VOC generator's person, cat, horse first.
 
 Layout (ILSVRC-12's)::
 

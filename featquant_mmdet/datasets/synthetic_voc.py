@@ -27,7 +27,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from .photo_objects import DEFAULT_PHOTO_CLASSES, PHOTO_CLASSES, check_photo_classes, paste_photo_object, photo_background
+from .photo_objects import (DEFAULT_PHOTO_CLASSES, PHOTO_CLASSES, check_photo_classes, paste_photo_object,
+                            photo_background)
 
 # Names are labels only; VOC class names let the 20-class VOC configs run on this data unchanged.
 DEFAULT_CLASSES = ('bottle', 'car', 'tvmonitor')

@@ -29,7 +29,7 @@ optimizer; its learning rate divided by that of its convolution's weight (the mu
 number >= 0 (0 freezes the exponents). Anything else is refused before the first step.
 """
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
