@@ -245,3 +245,157 @@ def test_exponents_are_regularised_by_the_hook_alone_not_by_weight_decay(config,
         bias = names['backbone.conv3.bias']
         group = next(g for g in optimizer.param_groups if any(p is bias for p in g['params']))
         assert group['weight_decay'] == 0 and group['lr'] == pytest.approx(2 * cfg.optim_wrapper.optimizer.lr)
+
+
+# ------------------------------------------------------------------------------ exponents' lr and projection
+def _built_optimizer(config, repo_root, lr_mult):
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmdet.registry import MODELS
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', config))
+    if 'num_classes' in cfg.model.get('head', {}):
+        cfg.model.head.num_classes = 10
+    cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult = lr_mult
+    model = MODELS.build(cfg.model)
+    return model, build_optim_wrapper(model, cfg.optim_wrapper), cfg
+
+
+@pytest.mark.parametrize('config', ['faster_rcnn_zf_pow1_voc.py', 'pretrain/zf_pow1_imagenet.py',
+                                    'pretrain/resnet18_pow1_imagenet.py'])
+def test_lr_multiplier_reaches_the_exponents_group_and_only_theirs(config, mmdet_scope, repo_root):
+    from featquant_mmdet.engine.hooks.alpha_projection import exponent_lr_multipliers
+    model, optim_wrapper, cfg = _built_optimizer(config, repo_root, lr_mult=7.0)
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    bias_mult = cfg.optim_wrapper.paramwise_cfg.get('bias_lr_mult', 1.0)
+    lr_of = {id(p): g['lr'] for g in optim_wrapper.optimizer.param_groups for p in g['params']}
+    names = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    alphas = [n for n in names if n.endswith('.alpha')]
+    assert alphas
+    for name, p in names.items():
+        expected = 7.0 if name in alphas else bias_mult if name.endswith('.bias') else 1.0
+        assert lr_of[id(p)] == pytest.approx(base_lr * expected), name
+    # read back from the built optimizer, against each exponent's own conv weight
+    mults = exponent_lr_multipliers(optim_wrapper, model)
+    assert sorted(mults) == sorted(alphas) and all(r['lr_mult'] == pytest.approx(7.0) for r in mults.values())
+
+
+def test_pretraining_and_detection_configs_share_the_exponent_settings(repo_root):
+    """One setting for both stages (docs/alpha.md), and no weight decay on the exponents in either."""
+    from mmengine.config import Config
+    keys = [Config.fromfile(osp.join(repo_root, 'configs', c)).optim_wrapper.paramwise_cfg.custom_keys['.alpha']
+            for c in ('faster_rcnn_zf_pow1_voc.py', 'pretrain/zf_pow1_imagenet.py',
+                      'pretrain/resnet18_pow1_imagenet.py', 'faster_rcnn_r50_pow1_voc.py')]
+    assert all(k == keys[0] for k in keys) and keys[0]['decay_mult'] == 0 and keys[0]['lr_mult'] > 0
+
+
+def run_tiny_alpha(work_dir, custom_hooks, lr_mult, max_iters=4, lr=0.1):
+    torch.manual_seed(0)
+    runner = Runner(
+        model=TinyPowNet(), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=TinyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
+                              batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9, weight_decay=1e-4),
+                           paramwise_cfg=dict(custom_keys={'.alpha': dict(lr_mult=lr_mult, decay_mult=0.0)})),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1), checkpoint=dict(type='CheckpointHook',
+                                                                                    interval=10**6)),
+        custom_hooks=custom_hooks, default_scope='mmdet', log_level='INFO',
+        experiment_name=f'alpha_proj_{id(work_dir)}_{osp.basename(str(work_dir))}')
+    runner.train()
+    return runner
+
+
+def test_large_lr_leaves_every_exponent_in_range_and_the_stats_count_the_ones_at_a_bound(tmp_path):
+    from featquant_mmdet.ops.quantize import ALPHA_MAX, ALPHA_MIN
+    stats_hook = dict(type='AlphaStatsHook', interval=1)
+    # control: the same run without the projection takes exponents out of the range
+    free = run_tiny_alpha(tmp_path / 'free', [stats_hook], lr_mult=1e5).model.conv2.alpha.detach()
+    assert free.min() < ALPHA_MIN or free.max() > ALPHA_MAX
+    runner = run_tiny_alpha(tmp_path / 'proj', [dict(type='AlphaProjectionHook'), stats_hook], lr_mult=1e5)
+    alpha = runner.model.conv2.alpha.detach()
+    assert bool(((alpha >= ALPHA_MIN) & (alpha <= ALPHA_MAX)).all())
+    at_min, at_max = int((alpha == ALPHA_MIN).sum()), int((alpha == ALPHA_MAX).sum())
+    assert at_min + at_max > 0
+    record = [json.loads(line) for line in open(osp.join(runner.log_dir, 'alpha_stats.jsonl'))][-1]
+    layer = record['layers']['conv2']
+    assert (layer['at_min'], layer['at_max'], layer['at_bound']) == (at_min, at_max, at_min + at_max)
+    assert record['all']['at_bound'] == at_min + at_max
+    hub = runner.message_hub
+    assert hub.get_scalar('train/alpha_at_bound').current() == at_min + at_max
+    assert max(hub.get_scalar('train/alpha_projected').data[0]) > 0  # the projection acted and was logged
+    log_text = open(osp.join(runner.log_dir, f'{osp.basename(runner.log_dir)}.log')).read()
+    assert 'exponents at a bound of [-1.0, 5.0]: conv2' in log_text
+
+
+def test_projection_leaves_steps_inside_the_range_unchanged(tmp_path):
+    """Inside [-1, 5] the hook is a no-op: the same run with and without it ends with identical exponents."""
+    with_hook = run_tiny_alpha(tmp_path / 'a', [dict(type='AlphaProjectionHook')], lr_mult=1.0)
+    without = run_tiny_alpha(tmp_path / 'b', [], lr_mult=1.0)
+    a, b = with_hook.model.conv2.alpha.detach(), without.model.conv2.alpha.detach()
+    assert not torch.equal(a, torch.full_like(a, 0.5))  # they moved
+    assert torch.equal(a, b)
+    assert max(with_hook.message_hub.get_scalar('train/alpha_projected').data[0]) == 0
+
+
+@pytest.mark.parametrize('lr_mult', [-1.0, float('nan'), float('inf')])
+def test_lr_multiplier_outside_the_valid_range_is_refused_before_training(lr_mult, tmp_path):
+    with pytest.raises(ValueError, match=r"custom_keys\['.alpha'\].lr_mult must be a finite number >= 0"):
+        run_tiny_alpha(tmp_path, [dict(type='AlphaProjectionHook')], lr_mult=lr_mult)
+
+
+def test_lr_multiplier_checks():
+    from featquant_mmdet.engine.hooks.alpha_projection import check_lr_mult, project_exponents
+    assert check_lr_mult(0) == 0.0 and check_lr_mult(30) == 30.0
+    for bad in (-0.5, float('nan'), float('inf'), True, '10'):
+        with pytest.raises(ValueError, match='finite number >= 0'):
+            check_lr_mult(bad)
+    alpha = torch.tensor([-3.0, -1.0, 0.2, 5.0, 9.0])
+    assert project_exponents([alpha]) == 2
+    assert alpha.tolist() == pytest.approx([-1.0, -1.0, 0.2, 5.0, 5.0])
+
+
+@pytest.fixture(scope='module')
+def tiny_imagenet_root(tmp_path_factory):
+    from featquant_mmdet.datasets.synthetic_imagenet import make_imagenet_dataset
+    root = str(tmp_path_factory.mktemp('alpha_lr_imagenet'))
+    make_imagenet_dataset(root, num_train_per_class=2, num_val_per_class=1, image_size=64, seed=0)
+    return root
+
+
+def _train_zf_pow1(repo_root, root, work_dir, lr_mult=None):
+    """ZF-POW-1 pretraining (the real config and hooks), 12 generated images, 3 epochs of 3 iterations at lr 0.01."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(repo_root, 'configs', 'pretrain', 'zf_pow1_imagenet.py'))
+    cfg.merge_from_dict({
+        'model.head.num_classes': 6, 'model.head.hidden_channels': 64, 'train_dataloader.batch_size': 4,
+        'train_dataloader.dataset.data_root': root, 'train_dataloader.dataset.pipeline.1.scale': 48,
+        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+        'train_cfg.max_epochs': 3, 'train_cfg.val_interval': 100, 'auto_scale_lr.enable': False,
+        'default_hooks.checkpoint.interval': 100, 'default_hooks.checkpoint.save_last': False,
+        'default_hooks.checkpoint.save_best': None, 'default_hooks.logger.interval': 1, 'randomness.seed': 0})
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'zf_pow1_lr_{lr_mult}_{id(work_dir)}'
+    if lr_mult is not None:
+        cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult = lr_mult
+    runner = Runner.from_cfg(cfg)
+    convs = [runner.model.backbone.conv3, runner.model.backbone.conv4, runner.model.backbone.conv5]
+    before = [c.alpha.detach().clone() for c in convs]
+    runner.train()
+    return cfg, [(c.alpha.detach() - b) for c, b in zip(convs, before)]
+
+
+def test_recommended_lr_multiplier_moves_alpha_and_zero_freezes_it(repo_root, tiny_imagenet_root, tmp_path,
+                                                                 one_torch_thread):
+    cfg, moved = _train_zf_pow1(repo_root, tiny_imagenet_root, tmp_path / 'recommended')
+    recommended = cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult
+    assert recommended > 1  # the configs' setting (docs/alpha.md), not the plain lr
+    _, frozen = _train_zf_pow1(repo_root, tiny_imagenet_root, tmp_path / 'zero', lr_mult=0.0)
+    _, plain = _train_zf_pow1(repo_root, tiny_imagenet_root, tmp_path / 'one', lr_mult=1.0)
+    assert all(torch.equal(d, torch.zeros_like(d)) for d in frozen)  # not moved at all
+    moved_max = max(d.abs().max().item() for d in moved)
+    plain_max = max(d.abs().max().item() for d in plain)
+    # measurably: some exponent moved by more than 1e-3 within 9 steps (10^4 float32 ulps at alpha = 0), and about
+    # lr_mult times as far as with the plain lr (the first steps are nearly linear in the lr)
+    assert moved_max > 1e-3, moved_max
+    assert moved_max > 0.6 * recommended * plain_max, (moved_max, plain_max)

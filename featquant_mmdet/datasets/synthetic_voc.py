@@ -1,15 +1,18 @@
 """A small, easy Pascal VOC 2007 dataset written to disk: real JPEGs, VOC XML annotations and ImageSets lists.
 
-Backgrounds are crops of the natural photographs bundled with scikit-image (``skimage.data``), rescaled, flipped
-and recoloured; on them sit 1-3 large, non-overlapping objects. Each class has its own shape, colour and texture
-(e.g. a red disk with rings, a blue square with a checkerboard), outlined in a dark border, so a detector learns
-them quickly. Boxes are the tight bounding boxes of the drawn masks, so they are exact.
+Two styles. ``shapes`` (the default): backgrounds are crops of the natural photographs bundled with scikit-image
+(``skimage.data``), rescaled, flipped and recoloured; on them sit 1-3 large, non-overlapping objects. Each class has
+its own shape, colour and texture (e.g. a red disk with rings, a blue square with a checkerboard), outlined in a dark
+border, so a detector learns them quickly. ``photo``: objects cut from real photographs (a person, a cat, a horse,
+..., with their true outlines) on photographs without objects (:mod:`.photo_objects`); they suffer from distortions
+as real images do. In both, boxes are the tight bounding boxes of the pasted masks, so they are exact.
 
 Everything is drawn from ``numpy.random.default_rng((seed, split, index))``: the same arguments write the same
 files, and image ``k`` of a split does not depend on how many images were asked for.
 
     python tools/data/make_synthetic_voc.py data --num-train 200 --num-test 50 --image-size 320 240
     # writes data/VOCdevkit/VOC2007/..., the default data root of configs/faster_rcnn_zf_voc.py
+    python tools/data/make_synthetic_voc.py data --style photo   # person, cat, horse cut from photographs
 
 (``main`` is that tool's command line; ``python -m featquant_mmdet.datasets.synthetic_voc`` runs it too, with a
 RuntimeWarning from runpy because importing the package has already imported this module.)
@@ -19,13 +22,17 @@ import os
 import os.path as osp
 import xml.etree.ElementTree as ET
 from functools import lru_cache
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
+from .photo_objects import (DEFAULT_PHOTO_CLASSES, PHOTO_CLASSES, check_photo_classes, paste_photo_object,
+                            photo_background)
+
 # Names are labels only; VOC class names let the 20-class VOC configs run on this data unchanged.
 DEFAULT_CLASSES = ('bottle', 'car', 'tvmonitor')
+STYLES = ('shapes', 'photo')
 
 # (shape, BGR colour, texture) of the i-th class
 OBJECT_STYLES = (
@@ -135,10 +142,24 @@ def _paste_object(img: np.ndarray, style: Tuple[str, tuple, str], x0: int, y0: i
     return x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1
 
 
-def draw_image(rng: np.random.Generator, width: int, height: int,
-               num_classes: int) -> Tuple[np.ndarray, List[Tuple[int, Tuple[int, int, int, int]]]]:
-    """One BGR uint8 image and its objects as ``[(class_index, (x1, y1, x2, y2)), ...]`` (pixel-exclusive ends)."""
-    img = _background(rng, width, height)
+def draw_image(rng: np.random.Generator, width: int, height: int, num_classes: int, style: str = 'shapes',
+               classes: Optional[Sequence[str]] = None, return_masks: bool = False):
+    """One BGR uint8 image and its objects as ``[(class_index, (x1, y1, x2, y2)), ...]`` (pixel-exclusive ends).
+
+    ``style='photo'`` pastes the photo objects named ``classes`` (class ``i`` is ``classes[i]``); with
+    ``return_masks`` (photo style) a third item lists the image-sized uint8 mask of each object's pasted pixels.
+    """
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got {style!r}')
+    photo = style == 'photo'
+    if return_masks and not photo:
+        raise ValueError('return_masks: only the photo style keeps the masks')
+    if photo:
+        classes = check_photo_classes(classes if classes is not None else DEFAULT_PHOTO_CLASSES[:num_classes])
+        if len(classes) != num_classes:
+            raise ValueError(f'num_classes {num_classes} but {len(classes)} photo classes {classes}')
+    img = photo_background(rng, width, height) if photo else _background(rng, width, height)
+    masks = []
     short = min(width, height)
     objects: List[Tuple[int, Tuple[int, int, int, int]]] = []
     placed: List[Tuple[int, int, int, int]] = []
@@ -154,11 +175,17 @@ def draw_image(rng: np.random.Generator, width: int, height: int,
             continue
         placed.append((x0, y0, x0 + size, y0 + size))
         label = int(rng.integers(num_classes))
-        objects.append((label, _paste_object(img, OBJECT_STYLES[label], x0, y0, size, rng)))
+        if photo:
+            box, mask = paste_photo_object(img, classes[label], x0, y0, size, rng, return_mask=True)
+            masks.append(mask)
+        else:
+            box = _paste_object(img, OBJECT_STYLES[label], x0, y0, size, rng)
+        objects.append((label, box))
     if not objects:  # the first placement cannot fail: the image is empty then
         raise AssertionError('no object placed')
     img = img + rng.normal(0.0, 3.0, size=img.shape)  # a little sensor noise
-    return np.clip(img, 0, 255).astype(np.uint8), objects
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return (img, objects, masks) if return_masks else (img, objects)
 
 
 def _annotation_xml(filename: str, width: int, height: int, objects, classes: Sequence[str]) -> ET.ElementTree:
@@ -199,7 +226,7 @@ def _image_size(image_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
 
 def make_voc_dataset(root: str, num_train: int = 100, num_test: int = 30,
                      image_size: Union[int, Sequence[int]] = (320, 240),
-                     classes: Sequence[str] = DEFAULT_CLASSES, seed: int = 0) -> str:
+                     classes: Optional[Sequence[str]] = None, seed: int = 0, style: str = 'shapes') -> str:
     """Write ``<root>/VOCdevkit/VOC2007`` (JPEGImages, Annotations, ImageSets/Main/{trainval,test}.txt).
 
     Args:
@@ -208,8 +235,11 @@ def make_voc_dataset(root: str, num_train: int = 100, num_test: int = 30,
         num_train: images listed in ``trainval.txt`` (ids 000001...).
         num_test: images listed in ``test.txt`` (the ids after the training ones).
         image_size: ``(width, height)`` or one int for square images; each side at least 64.
-        classes: class names written into the XML; class ``i`` is drawn as ``OBJECT_STYLES[i]``.
+        classes: class names written into the XML. ``shapes`` style: class ``i`` is drawn as ``OBJECT_STYLES[i]``
+            (default ``DEFAULT_CLASSES``); ``photo`` style: names of photo objects (``PHOTO_CLASSES``; default
+            ``DEFAULT_PHOTO_CLASSES``, the VOC names person, cat, horse).
         seed: seed of every random draw.
+        style: ``'shapes'`` (drawn objects) or ``'photo'`` (objects cut from photographs).
 
     Returns:
         The data root to give the configs (``<root>/VOCdevkit``).
@@ -218,8 +248,14 @@ def make_voc_dataset(root: str, num_train: int = 100, num_test: int = 30,
     for arg, value in (('num_train', num_train), ('num_test', num_test)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f'{arg} must be a positive integer, got {value!r}')
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got {style!r}')
+    if classes is None:
+        classes = DEFAULT_PHOTO_CLASSES if style == 'photo' else DEFAULT_CLASSES
     classes = tuple(classes)
-    if not 1 <= len(classes) <= len(OBJECT_STYLES):
+    if style == 'photo':
+        check_photo_classes(classes)
+    elif not 1 <= len(classes) <= len(OBJECT_STYLES):
         raise ValueError(f'classes: between 1 and {len(OBJECT_STYLES)} class names are drawable, got {classes!r}')
     if len(set(classes)) != len(classes) or any(not isinstance(c, str) or not c or c != c.strip() for c in classes):
         raise ValueError(f'classes must be distinct non-empty names without surrounding spaces, got {classes!r}')
@@ -235,7 +271,7 @@ def make_voc_dataset(root: str, num_train: int = 100, num_test: int = 30,
         ids = []
         for index in range(count):
             rng = np.random.default_rng((seed, _SPLITS[split], index))
-            img, objects = draw_image(rng, width, height, len(classes))
+            img, objects = draw_image(rng, width, height, len(classes), style, classes if style == 'photo' else None)
             img_id = f'{next_id:06d}'
             next_id += 1
             if not cv2.imwrite(osp.join(dirs['JPEGImages'], f'{img_id}.jpg'), img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
@@ -256,13 +292,17 @@ def main(argv=None) -> None:
     parser.add_argument('--num-test', type=int, default=30, help='images listed in test.txt')
     parser.add_argument('--image-size', type=int, nargs=2, default=(320, 240), metavar=('WIDTH', 'HEIGHT'),
                         help=f'each side at least {_MIN_IMAGE_SIDE}')
-    parser.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES),
-                        help=f'1 to {len(OBJECT_STYLES)} distinct names (class i is drawn as style i)')
+    parser.add_argument('--style', choices=STYLES, default='shapes',
+                        help='shapes: drawn objects; photo: objects cut from photographs (see --classes)')
+    parser.add_argument('--classes', nargs='+', default=None,
+                        help=f'shapes: 1 to {len(OBJECT_STYLES)} distinct names (class i is drawn as style i; default '
+                             f'{" ".join(DEFAULT_CLASSES)}); photo: objects among {" ".join(PHOTO_CLASSES)} (default '
+                             f'{" ".join(DEFAULT_PHOTO_CLASSES)})')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     try:
         data_root = make_voc_dataset(args.root, args.num_train, args.num_test, tuple(args.image_size), args.classes,
-                                     args.seed)
+                                     args.seed, args.style)
     except ValueError as err:  # the generator's checks name the argument (num_train is --num-train, ...)
         parser.error(str(err))
     print(f'wrote {args.num_train} trainval + {args.num_test} test images to {data_root}')

@@ -2,6 +2,7 @@
 
     python tools/data/make_synthetic_voc.py data --num-train 200 --num-test 50 --image-size 320 240
     # writes data/VOCdevkit/VOC2007/..., the default data root of configs/faster_rcnn_zf_voc.py
+    python tools/data/make_synthetic_voc.py data --style photo   # objects cut from photographs: person, cat, horse
 
 The images and options are those of featquant_mmdet/datasets/synthetic_voc.py (``make_voc_dataset``, ``main``).
 """

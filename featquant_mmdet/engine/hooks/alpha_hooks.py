@@ -4,8 +4,10 @@ Config use, for any mmdet detector or the project's ``ImageClassifier``, no subc
 
     custom_hooks = [
         dict(type='AlphaRegularizationHook', l1=1e-4, l2=1e-4),   # adds 'loss_alpha' to the loss dict
-        dict(type='AlphaStatsHook', interval=50),                   # logs train/alpha_mean, _min, _max, _std
-    ]
+        dict(type='AlphaStatsHook', interval=50),                   # logs train/alpha_mean, _min, _max, _std,
+    ]                                                               #   _at_bound
+
+(``AlphaProjectionHook``, in ``alpha_projection.py``, keeps the learnable exponents inside [-1, 5].)
 
 Which tensors are "the exponents": every module of the model with an ``exponents()`` method (``PowConv`` and
 ``SFPowConv``: the learnable ``alpha`` of shape (Lambda, C); ``HPowConv``: the per-sample exponents of the current
@@ -128,13 +130,17 @@ class AlphaRegularizationHook(Hook):
 
 def alpha_statistics(modules: Sequence[Tuple[str, nn.Module]], bins: int = 24,
                      value_range: Tuple[float, float] = (ALPHA_MIN, ALPHA_MAX)) -> Dict:
-    """Mean/std/min/max and a histogram of the exponents, for all layers together (``'all'``) and per layer."""
+    """Mean/std/min/max, a histogram, and how many sit at a bound of [ALPHA_MIN, ALPHA_MAX] (``at_min``: <= -1,
+    ``at_max``: >= 5, ``at_bound``: both) of the exponents, for all layers together (``'all'``) and per layer."""
     edges = np.linspace(value_range[0], value_range[1], bins + 1)
 
     def summary(values: np.ndarray) -> Dict:
         counts, _ = np.histogram(np.clip(values, value_range[0], value_range[1]), bins=edges)
+        # at (or, without AlphaProjectionHook, beyond) a bound of the valid range: the op clamps them there
+        at_min, at_max = int((values <= ALPHA_MIN).sum()), int((values >= ALPHA_MAX).sum())
         return dict(mean=float(values.mean()), std=float(values.std()), min=float(values.min()),
-                    max=float(values.max()), count=int(values.size), hist=counts.tolist())
+                    max=float(values.max()), count=int(values.size), at_min=at_min, at_max=at_max,
+                    at_bound=at_min + at_max, hist=counts.tolist())
 
     layers, pooled = {}, []
     for name, m in modules:
@@ -153,9 +159,11 @@ def alpha_statistics(modules: Sequence[Tuple[str, nn.Module]], bins: int = 24,
 class AlphaStatsHook(Hook):
     """Every ``interval`` training iterations, record the learned exponents (cf. the paper's supplementary analysis).
 
-    - scalars ``train/alpha_mean``, ``train/alpha_std``, ``train/alpha_min``, ``train/alpha_max`` (all layers
-      pooled) go to the message hub, hence to the text log and every visualizer backend (TensorBoard, ...);
-    - the full record (per-layer mean/std/min/max and a ``bins``-bin histogram over [-1, 5], plus the pooled one)
+    - scalars ``train/alpha_mean``, ``train/alpha_std``, ``train/alpha_min``, ``train/alpha_max`` and
+      ``train/alpha_at_bound`` (how many sit at -1 or 5; all layers pooled) go to the message hub, hence to the text
+      log and every visualizer backend (TensorBoard, ...); when some sit at a bound, a log line gives them per layer;
+    - the full record (per-layer mean/std/min/max, ``at_min``/``at_max``/``at_bound`` counts and a ``bins``-bin
+      histogram over [-1, 5], plus the pooled one)
       is appended as one JSON line, with the iteration, to ``<log_dir>/<out_file>`` and stored in the message hub's
       info under ``alpha_stats``.
     """
@@ -182,8 +190,13 @@ class AlphaStatsHook(Hook):
         stats = alpha_statistics(self._modules, self.bins)
         if 'all' not in stats:
             return
-        for key in ('mean', 'std', 'min', 'max'):
+        for key in ('mean', 'std', 'min', 'max', 'at_bound'):
             runner.message_hub.update_scalar(f'train/alpha_{key}', stats['all'][key])
+        if stats['all']['at_bound']:
+            layers = ', '.join(f"{name} {row['at_min']} at {ALPHA_MIN} / {row['at_max']} at {ALPHA_MAX}"
+                               for name, row in stats['layers'].items() if row['at_bound'])
+            runner.logger.info(f"AlphaStatsHook: {stats['all']['at_bound']} of {stats['all']['count']} exponents at "
+                               f'a bound of [{ALPHA_MIN}, {ALPHA_MAX}]: {layers}')
         record = dict(iter=runner.iter + 1, **stats)
         runner.message_hub.update_info('alpha_stats', record)
         with open(osp.join(runner.log_dir, self.out_file), 'a') as f:
