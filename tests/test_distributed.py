@@ -246,9 +246,6 @@ def test_dist_train_equals_single_process_with_the_same_total_batch(ddp_training
     assert not torch.equal(ddp['backbone.conv3.alpha'], torch.full_like(ddp['backbone.conv3.alpha'], 0.05))
 
 
-@pytest.mark.xfail(strict=True, reason='AlphaStatsHook appends its record to <log_dir>/alpha_stats.jsonl on every '
-                   'rank (the ranks share the log dir): fix in featquant_mmdet/engine/hooks/alpha_hooks.py, write '
-                   'the file on rank 0 only (if runner.rank == 0)')
 def test_dist_train_alpha_stats_written_once_per_iteration(ddp_training):
     files = list(ddp_training.glob('*/alpha_stats.jsonl'))
     assert len(files) == 1

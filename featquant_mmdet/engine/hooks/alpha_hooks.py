@@ -164,7 +164,7 @@ class AlphaStatsHook(Hook):
       log and every visualizer backend (TensorBoard, ...); when some sit at a bound, a log line gives them per layer;
     - the full record (per-layer mean/std/min/max, ``at_min``/``at_max``/``at_bound`` counts and a ``bins``-bin
       histogram over [-1, 5], plus the pooled one)
-      is appended as one JSON line, with the iteration, to ``<log_dir>/<out_file>`` and stored in the message hub's
+      is appended as one JSON line, with the iteration, to ``<log_dir>/<out_file>`` (by rank 0 only) and stored in the message hub's
       info under ``alpha_stats``.
     """
 
@@ -199,5 +199,6 @@ class AlphaStatsHook(Hook):
                                f'a bound of [{ALPHA_MIN}, {ALPHA_MAX}]: {layers}')
         record = dict(iter=runner.iter + 1, **stats)
         runner.message_hub.update_info('alpha_stats', record)
-        with open(osp.join(runner.log_dir, self.out_file), 'a') as f:
-            f.write(json.dumps(record) + '\n')
+        if runner.rank == 0:  # the ranks share the log dir; their exponents are equal (DDP keeps replicas in sync)
+            with open(osp.join(runner.log_dir, self.out_file), 'a') as f:
+                f.write(json.dumps(record) + '\n')
