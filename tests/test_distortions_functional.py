@@ -103,9 +103,9 @@ def test_motion_blur_kernel_is_a_normalised_symmetric_line():
 def test_fft_convolution_equals_the_direct_one(photo):
     """Large kernels go through the packed-DFT path; it must match cv2.filter2D up to rounding."""
     for kernel in (F.motion_blur_kernel(23, 33), F.disk_kernel(8)):
-        assert kernel.shape[0] >= F._FFT_MIN_KERNEL and photo.size // 3 >= F._FFT_MIN_PIXELS
+        assert kernel.shape[0] >= F.FFT_MIN_KERNEL and photo.size // 3 >= F.FFT_MIN_PIXELS
         direct = cv2.filter2D(photo, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
-        assert np.abs(F._convolve(photo, kernel).astype(int) - direct).max() <= 1
+        assert np.abs(F.convolve(photo, kernel).astype(int) - direct).max() <= 1
 
 
 def test_defocus_kernel_is_a_disk():

@@ -21,13 +21,11 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 
+from .convolution import (FFT_MIN_KERNEL, FFT_MIN_PIXELS, convolve, disk_kernel, disk_spectrum,  # noqa: F401
+                          fft_shape, motion_blur_kernel, round_to_uint8)
+
 CHANNEL_ORDERS = ('bgr', 'rgb')
 
-# OpenCV's filter2D switches to a DFT for kernels >= 11x11, but runs it per channel on complex spectra, which is
-# slower here than a packed real DFT; below this size the direct convolution is the faster one.
-_FFT_MIN_KERNEL = 11
-# below this many pixels the direct convolution is fast whatever the kernel, and avoids DFT bookkeeping
-_FFT_MIN_PIXELS = 96 * 96
 # values per block of the noise functions (~128 KiB of float32 per temporary)
 _NOISE_BLOCK = 32768
 
@@ -82,12 +80,6 @@ def _is_color(img: np.ndarray) -> bool:
     return img.ndim == 3
 
 
-def _round_to_uint8(x: np.ndarray) -> np.ndarray:
-    """Round a float array to the nearest integer and saturate to uint8 (in place on ``x``)."""
-    np.add(x, 0.5, out=x)
-    np.clip(x, 0, 255, out=x)
-    return x.astype(np.uint8)
-
 
 def _bgr_planes(img: np.ndarray, channel_order: str) -> list:
     """The planes of a colour image in B, G, R order (so that random draws go to the same colour either way)."""
@@ -124,102 +116,6 @@ def standard_normal(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     return out[:size].reshape(shape)
 
 
-# ------------------------------------------------------------------------------------------------- convolution
-def motion_blur_kernel(size: int, angle: float) -> np.ndarray:
-    """Normalised line kernel across a ``size`` x ``size`` box through its centre at ``angle`` degrees (CCW).
-
-    One tap of weight ``1 / size`` per pixel step along the line's major axis, on the pixel nearest to the line on
-    the minor axis (a DDA line, as ``cv2.line`` draws it): ``size`` non-zero taps, which is what OpenCV's direct
-    ``filter2D`` pays for (an anti-aliased line would double them). Point-symmetric about the centre, so
-    convolution equals correlation.
-    """
-    size = int(size)
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f'motion blur kernel size must be a positive odd integer, got {size}')
-    center = (size - 1) // 2
-    theta = np.deg2rad(angle)
-    dx, dy = np.cos(theta), -np.sin(theta)  # image rows grow downwards
-    offsets = np.arange(size) - center
-    slope = dy / dx if abs(dx) >= abs(dy) else dx / dy
-    # rounding half away from zero keeps the taps point-symmetric: minor(-t) = -minor(t)
-    minor = center + np.sign(offsets * slope) * np.floor(np.abs(offsets * slope) + 0.5)
-    kernel = np.zeros((size, size), np.float32)
-    if abs(dx) >= abs(dy):  # mostly horizontal: one tap per column
-        kernel[minor.astype(np.int64), offsets + center] = 1.0 / size
-    else:  # mostly vertical: one tap per row
-        kernel[offsets + center, minor.astype(np.int64)] = 1.0 / size
-    return kernel
-
-
-@functools.lru_cache(maxsize=32)
-def disk_kernel(radius: float) -> np.ndarray:
-    """Normalised anti-aliased disk (defocus point-spread function) of ``radius`` px.
-
-    ``K(i, j)`` = fraction of the pixel's area (8x8 supersampling) inside ``x^2 + y^2 <= r^2``, ``K /= sum(K)``.
-    Cached per radius; the returned array is read-only.
-    """
-    radius = float(radius)
-    if radius <= 0:
-        raise ValueError(f'defocus radius must be positive, got {radius}')
-    half = int(np.ceil(radius - 0.5))
-    sub = (np.arange(8) + 0.5) / 8 - 0.5
-    coords = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel()
-    inside = (coords[:, None] ** 2 + coords[None, :] ** 2) <= radius ** 2
-    size = 2 * half + 1
-    kernel = inside.reshape(size, 8, size, 8).mean(axis=(1, 3))
-    kernel = (kernel / kernel.sum()).astype(np.float32)
-    kernel.setflags(write=False)
-    return kernel
-
-
-def _kernel_spectrum(kernel: np.ndarray, shape: tuple) -> np.ndarray:
-    """Packed (CCS) DFT of ``kernel`` zero-padded to ``shape`` with its centre moved to the origin."""
-    k = kernel.shape[0]
-    r = k // 2
-    padded = np.zeros(shape, np.float32)
-    padded[:k, :k] = kernel
-    padded = np.roll(padded, (-r, -r), axis=(0, 1))
-    return cv2.dft(padded)
-
-
-@functools.lru_cache(maxsize=16)
-def _disk_spectrum(radius: float, shape: tuple) -> np.ndarray:
-    spectrum = _kernel_spectrum(disk_kernel(radius), shape)
-    spectrum.setflags(write=False)
-    return spectrum
-
-
-def _fft_shape(img: np.ndarray, r: int) -> tuple:
-    return (cv2.getOptimalDFTSize(img.shape[0] + 2 * r), cv2.getOptimalDFTSize(img.shape[1] + 2 * r))
-
-
-def _convolve(img: np.ndarray, kernel: np.ndarray, spectrum: Optional[np.ndarray] = None) -> np.ndarray:
-    """``img * kernel`` (point-symmetric odd square kernel) with reflected borders, rounded to uint8.
-
-    Small kernels or images: ``cv2.filter2D``. Large kernels: the image is padded by the kernel radius (reflect-101),
-    zero-padded to a fast DFT size, multiplied with the kernel's packed real spectrum and transformed back; the
-    circular wrap-around only touches the padding, so the result equals the direct convolution.
-    """
-    k = kernel.shape[0]
-    h, w = img.shape[:2]
-    if k < _FFT_MIN_KERNEL or h * w < _FFT_MIN_PIXELS:
-        return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
-    r = k // 2
-    shape = _fft_shape(img, r)
-    if spectrum is None:
-        spectrum = _kernel_spectrum(kernel, shape)
-    padded = cv2.copyMakeBorder(img, r, r, r, r, cv2.BORDER_REFLECT_101)
-    # one set of buffers for all planes (OpenCV writes into dst/c in place)
-    buffer, spec, product, res = (np.zeros(shape, np.float32) for _ in range(4))
-    out = []
-    for plane in (cv2.split(padded) if padded.ndim == 3 else [padded]):
-        buffer[:h + 2 * r, :w + 2 * r] = plane
-        spec = cv2.dft(buffer, dst=spec)
-        product = cv2.mulSpectrums(spec, spectrum, 0, c=product)
-        res = cv2.idft(product, dst=res, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)
-        out.append(_round_to_uint8(res[r:r + h, r:r + w]))
-    return cv2.merge(out) if len(out) > 1 else out[0]
-
 
 # --------------------------------------------------------------------------------------- signal processing loss
 @image_op
@@ -231,7 +127,7 @@ def motion_blur(img: np.ndarray, kernel_size: int, *, rng: np.random.Generator,
     """
     if angle is None:
         angle = rng.uniform(0.0, 180.0)
-    return _convolve(img, motion_blur_kernel(kernel_size, angle))
+    return convolve(img, motion_blur_kernel(kernel_size, angle))
 
 
 @image_op
@@ -240,9 +136,9 @@ def defocus_blur(img: np.ndarray, radius: float) -> np.ndarray:
     kernel = disk_kernel(radius)
     k = kernel.shape[0]
     spectrum = None
-    if k >= _FFT_MIN_KERNEL and img.shape[0] * img.shape[1] >= _FFT_MIN_PIXELS:
-        spectrum = _disk_spectrum(float(radius), _fft_shape(img, k // 2))
-    return _convolve(img, kernel, spectrum)
+    if k >= FFT_MIN_KERNEL and img.shape[0] * img.shape[1] >= FFT_MIN_PIXELS:
+        spectrum = disk_spectrum(float(radius), fft_shape(img, k // 2))
+    return convolve(img, kernel, spectrum)
 
 
 def _codec_round_trip(img: np.ndarray, ext: str, params: list, channel_order: str) -> np.ndarray:
@@ -369,7 +265,7 @@ def fft_noise(img: np.ndarray, sigma: float, *, rng: np.random.Generator,
         intensity *= intensity
         r_squared += intensity
         np.maximum(r_squared, 0, out=r_squared)  # a float32 rounding below 0 where I + n1 ~ 0 and n2 ~ 0
-        out[start:start + block] = _round_to_uint8(np.sqrt(r_squared, out=r_squared))
+        out[start:start + block] = round_to_uint8(np.sqrt(r_squared, out=r_squared))
     return out.reshape(img.shape)
 
 
