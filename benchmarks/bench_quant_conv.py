@@ -24,9 +24,7 @@ during the conv's backward either way); the saving shows in a stack of layers, m
 import argparse
 import os
 import os.path as osp
-import statistics
 import sys
-import time
 
 # the profiler used for CPU peak memory (kineto) otherwise prints two trace lines per profiled step, and on machines
 # without a GPU an error about the device count; 6 is above its highest log level
@@ -39,6 +37,9 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from featquant_mmdet.layers.quant_conv import HPowConv, PowConv, SFConv, SFPowConv  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from bench_quant_conv_gpu import peak_bytes, time_steps  # noqa: E402  (one timing/memory method for both)
 
 SHAPES = [  # name, in, out, batch, height, width
     ('ZF conv3', 256, 384, 2, 38, 63),
@@ -89,47 +90,6 @@ def make_step(layer, x, g):
     return step
 
 
-def sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
-
-
-def time_steps(steps, device, repeats, warmup):
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():  # interleaved: every round measures all layers
-            sync(device)
-            t0 = time.perf_counter()
-            step()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def peak_bytes_cpu(step, baseline_bytes):
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'),
-                    key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return baseline_bytes + peak
-
-
-def peak_bytes_cuda(step):
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated()
-
-
 def tensor_bytes(tensors):
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -160,14 +120,10 @@ def main(argv=None):
         g = torch.randn(n, cout, h, w, device=args.device)
         layers = make_layers(cin, cout, args.device)
         steps = {k: make_step(layer, x, g) for k, layer in layers.items()}
-        times = time_steps(steps, args.device, args.repeats, args.warmup)
-        peaks = {}
-        for k, step in steps.items():
-            if args.device == 'cuda':
-                peaks[k] = peak_bytes_cuda(step)
-            else:
-                baseline = tensor_bytes([x, g, *layers[k].parameters(), *layers[k].buffers()])
-                peaks[k] = peak_bytes_cpu(step, baseline)
+        device = torch.device(args.device)
+        times = time_steps(steps, device, args.repeats, args.warmup)
+        peaks = {k: peak_bytes(step, device, tensor_bytes([x, g, *layers[k].parameters(), *layers[k].buffers()]))
+                 for k, step in steps.items()}
         for k in layers:
             t_ratio = times[k] / times['nn.Conv2d']
             m_ratio = peaks[k] / peaks['nn.Conv2d']

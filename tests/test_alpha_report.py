@@ -128,7 +128,7 @@ def test_tool_errors(tmp_path, repo_root, load_tool):
 
 # ------------------------------------------------------------------------------ drift report and trajectory
 def _drift_cfg(repo_root, root, config='zf_pow1_imagenet.py', lr_mult=None):
-    from featquant_mmdet.analysis.feature_moments import load_config
+    from featquant_mmdet.engine.loading import load_config
     options = {'model.head.num_classes': 6, 'model.head.hidden_channels': 32,
                'train_dataloader.dataset.data_root': root, 'train_dataloader.dataset.pipeline.1.scale': 32, 'train_dataloader.batch_size': 4,
                'auto_scale_lr.enable': False}

@@ -171,7 +171,6 @@ def alpha_drift_report(cfg, checkpoint: Optional[str] = None, seed: int = 0,
         w_norm = float(torch.linalg.vector_norm(w.detach().float()))
         w_rel = w_lr * float(torch.linalg.vector_norm(w_dir)) / w_norm
         grad = alpha.grad.detach().float().abs()
-        step_mean = float(step.mean())
         table.append(dict(layer=name, count=alpha.numel(), lr=lr, lr_mult=lr / w_lr if w_lr > 0 else math.nan,
                           momentum=mu,
                           grad_abs_mean=float(grad.mean()), grad_abs_max=float(grad.max()),

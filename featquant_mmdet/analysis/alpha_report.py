@@ -11,11 +11,13 @@ Sources of exponents:
   with a config and ``num_images > 0`` the test images are run and every image's exponents are collected.
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import nn
+
+from .report_files import finish_figure
 
 SUMMARY_COLUMNS = ('count', 'nonfinite', 'mean', 'std', 'min', 'p05', 'median', 'p95', 'max', 'frac_negative',
                    'frac_clamped')
@@ -139,13 +141,7 @@ def plot_exponent_histograms(exponents: Dict[str, torch.Tensor], path: str, bins
         ax.set_title(f'{name}\nmean {values.mean():.3f}, n={values.size}', fontsize=9)
         ax.set_xlabel('alpha (psi = sign(x) |x|^(alpha+1))', fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    finish_figure(fig, axes, len(names), title, path)
 
 
 def load_exponents(checkpoint: str, cfg=None, num_images: int = 0) -> Dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .report_files import finish_figure
+
 STATS_FILE = 'alpha_stats.jsonl'
 TRAJECTORY_COLUMNS = ('run', 'layer', 'count', 'first_iter', 'last_iter', 'mean_first', 'mean_last', 'max_mean_shift',
                       'std_last', 'min_last', 'max_last', 'at_bound_last')
@@ -128,13 +130,7 @@ def plot_alpha_trajectory(trajectories: Dict[str, Dict[str, Dict[str, np.ndarray
         ax.tick_params(labelsize=7)
     if len(trajectories) > 1:
         axes.flat[0].legend(fontsize=7)
-    for ax in list(axes.flat)[len(layers):]:
-        ax.axis('off')
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    finish_figure(fig, axes, len(layers), title, path)
 
 
 def trajectory_report(runs: Sequence[Tuple[str, str]], out_dir: str,

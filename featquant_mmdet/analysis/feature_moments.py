@@ -15,7 +15,6 @@ Its uncertainty comes from the choice of images: the standard deviation of JS ov
 """
 import copy
 import math
-import os.path as osp
 from dataclasses import asdict, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 

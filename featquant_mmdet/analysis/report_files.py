@@ -21,3 +21,15 @@ def write_report_files(out_dir: str, header: str, table: str, md_name: str, csv_
     write_png(paths[2])
     print(f'\nwrote {", ".join(paths)}')
     return paths
+
+
+def finish_figure(fig, axes, used: int, title: str, path: str) -> None:
+    """Blank the panels after the first ``used``, add the title, save ``path`` (100 dpi) and close the figure."""
+    import matplotlib.pyplot as plt
+    for ax in list(axes.flat)[used:]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -113,7 +113,7 @@ def main_drift(argv):
     import os
 
     from featquant_mmdet.analysis.alpha_drift import DRIFT_COLUMNS, alpha_drift_report, format_drift_table
-    from featquant_mmdet.analysis.feature_moments import load_config
+    from featquant_mmdet.engine.loading import load_config
     cfg = load_config(args.config, args.cfg_options)
     if args.alpha_lr_mult is not None:
         custom = cfg.optim_wrapper.setdefault('paramwise_cfg', {}).setdefault('custom_keys', {})

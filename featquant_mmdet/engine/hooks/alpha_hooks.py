@@ -25,7 +25,6 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 import torch.nn as nn
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
