@@ -193,6 +193,7 @@ def format_summary(summary: dict) -> str:
 def _fmt(value, interval: Optional[dict] = None) -> str:
     if value is None:
         return 'n/a'
-    if interval and interval.get('low') is not None and interval['low'] == interval['low']:  # not NaN
-        return f'{value:.4f} [{interval["low"]:.4f}, {interval["high"]:.4f}]'
-    return f'{value:.4f}'
+    if not interval:
+        return f'{value:.4f}'
+    ends = ['undefined' if interval.get(k) is None else f'{interval[k]:.4f}' for k in ('low', 'high')]
+    return f'{value:.4f} [{ends[0]}, {ends[1]}]'  # undefined: NaN/inf (e.g. a resample without reference errors)
