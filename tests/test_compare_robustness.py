@@ -265,3 +265,16 @@ def test_markdown_and_csv_mark_missing_cells():
     assert '| B | +1.00 | - | -10.00 | -11.72 |' in markdown
     lines = list(csv.reader(io.StringIO(report.to_csv(columns, rows, ['A', 'B']))))
     assert lines[2] == ['B', 'value', '91.0000', '', '50.0000', '54.9500']
+
+
+def test_table_values_are_the_json_index_and_a_hand_edit_is_warned(two_sweeps, tmp_path, load_tool, capsys):
+    edited = clone_sweep(two_sweeps['paths']['ZF'], tmp_path / 'edited')
+    data = json.load(open(edited))
+    data['cells']['clean']['metrics'][METRIC] = 42.0
+    with open(edited, 'w') as f:
+        json.dump(data, f)
+    paths = load_tool('compare_robustness').main([edited, '--labels', 'E', '--out-dir', str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert f'compare_robustness.py: warning: {edited}: P is 42.0 in the JSON but' in err
+    table = list(csv.reader(open(paths['robustness_table.csv'])))
+    assert float(table[1][2]) == 42.0

@@ -77,6 +77,8 @@ def main(argv=None):
     with open(paths['robustness_table.csv'], 'w') as f:
         f.write(table_csv)
     compare.plot(comp, results, paths['robustness_levels.png'])
+    for warning in comp.warnings:
+        print(f'{PROG}: warning: {warning}', file=sys.stderr)
     print(markdown)
     print('written: ' + ', '.join(paths.values()))
     return paths

@@ -6,6 +6,8 @@ paired bootstrap): its percentile interval, a marker where it excludes 0, and a 
 detectable difference at the level; lower is better for mCE). Before anything is computed the results must share
 the test data and distortion seed (index) and, with intervals, the very same test image ids in every per-image
 file; an old results file without per-image data is an error naming it (``bootstrap=0`` compares values only).
+The values shown are those of the JSON index (``robustness.summarize`` of the stored metrics, equal to the per-image
+recomputation by construction); a JSON edited by hand so that they differ gets a warning.
 """
 import math
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ class Comparison:
     seed: int = 0
     diffs: Dict[str, list] = field(default_factory=dict)
     summaries: Optional[list] = None  # BootstrapSummary per model (intervals only)
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def reference_label(self) -> str:
@@ -112,13 +115,9 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
     ref = resolve_reference(reference, labels, paths)
     titles, keys = _columns(results, ce_reference is not None)
     comp = Comparison(list(labels), metric, titles, keys, [], ref)
+    points = [_points(res, metric, ce_reference) for res in results]  # the values of the JSON index
     if n_resamples == 0:
-        for res in results:
-            summary = summarize(res, metric, ce_reference)
-            per = summary['per_distortion']
-            values = {'P': summary['P'], 'mPC': summary['mPC'], 'rPC': summary['rPC'], 'mCE': summary.get('mCE')}
-            values.update({f'mean/{n}': d['mean'] for n, d in per.items()})
-            comp.rows.append([None if values.get(k) is None else values[k] * _key_scale(k, metric) for k in keys])
+        comp.rows = [[None if p.get(k) is None else p[k] * _key_scale(k, metric) for k in keys] for p in points]
         return comp
     loaded = [load_per_image_cells(res, path, metric) for res, path in zip(results, paths)]
     check_same_test_images([identity for _, identity in loaded])
@@ -133,6 +132,15 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
     comp.level, comp.n_images, comp.n_resamples, comp.seed, comp.summaries = (level, n_images, n_resamples, seed,
                                                                               summaries)
     columns = [s.columns() for s in summaries]
+    for label, path, cols, pts in zip(labels, paths, columns, points):
+        for key, est in cols.items():
+            value = pts.get(key[5:] if key.startswith('cell/') else key, est.point)
+            if value is not None and not math.isclose(value, est.point, rel_tol=1e-5, abs_tol=1e-7):
+                comp.warnings.append(f'{path}: {key} is {value!r} in the JSON but {est.point!r} from its per-image '
+                                     'data (edited by hand?): the table shows the JSON\'s value, the interval is '
+                                     'of the per-image data')
+            if value is not None:
+                cols[key] = Estimate(value, est.samples, est.level)
     comp.rows = [[_scaled(cols.get(k), _key_scale(k, metric)) for k in keys] for cols in columns]
     for i, label in enumerate(labels):
         if i == ref:
@@ -141,6 +149,17 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
                              Estimate(b.point - a.point, b.samples - a.samples, level)
                              for a, b in zip(comp.rows[ref], comp.rows[i])]
     return comp
+
+
+def _points(res: dict, metric: str, ce_reference: Optional[dict]) -> Dict[str, Optional[float]]:
+    """The summary values of a results file's stored metrics (``robustness.summarize``), by bootstrap column name,
+    and each cell's metric by its key."""
+    summary = summarize(res, metric, ce_reference)
+    values = {'P': summary['P'], 'mPC': summary['mPC'], 'rPC': summary['rPC'], 'mCE': summary.get('mCE')}
+    values.update({f'mean/{n}': d['mean'] for n, d in summary['per_distortion'].items()})
+    values.update({f'CE/{n}': v for n, v in (summary.get('CE') or {}).items()})
+    values.update({key: float(cell['metrics'][metric]) for key, cell in res['cells'].items()})
+    return values
 
 
 def _point_diffs(comp: Comparison) -> Dict[str, list]:
