@@ -1,5 +1,7 @@
 """tools/compare_robustness.py on two real sweeps (ZF and ZF+POW-1 classifiers on generated ImageNet-format data):
-the paper-layout table (Markdown, CSV) with differences to the first model, mCE against it, and the level plot."""
+the paper-layout table (Markdown, CSV) with bootstrap intervals, paired differences to the first model with verdicts,
+mCE against it, the level plot with bands; a model against itself, a constructed better model, and mismatched or old
+results files."""
 import csv
 import io
 import json
@@ -76,31 +78,171 @@ def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path,
     out_dir = tmp_path / 'report'
     paths = load_tool('compare_robustness').main(
         [two_sweeps['paths']['ZF'], two_sweeps['paths']['ZF+POW-1'], '--labels', 'ZF', 'ZF+POW-1', '--out-dir',
-         str(out_dir), '--reference', two_sweeps['paths']['ZF']])
+         str(out_dir), '--ce-reference', two_sweeps['paths']['ZF']])
     zf, pow1 = two_sweeps['results']['ZF'], two_sweeps['results']['ZF+POW-1']
     rows = {'ZF': expected_row(zf) + [100.0], 'ZF+POW-1': expected_row(pow1) + [100 * expected_mce(pow1, zf)]}
+    columns = ['Clean', 'M.Blur', 'Mix.', 'mPC', 'rPC', 'mCE']
 
     with open(paths['robustness_table.csv']) as f:
         table = list(csv.reader(f))
-    assert table[0] == ['model', 'row', 'Clean', 'M.Blur', 'Mix.', 'mPC', 'rPC', 'mCE']
+    assert table[0][:6] == ['model', 'row', 'Clean', 'Clean low (95%)', 'Clean high (95%)', 'Clean excludes 0']
+    assert table[0][2::4] == columns
     assert [r[:2] for r in table[1:]] == [['ZF', 'value'], ['ZF+POW-1', 'value'], ['ZF+POW-1', 'diff_to_ZF']]
     for label, line in zip(('ZF', 'ZF+POW-1'), table[1:3]):
-        assert [float(v) for v in line[2:]] == pytest.approx(rows[label], abs=1e-4)
+        assert [float(v) for v in line[2::4]] == pytest.approx(rows[label], abs=1e-4)
+        lows, highs = [float(v) for v in line[3::4]], [float(v) for v in line[4::4]]
+        assert all(lo <= v + 1e-9 and v <= hi + 1e-9 for lo, v, hi in zip(lows, rows[label], highs))
     diff = [b - a for a, b in zip(rows['ZF'], rows['ZF+POW-1'])]
-    assert [float(v) for v in table[3][2:]] == pytest.approx(diff, abs=1e-4)
+    assert [float(v) for v in table[3][2::4]] == pytest.approx(diff, abs=1e-4)
+    assert set(table[3][5:-4:4]) <= {'0', '1'}  # mCE's may be undefined (a reference without errors)
 
+    out = capsys.readouterr().out
     markdown = open(paths['robustness_table.md']).read()
-    assert markdown == capsys.readouterr().out.split('written: ')[0].rstrip('\n') + '\n'
+    assert markdown == out.split('written: ')[0].rstrip('\n') + '\n'
     lines = markdown.splitlines()
-    assert '| Model | Clean | M.Blur | Mix. | mPC | rPC | mCE |' in lines
-    assert '| ZF | ' + ' | '.join(f'{v:.2f}' for v in rows['ZF']) + ' |' in lines
-    assert '| ZF+POW-1 | ' + ' | '.join(f'{v:+.2f}' for v in diff) + ' |' in lines
-    assert 'Difference to ZF (percentage points)' in markdown
+    assert '| Model | ' + ' | '.join(f'{c} (95% CI)' for c in columns) + ' |' in lines
+    zf_line = next(line for line in lines if line.startswith('| ZF | '))
+    assert [float(c.split(' [')[0]) for c in zf_line.strip('| ').split(' | ')[1:]] == pytest.approx(
+        rows['ZF'], abs=5e-3)
+    assert 'Difference to ZF (percentage points; paired bootstrap' in markdown
+    assert '95% percentile bootstrap intervals over the 12 test images (1000 resamples, seed 0)' in markdown
+    verdicts = [line for line in lines if line.startswith('- ')]
+    assert len(verdicts) == len(columns)  # one per compared model and column
+    for column, line in zip(columns, verdicts):
+        assert line.startswith(f'- {column}: ZF+POW-1 - ZF = ')
+        assert line.endswith(('better', 'worse', 'no detectable difference at 95%')) or (
+            column == 'mCE' and 'interval undefined (some resamples have no value' in line)
 
     from matplotlib.image import imread
     image = imread(paths['robustness_levels.png'])
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 200
     assert image[..., :3].std() > 0.05  # drawn, not a blank canvas
+
+
+def clone_sweep(src_json, dst_dir, edit=None, drop_per_image=False):
+    """A copy of a sweep's work dir; ``edit(key, per-image object) -> per-image object`` rewrites each cell's
+    per-image file (the JSON's metrics, sha256 and size follow, as a sweep would have written them)."""
+    import shutil
+    from featquant_mmdet.evaluation.robustness import file_sha256
+    from featquant_mmdet.stats.voc_matches import load_per_image
+    shutil.copytree(osp.dirname(src_json), dst_dir, ignore=shutil.ignore_patterns('*.lock', '2026*'))
+    path = osp.join(dst_dir, 'robustness.json')
+    data = json.load(open(path))
+    for key, cell in data['cells'].items():
+        if drop_per_image:
+            del cell['per_image']
+            continue
+        if edit is None:
+            continue
+        file = osp.join(dst_dir, cell['per_image']['file'])
+        new = edit(key, load_per_image(file))
+        new.save(file)
+        for metric in cell['metrics']:
+            cell['metrics'][metric] = new.with_metric(metric).value()
+        cell['per_image'].update(sha256=file_sha256(file), bytes=osp.getsize(file), value=new.value())
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    return path
+
+
+def compare_error(main, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('compare_robustness.py: error: ') and 'Traceback' not in err
+    return err
+
+
+def test_model_against_itself_is_exactly_zero(two_sweeps, tmp_path, load_tool, capsys):
+    zf = two_sweeps['paths']['ZF']
+    paths = load_tool('compare_robustness').main([zf, zf, '--labels', 'A', 'B', '--out-dir', str(tmp_path),
+                                                  '--bootstrap', '300'])
+    out = capsys.readouterr().out
+    table = list(csv.reader(open(paths['robustness_table.csv'])))
+    diff = table[3]
+    assert diff[:2] == ['B', 'diff_to_A']
+    assert [float(v) for v in diff[2:] if v not in ('', '0', '1')] == [0.0] * (len(diff[2:]) // 4 * 3)
+    assert set(diff[5::4]) == {'0'}
+    assert out.count(': no detectable difference at 95%') == 5
+
+
+def test_better_model_on_every_image_is_detected(two_sweeps, tmp_path, load_tool, capsys):
+    """B: ZF's sweep with every image classified correctly in every cell; paired intervals exclude 0, marked."""
+    from featquant_mmdet.stats.correctness import Correctness
+
+    def perfect(key, cells):
+        return Correctness({k: [True] * cells.num_images for k in cells.correct}, cells.image_ids, cells.metric,
+                           cells.meta)
+
+    better = clone_sweep(two_sweeps['paths']['ZF'], tmp_path / 'perfect', perfect)
+    paths = load_tool('compare_robustness').main([two_sweeps['paths']['ZF'], better, '--labels', 'ZF', 'Perfect',
+                                                  '--metric', 'accuracy/top1', '--out-dir', str(tmp_path / 'out')])
+    out = capsys.readouterr().out
+    for column in ('Clean', 'M.Blur', 'Mix.', 'mPC'):
+        assert f'- {column}: Perfect - ZF = +' in out and out.split(f'- {column}: Perfect - ZF = ')[1].split(
+            '\n')[0].endswith(': better')
+    diff_line = next(line for line in open(paths['robustness_table.md']) if line.startswith('| Perfect | +'))
+    assert diff_line.count('*') >= 4
+    table = list(csv.reader(open(paths['robustness_table.csv'])))
+    assert table[3][5] == '1' and float(table[3][3]) > 0  # Clean: excludes 0, lower end above 0
+
+
+def test_comparison_errors(two_sweeps, tmp_path, load_tool, capsys):
+    main = load_tool('compare_robustness').main
+    zf_path = two_sweeps['paths']['ZF']
+    out = ['--out-dir', str(tmp_path)]
+    err = compare_error(main, [zf_path, two_sweeps['paths']['ZF+POW-1'], '--labels', 'ZF'] + out, capsys)
+    assert '1 labels for 2 results files' in err
+    other_seed = dict(two_sweeps['results']['ZF'])
+    other_seed['identity'] = dict(other_seed['identity'], distortion_seed=7)
+    other_path = tmp_path / 'other_seed.json'
+    other_path.write_text(json.dumps(other_seed))
+    err = compare_error(main, [zf_path, str(other_path), '--labels', 'A', 'B'] + out, capsys)
+    assert 'B: distortion_seed 7 differs from A\'s 0: the numbers are not comparable' in err
+    not_results = tmp_path / 'metrics.json'
+    not_results.write_text(json.dumps({'accuracy/top1': 50.0}))
+    err = compare_error(main, [zf_path, str(not_results)] + out, capsys)
+    assert 'metrics.json is not a robustness results file: format None' in err
+    err = compare_error(main, [zf_path, '--metric', 'coco/bbox_mAP'] + out, capsys)
+    assert "metric 'coco/bbox_mAP' not in its results" in err
+    err = compare_error(main, [zf_path, zf_path, '--labels', 'A', 'B', '--reference', 'C'] + out, capsys)
+    assert "--reference 'C' is none of the compared models" in err
+    assert not osp.exists(tmp_path / 'robustness_table.md')  # nothing written on error
+
+
+def test_other_test_images_or_an_old_results_file_are_errors_naming_the_file(two_sweeps, tmp_path, load_tool,
+                                                                            capsys):
+    from featquant_mmdet.stats.correctness import Correctness
+    main = load_tool('compare_robustness').main
+    zf_path = two_sweeps['paths']['ZF']
+    out = ['--out-dir', str(tmp_path / 'out')]
+
+    def reordered(key, cells):
+        order = list(range(cells.num_images))[::-1]
+        return Correctness({k: v[order] for k, v in cells.correct.items()}, [cells.image_ids[i] for i in order],
+                           cells.metric, cells.meta)
+
+    shuffled = clone_sweep(zf_path, tmp_path / 'reordered', reordered)
+    err = compare_error(main, [zf_path, shuffled, '--labels', 'A', 'B'] + out, capsys)
+    assert f'{shuffled}: the same test images in another order' in err and 'not computed on the same test set' in err
+
+    def fewer(key, cells):
+        return Correctness({k: v[:-1] for k, v in cells.correct.items()}, cells.image_ids[:-1], cells.metric,
+                           cells.meta)
+
+    subset = clone_sweep(zf_path, tmp_path / 'fewer', fewer)
+    err = compare_error(main, [zf_path, subset, '--labels', 'A', 'B'] + out, capsys)
+    assert f'{subset}: 11 test images instead of 12' in err
+
+    old = clone_sweep(zf_path, tmp_path / 'old', drop_per_image=True)
+    err = compare_error(main, [zf_path, old, '--labels', 'A', 'B'] + out, capsys)
+    assert f'{old}: no usable per-image data for cell(s)' in err and 'rerun its sweep' in err
+    assert not osp.exists(tmp_path / 'out')
+    # values without intervals stay available for old files
+    paths = main([zf_path, old, '--labels', 'A', 'B', '--bootstrap', '0'] + out)
+    assert 'no intervals (--bootstrap 0)' in open(paths['robustness_table.md']).read()
+    capsys.readouterr()
 
 
 def test_level_curves_start_at_the_clean_value(two_sweeps):
@@ -114,26 +256,6 @@ def test_level_curves_start_at_the_clean_value(two_sweeps):
                                 for k in ('clean', 'motion_blur@1', 'motion_blur@2')])
 
 
-def test_comparison_errors(two_sweeps, tmp_path, load_tool):
-    main = load_tool('compare_robustness').main
-    zf_path = two_sweeps['paths']['ZF']
-    with pytest.raises(SystemExit, match='1 labels for 2 results files'):
-        main([zf_path, two_sweeps['paths']['ZF+POW-1'], '--labels', 'ZF', '--out-dir', str(tmp_path)])
-    other_seed = dict(two_sweeps['results']['ZF'])
-    other_seed['identity'] = dict(other_seed['identity'], distortion_seed=7)
-    other_path = tmp_path / 'other_seed.json'
-    other_path.write_text(json.dumps(other_seed))
-    with pytest.raises(SystemExit, match='B: distortion_seed 7 differs from A.s 0: the numbers are not comparable'):
-        main([zf_path, str(other_path), '--labels', 'A', 'B', '--out-dir', str(tmp_path)])
-    not_results = tmp_path / 'metrics.json'
-    not_results.write_text(json.dumps({'accuracy/top1': 50.0}))
-    with pytest.raises(SystemExit, match="metrics.json is not a robustness results file: format None"):
-        main([zf_path, str(not_results), '--out-dir', str(tmp_path)])
-    with pytest.raises(SystemExit, match="metric 'coco/bbox_mAP' not in its results"):
-        main([zf_path, '--metric', 'coco/bbox_mAP', '--out-dir', str(tmp_path)])
-    assert not osp.exists(tmp_path / 'robustness_table.md')  # nothing written on error
-
-
 def test_markdown_and_csv_mark_missing_cells():
     from featquant_mmdet.evaluation.robustness import report
     columns = ['Clean', 'M.Blur', 'mPC', 'rPC']
@@ -143,3 +265,16 @@ def test_markdown_and_csv_mark_missing_cells():
     assert '| B | +1.00 | - | -10.00 | -11.72 |' in markdown
     lines = list(csv.reader(io.StringIO(report.to_csv(columns, rows, ['A', 'B']))))
     assert lines[2] == ['B', 'value', '91.0000', '', '50.0000', '54.9500']
+
+
+def test_table_values_are_the_json_index_and_a_hand_edit_is_warned(two_sweeps, tmp_path, load_tool, capsys):
+    edited = clone_sweep(two_sweeps['paths']['ZF'], tmp_path / 'edited')
+    data = json.load(open(edited))
+    data['cells']['clean']['metrics'][METRIC] = 42.0
+    with open(edited, 'w') as f:
+        json.dump(data, f)
+    paths = load_tool('compare_robustness').main([edited, '--labels', 'E', '--out-dir', str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert f'compare_robustness.py: warning: {edited}: P is 42.0 in the JSON but' in err
+    table = list(csv.reader(open(paths['robustness_table.csv'])))
+    assert float(table[1][2]) == 42.0

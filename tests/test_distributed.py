@@ -285,10 +285,13 @@ def test_dist_sweep_writes_one_results_file_from_rank_0(ddp_training, voc_root, 
     results = json.loads((work_dir / 'robustness.json').read_text())
     assert set(results['cells']) == {'clean', 'mix_heavy'}
     assert len(results['runs']) == 1 and sorted(results['runs'][0]['evaluated']) == ['clean', 'mix_heavy']
-    assert sorted(p.name for p in work_dir.glob('robustness*')) == ['robustness.json', 'robustness.lock']
+    assert sorted(p.name for p in work_dir.glob('robustness*')) == ['robustness.cells', 'robustness.json',
+                                                                    'robustness.lock']
+    assert sorted(p.name for p in (work_dir / 'robustness.cells').iterdir()) == ['clean.npz', 'mix_heavy.npz']
     assert not list(work_dir.glob('.robustness*'))  # no temporary file left
     writes = [line.split(' ', 2) for line in audit_log.read_text().splitlines()]
-    sweep_writes = [(rank, event, path) for rank, event, path in writes if 'robustness' in osp.basename(path)]
+    sweep_writes = [(rank, event, path) for rank, event, path in writes
+                    if 'robustness' in osp.basename(path) or 'robustness.cells' in path]  # + per-image files
     assert ('0', 'os.rename', str(work_dir / 'robustness.json')) in sweep_writes
     assert {rank for rank, _, _ in sweep_writes} == {'0'}, sweep_writes
 
@@ -322,8 +325,5 @@ def test_dist_sweep_refused_while_another_sweep_holds_the_work_dir(ddp_training,
     finally:
         holder.kill()
         holder.wait()
-    if refusal not in rank_logs['1']:
-        pytest.xfail('rank 1 is not refused with the holder named: it skips the lock (only rank 0 locks), starts '
-                     'building the Runner and is terminated by torchrun when rank 0 exits. Fix (tools/robustness.py '
-                     '+ SweepLock): initialise the process group before the lock, let rank 0 try it and broadcast '
-                     'the outcome (broadcast_object_list), every rank raising the same SweepLockedError')
+    # every rank is refused with the holder named (rank 0 tried the lock and broadcast the outcome)
+    assert refusal in rank_logs['1'] and 'Traceback' not in rank_logs['1']

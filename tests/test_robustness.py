@@ -285,6 +285,24 @@ def cls_sweep(cls):
     return dict(results=rb.run_sweep(plan), work_dir=work_dir, cfg=cfg)
 
 
+def test_classifier_per_image_correctness_and_intervals_cover_the_values(cls_sweep):
+    """Per-image top-1/top-5 correctness gives each cell's stored accuracies; every interval (cells, P, means,
+    mPC, rPC) covers its value on all images (accuracy is a mean: the percentile interval is not biased)."""
+    from featquant_mmdet.stats.voc_matches import load_per_image
+    results = cls_sweep['results']
+    for key, cell in results['cells'].items():
+        correct = load_per_image(osp.join(cls_sweep['work_dir'], cell['per_image']['file']))
+        assert correct.kind == 'classification' and correct.num_images == 12
+        for metric in ('accuracy/top1', 'accuracy/top5'):
+            # the Accuracy metric averages in float32
+            assert correct.with_metric(metric).value() == pytest.approx(cell['metrics'][metric], abs=1e-5)
+    intervals = results['summary']['intervals']
+    assert intervals['resamples'] == 1000 and intervals['level'] == 0.95
+    for name, entry in intervals['columns'].items():
+        assert entry['low'] <= entry['value'] <= entry['high'], name
+    assert intervals['columns']['P']['high'] > intervals['columns']['P']['low']
+
+
 def test_classifier_sweep_summary_matches_hand_computation(cls_sweep):
     results = cls_sweep['results']
     assert results['task'] == 'classification'
@@ -323,8 +341,12 @@ def test_changed_checkpoint_invalidates_the_results(cls, cls_sweep, tmp_path):
     assert list(results['cells']) == ['clean', 'jpeg@1']  # nothing of the old checkpoint was kept
     assert results['identity']['checkpoint_sha256'] == rb.file_sha256(new_ckpt)
     stale = [p for p in os.listdir(work_dir) if p.startswith('robustness.stale-')]
-    assert len(stale) == 1  # the old results were moved aside, not deleted
-    assert _read_json(work_dir / stale[0])['cells'] == old['cells']
+    assert len(stale) == 2  # the old results and their per-image folder were moved aside, not deleted
+    stale_json = next(p for p in stale if p.endswith('.json'))
+    assert _read_json(work_dir / stale_json)['cells'] == old['cells']
+    assert sorted(os.listdir(work_dir / stale_json.replace('.json', '.cells'))) == sorted(
+        f'{k}.npz' for k in old['cells'])
+    assert sorted(os.listdir(work_dir / 'robustness.cells')) == ['clean.npz', 'jpeg@1.npz']
 
 
 def test_changed_config_or_seed_invalidates_runtime_settings_do_not(cls, cls_sweep):
@@ -377,12 +399,20 @@ def test_results_file_in_the_layout_written_before_the_package_split_resumes(cls
         'summary': None}
     work_dir.mkdir()
     (work_dir / 'robustness.json').write_text(json.dumps(old, indent=1))
-    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['jpeg'], levels=[1], metric='accuracy/top5')
+    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['jpeg'], levels=[1], metric='accuracy/top5',
+                            bootstrap=0)
     assert (plan.action, plan.changes) == ('resume', [])
     results = rb.run_sweep(plan)
     assert results['cells']['clean'] == clean  # kept as written, not evaluated again
     assert results['runs'][-1]['skipped'] == ['clean'] and results['runs'][-1]['evaluated'] == ['jpeg@1']
     assert results['summary']['P'] == 50.0
+    assert results['summary']['intervals'] is None and 'bootstrap 0' in results['summary']['intervals_note']
+    # asked for intervals (the default), the sweep evaluates again the one cell without per-image data
+    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['jpeg'], levels=[1], metric='accuracy/top5')
+    results = rb.run_sweep(plan)
+    assert results['runs'][-1]['evaluated'] == ['clean'] and results['runs'][-1]['skipped'] == ['jpeg@1']
+    assert results['cells']['clean']['per_image']['file'] == 'robustness.cells/clean.npz'
+    assert set(results['summary']['intervals']['columns']) >= {'P', 'mPC', 'rPC', 'mean/jpeg'}
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -699,3 +729,134 @@ def test_corruption_transform_is_deterministic_per_image_and_leaves_numpy_alone(
     inject_corruption(loader, 'ic:fog', 2, seed=4)
     assert loader['dataset']['pipeline'][1] == dict(type='ImageCorruption', name='fog', severity=2, seed=4,
                                                     channel_order='bgr')
+
+
+# ------------------------------------------------------------------------------------ per-image data and intervals
+
+
+@pytest.fixture(scope='module')
+def det_detects(tmp_path_factory, robustness_main):
+    """A sweep (clean, Mix.Heavy) of a randomly initialised ZF detector that detects: one class of objects and no
+    score threshold, so its VOC mAP is small but not 0 (thousands of ranked detections, a few true, score ties)."""
+    from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
+    root = tmp_path_factory.mktemp('robustness_det_detects')
+    data_root = make_voc_dataset(str(root / 'data'), num_train=1, num_test=6, image_size=(128, 96), classes=('car', ),
+                                 seed=1)
+    options = {
+        'test_dataloader.dataset.data_root': data_root + '/',
+        'test_dataloader.dataset.pipeline.1.scale': '(128,96)',
+        'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
+        'model.roi_head.bbox_head.fc_out_channels': 64,
+        'model.test_cfg.rcnn.score_thr': 0.0,  # keep every class's boxes (scores ~1/21 at random init) ...
+        'model.test_cfg.rcnn.max_per_img': 3000,  # ... all of them: a few overlap the objects (measured mAP ~0.01)
+        'model.test_cfg.rcnn.nms.iou_threshold': 0.95,
+    }
+    ckpt = save_initial_checkpoint(DET_CONFIG, options, str(root / 'zf_init.pth'), seed=0)
+    work_dir = root / 'sweep'
+    argv = [DET_CONFIG, ckpt, '--distortions', 'mix_heavy', '--work-dir', str(work_dir), '--bootstrap', '200',
+            '--export-mmdet', str(root / 'mmdet_layout.pkl'), '--cfg-options'] + cli_options(options)
+    results = robustness_main(argv)
+    return dict(root=root, work_dir=work_dir, argv=argv, results=results, options=options, checkpoint=ckpt)
+
+
+def test_per_image_files_recompute_the_metric_of_every_cell(det_detects):
+    """The per-image VOC match records of each cell, recomputed on all images, give VOCMetric's mAP exactly (the
+    real Runner and the real VOCMetric of the config)."""
+    from featquant_mmdet.stats.voc_matches import load_per_image
+    results, work_dir = det_detects['results'], det_detects['work_dir']
+    assert results['cells']['clean']['metrics']['pascal_voc/mAP'] > 0  # the detector detects
+    for key, cell in results['cells'].items():
+        entry = cell['per_image']
+        path = work_dir / entry['file']
+        assert entry['file'] == f'robustness.cells/{key}.npz'
+        assert entry['sha256'] == rb.file_sha256(str(path)) and entry['bytes'] == path.stat().st_size
+        matches = load_per_image(str(path))
+        assert matches.kind == 'voc' and matches.num_images == entry['num_images'] == 6
+        assert matches.image_ids == sorted(matches.image_ids)  # dataset order
+        assert matches.scores.size > 1000 and matches.tp.sum() > 0  # many ranked detections, not a trivial curve
+        assert matches.map() == cell['metrics']['pascal_voc/mAP'] == entry['value']
+
+
+def test_summary_stores_intervals_of_every_cell_and_summary(det_detects):
+    summary = det_detects['results']['summary']
+    intervals = summary['intervals']
+    assert (intervals['level'], intervals['resamples'], intervals['seed'], intervals['num_images']) == (0.95, 200, 0,
+                                                                                                       6)
+    cols = intervals['columns']
+    assert set(cols) == {'cell/clean', 'cell/mix_heavy', 'P', 'mean/mix_heavy', 'mPC', 'rPC'}
+    assert cols['P']['value'] == summary['P'] and cols['mPC']['value'] == pytest.approx(summary['mPC'])
+    for name, entry in cols.items():
+        assert entry['low'] <= entry['high'], name
+        assert entry['high'] > entry['low'] or name == 'rPC', name  # resampling 6 images moves the mAP
+
+
+def test_deleted_per_image_file_is_evaluated_again_on_resume(det_detects, robustness_main):
+    work_dir = det_detects['work_dir']
+    before = _read_json(work_dir / 'robustness.json')
+    (work_dir / 'robustness.cells' / 'mix_heavy.npz').unlink()
+    after = robustness_main(det_detects['argv'])
+    assert after['runs'][-1]['evaluated'] == ['mix_heavy'] and after['runs'][-1]['skipped'] == ['clean']
+    assert after['cells']['clean'] == before['cells']['clean']
+    assert after['cells']['mix_heavy']['metrics'] == before['cells']['mix_heavy']['metrics']
+    assert (work_dir / 'robustness.cells' / 'mix_heavy.npz').is_file()
+
+
+def test_export_in_mmdet_layout_matches_the_json(det_detects):
+    import pickle
+    results = det_detects['results']
+    with open(det_detects['root'] / 'mmdet_layout.pkl', 'rb') as f:
+        layout = pickle.load(f)
+    clean, heavy = results['cells']['clean']['metrics'], results['cells']['mix_heavy']['metrics']
+    assert layout == {'mix_heavy': {0: clean, 1: heavy}}
+    from featquant_mmdet.evaluation.robustness.mmdet_export import mmdet_layout
+    cls_like = {'cells': {'clean': {'metrics': {'a/top1': 1.0}}, 'jpeg@1': {'metrics': {'a/top1': 0.5}},
+                          'jpeg@3': {'metrics': {'a/top1': 0.25}}}}
+    assert mmdet_layout(cls_like) == {'jpeg': {0: {'a/top1': 1.0}, 1: {'a/top1': 0.5}, 3: {'a/top1': 0.25}}}
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--bootstrap', '-1'], '--bootstrap must be a non-negative integer, got -1'),
+    (['--ci-level', '1.5'], '--ci-level: confidence level must be in (0, 1)'),
+    (['--bootstrap-seed', '-2'], '--bootstrap-seed must be a non-negative integer'),
+    (['--export-mmdet', 'out.txt'], "--export-mmdet out.txt: unknown extension '.txt'"),
+])
+def test_bad_interval_and_export_arguments_are_usage_errors(cls, tmp_path, robustness_main, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        robustness_main([CLS_CONFIG, cls['checkpoint'], '--work-dir', str(tmp_path)] + extra)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
+    assert not (tmp_path / 'robustness.json').exists()
+
+
+def test_bad_image_in_the_test_set_is_one_line_naming_the_file(det, tmp_path, robustness_main):
+    """A zero-byte JPEG in the test set (strict VOC dataset, VOCDataError): one line naming it, no traceback."""
+    data_root = tmp_path / 'voc'
+    shutil.copytree(det['options']['test_dataloader.dataset.data_root'].rstrip('/'), data_root)
+    test_ids = (data_root / 'VOC2007' / 'ImageSets' / 'Main' / 'test.txt').read_text().split()
+    broken = data_root / 'VOC2007' / 'JPEGImages' / f'{test_ids[1]}.jpg'
+    broken.write_bytes(b'')
+    options = dict(det['options'], **{'test_dataloader.dataset.data_root': str(data_root) + '/'})
+    with pytest.raises(SystemExit) as exit_info:
+        robustness_main([DET_CONFIG, det['checkpoint'], '--distortions', 'mix_heavy', '--work-dir',
+                         str(tmp_path / 'work'), '--cfg-options'] + cli_options(options))
+    message = str(exit_info.value)
+    assert message.startswith('robustness.py: error: ') and '\n' not in message
+    assert str(broken) in message, message
+
+
+def test_per_image_recorder_follows_the_configured_metric_and_refuses_coco():
+    from mmdet.evaluation.metrics import CocoMetric, VOCMetric
+
+    from featquant_mmdet.evaluation import Accuracy
+    from featquant_mmdet.evaluation.per_image import PerImageAccuracy, PerImageVOC, per_image_recorder
+    voc = VOCMetric(iou_thrs=[0.5, 0.75], eval_mode='area')
+    recorder, why = per_image_recorder([voc], 'pascal_voc/mAP')
+    assert isinstance(recorder, PerImageVOC) and why == ''
+    assert (recorder.iou_thrs, recorder.eval_mode) == ([0.5, 0.75], 'area')
+    assert per_image_recorder([voc], 'pascal_voc/AP50')[0] is None
+    recorder, _ = per_image_recorder([Accuracy(topk=(1, 5))], 'accuracy/top5')
+    assert isinstance(recorder, PerImageAccuracy) and recorder.metric == 'accuracy/top5'
+    assert 'not \'accuracy/top3\'' in per_image_recorder([Accuracy(topk=(1, 5))], 'accuracy/top3')[1]
+    recorder, why = per_image_recorder([CocoMetric(ann_file=None)], 'coco/bbox_mAP')
+    assert recorder is None and 'COCO-style metrics are not supported' in why and 'CocoMetric' in why

@@ -1,7 +1,8 @@
 """Evaluate a detector or classifier on clean and distorted test data: one resumable sweep, one results file.
 
     python tools/robustness.py CONFIG CHECKPOINT [--distortions all|mix|corruptions|NAME ...] [--levels 1 2 3 4]
-        [--work-dir DIR] [--seed N] [--metric KEY] [--reference RESULTS.json] [--cfg-options ...]
+        [--work-dir DIR] [--seed N] [--metric KEY] [--reference RESULTS.json] [--bootstrap 1000]
+        [--ci-level 0.95] [--bootstrap-seed 0] [--export-mmdet FILE.pkl] [--cfg-options ...]
 
     # Table 2 / Figure 4 (classifiers): every distortion at levels 1-4 and the mixture
     python tools/robustness.py configs/pretrain/<classifier>.py ckpt.pth --metric accuracy/top5
@@ -17,6 +18,13 @@ Results go to ``<work dir>/robustness.json`` after every cell; a rerun skips the
 checkpoint/config/seed moves the old file aside (``robustness.stale-<time>.json``), a file of another config is an
 error. Everything is checked before the first evaluation. One sweep at a time per work dir: a second one fails at
 once, naming the running one (``<work dir>/robustness.lock``). Compare models with tools/compare_robustness.py.
+
+Per-image data of every cell go to ``<work dir>/robustness.cells/<cell key>.npz`` (VOC match records or top-k
+correctness; indexed in the JSON with their sha256): from them the summary gets percentile bootstrap intervals
+(``--bootstrap N`` resamples of the test images, ``--ci-level``, ``--bootstrap-seed``; docs/statistics.md).
+``--export-mmdet FILE`` also writes mmdet's robustness layout ``{distortion: {severity: metrics}}`` (clean =
+severity 0). Errors (bad input, a locked work dir, a bad image in the test set) end in one line, exit status 1;
+argument errors in argparse's usage error, exit status 2.
 """
 import argparse
 import os.path as osp
@@ -26,7 +34,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, load_config, quiet_warnings,  # noqa: E402
                                         saliency_classifier)
+from featquant_mmdet.datasets.strict_voc import VOCDataError  # noqa: E402
 from featquant_mmdet.evaluation.robustness import RobustnessError, evaluate_robustness, format_summary  # noqa: E402
+from featquant_mmdet.evaluation.robustness.intervals import check_bootstrap_args  # noqa: E402
+from featquant_mmdet.evaluation.robustness.mmdet_export import check_export_path, export_mmdet  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -47,11 +58,37 @@ def parse_args(argv=None):
                              'test evaluator; accuracy/top5 is what the paper reports for classifiers)')
     parser.add_argument('--reference', default=None,
                         help='results file of the reference (unquantized) classifier: adds CE and mCE')
+    parser.add_argument('--bootstrap', type=int, default=1000, metavar='N',
+                        help='bootstrap resamples of the test images for the intervals (default: 1000; 0: none)')
+    parser.add_argument('--ci-level', type=float, default=0.95, help='interval level (default: 0.95)')
+    parser.add_argument('--bootstrap-seed', type=int, default=0, help='seed of the resamples (default: 0)')
+    parser.add_argument('--export-mmdet', default=None, metavar='FILE',
+                        help='also write the results in mmdet\'s robustness layout {distortion: {severity: metrics}} '
+                             '(.pkl as test_robustness.py, .json or .yaml)')
     add_saliency_args(parser)  # classifiers only; without it the preset "all" leaves targeted_occlusion out
     add_common_args(parser)
     args = parser.parse_args(argv)
     args.saliency = saliency_classifier(parser, args)
+    try:
+        check_bootstrap_args(args.bootstrap, args.ci_level, args.bootstrap_seed)
+        if args.export_mmdet:
+            check_export_path(args.export_mmdet)
+    except RobustnessError as err:
+        parser.error(str(err))
     return args
+
+
+def one_line(err: Exception) -> str:
+    """The error's message on one line; for an error re-raised from a dataloader worker (``Caught VOCDataError in
+    DataLoader worker process 0.`` + the worker's traceback) the original message, which names the file."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return repr(err)
+    if len(lines) > 1 and lines[0].startswith('Caught '):
+        name = type(err).__name__
+        last = lines[-1]
+        return last.split(f'{name}: ', 1)[1] if f'{name}: ' in last else last
+    return ' '.join(lines)
 
 
 def main(argv=None):
@@ -63,10 +100,15 @@ def main(argv=None):
         # also after the clean cell (a metric key the evaluator does not report)
         plan, results = evaluate_robustness(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
                                             seed=args.seed, metric=args.metric, reference=args.reference,
-                                            saliency=args.saliency)
-    except (RobustnessError, FileNotFoundError) as err:
-        raise SystemExit(f'robustness.py: error: {err}') from None
+                                            saliency=args.saliency, bootstrap=args.bootstrap, ci_level=args.ci_level,
+                                            bootstrap_seed=args.bootstrap_seed)
+        if args.export_mmdet:
+            export_mmdet(results, args.export_mmdet)
+    except (RobustnessError, FileNotFoundError, VOCDataError) as err:  # VOCDataError: names the image file
+        raise SystemExit(f'robustness.py: error: {one_line(err)}') from None
     print(f'results: {plan.results_path}')
+    if args.export_mmdet:
+        print(f'mmdet layout: {args.export_mmdet}')
     print(format_summary(results['summary']))
     return results
 

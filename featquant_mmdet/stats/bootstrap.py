@@ -83,11 +83,16 @@ class Estimate:
 
     @property
     def interval(self):
-        """``(low, high)``: percentile interval of the samples (NaN if any sample is undefined)."""
+        """``(low, high)``: percentile interval of the samples (NaN if any sample is undefined). Infinite samples
+        (a CE whose reference makes no error on a resample) take the order statistics without interpolation, so an
+        unbounded end is ``inf``, not the NaN of ``inf - inf``."""
         if np.isnan(self.samples).any():
             return float('nan'), float('nan')
         a = (1 - self.level) / 2
-        low, high = np.quantile(self.samples, [a, 1 - a])
+        if np.isfinite(self.samples).all():
+            low, high = np.quantile(self.samples, [a, 1 - a])
+        else:
+            low, high = np.quantile(self.samples, a, method='lower'), np.quantile(self.samples, 1 - a, method='higher')
         return float(low), float(high)
 
     @property

@@ -11,7 +11,11 @@ after every cell (:mod:`.results_file`: identity, resume, invalidation), one swe
     cells         Cell, presets, names and levels      results_file  identity hashes, JSON, invalidation
     lock          SweepLock (standard library only)    summary       metric key, P, mPC, rPC, CE, mCE
     evaluator     CellEvaluator, the sweep's Runner    sweep         SweepPlan, evaluate_robustness, run_sweep
-    report        comparison tables and plots
+    report        comparison tables and plots          intervals     per-image files, bootstrap of a sweep
+    compare       paired comparisons with intervals    mmdet_export  mmdet's {distortion: {severity: metrics}}
+
+Per-image data of every cell (what the bootstrap needs) are written by the per-image metric
+(``featquant_mmdet/evaluation/per_image.py``) to ``<work_dir>/robustness.cells/<cell key>.npz``.
 """
 from .cells import (PRESET_NAMES, Cell, cells_by_distortion, corruption_names, distortion_presets, is_corruption,
                     mixture_names, plan_cells, resolve_distortions, resolve_levels, saliency_distortions,

@@ -9,6 +9,7 @@ from mmengine.dataset import Compose
 from ...distortions.inject import inject_distortion
 from ...engine.loading import build_runner
 from ..corruptions import inject_corruption
+from ..per_image import add_per_image_recorder
 from .cells import Cell, is_corruption, saliency_distortions
 from .errors import RobustnessError
 from .results_file import config_name, jsonable
@@ -49,10 +50,13 @@ class CellEvaluator:
     ``saliency``: ``dict(config=..., checkpoint=...)`` of the classifier for targeted occlusion.
     """
 
-    def __init__(self, runner, seed: int = 0, saliency: Optional[dict] = None):
+    def __init__(self, runner, seed: int = 0, saliency: Optional[dict] = None, metric: Optional[str] = None):
         self.runner = runner
         self.seed = seed
         self.saliency = saliency
+        self.metric = metric
+        self.recorder = None  # the per-image metric (featquant_mmdet/evaluation/per_image.py), if supported
+        self.per_image_note = 'no metric key given: per-image data not kept'
         self.base_loader_cfg = copy.deepcopy(runner.cfg.test_dataloader)
         self._started = False
 
@@ -61,6 +65,8 @@ class CellEvaluator:
         runner = self.runner
         self.loop = runner.test_loop  # mmengine builds the loop, its dataloader and evaluator on first access
         self.clean_dataset = self.loop.dataloader.dataset
+        if self.metric is not None and self.recorder is None:
+            self.recorder, self.per_image_note = add_per_image_recorder(self.loop.evaluator, self.metric)
         runner.call_hook('before_run')
         runner.load_or_resume()
         self._started = True
@@ -95,11 +101,19 @@ class CellEvaluator:
         return self.runner.build_dataloader(loader_cfg, seed=self.runner.seed,
                                             diff_rank_seed=randomness.get('diff_rank_seed', False))
 
-    def evaluate(self, cell: Cell) -> Tuple[dict, float, int]:
-        """One pass of the test loop on ``cell``: (metrics, wall seconds incl. the dataloader build, images)."""
+    def evaluate(self, cell: Cell, per_image_path: Optional[str] = None) -> Tuple[dict, float, int]:
+        """One pass of the test loop on ``cell``: (metrics, wall seconds incl. the dataloader build, images).
+
+        ``per_image_path``: where the per-image recorder writes the cell's per-image file (rank 0);
+        :attr:`last_per_image` is then ``{path, num_images, value}`` on rank 0 (None elsewhere or unsupported)."""
         if not self._started:
             self.start()
         start = time.perf_counter()
         self.loop.dataloader = self.build_dataloader(cell)
+        self.last_per_image = None
+        if self.recorder is not None:
+            self.recorder.out_path, self.recorder.saved = per_image_path, None
         metrics = self.loop.run()
+        if self.recorder is not None:
+            self.last_per_image = self.recorder.saved
         return jsonable(dict(metrics)), time.perf_counter() - start, len(self.loop.dataloader.dataset)

@@ -172,14 +172,28 @@ def check_reference(reference: dict, identity: dict, cells: Sequence[Cell], metr
 
 
 def format_summary(summary: dict) -> str:
-    """A few lines for the console: P, mPC, rPC, mCE and the per-distortion means."""
-    lines = [f'metric {summary["metric"]}: P={_fmt(summary["P"])}  mPC={_fmt(summary["mPC"])}  '
-             f'rPC={_fmt(summary["rPC"])}' + (f'  mCE={_fmt(summary["mCE"])}' if 'mCE' in summary else '')]
+    """A few lines for the console: P, mPC, rPC, mCE and the per-distortion means, each with its bootstrap
+    interval ``[low, high]`` when the summary has ``intervals`` (the level and resamples on the first line)."""
+    intervals = summary.get('intervals') or {}
+    cols = intervals.get('columns', {})
+    head = (f' ({intervals["level"] * 100:g}% percentile bootstrap intervals over {intervals["num_images"]} test '
+            f'images, {intervals["resamples"]} resamples, seed {intervals["seed"]})' if intervals else
+            (f' (no intervals: {summary["intervals_note"]})' if summary.get('intervals_note') else ''))
+    lines = [f'metric {summary["metric"]}{head}:',
+             f'  P={_fmt(summary["P"], cols.get("P"))}  mPC={_fmt(summary["mPC"], cols.get("mPC"))}  '
+             f'rPC={_fmt(summary["rPC"], cols.get("rPC"))}'
+             + (f'  mCE={_fmt(summary["mCE"], cols.get("mCE"))}' if 'mCE' in summary else '')]
     for name, entry in summary['per_distortion'].items():
-        ce = f'  CE={_fmt(summary["CE"][name])}' if 'CE' in summary else ''
-        lines.append(f'  {name:<20} mean={_fmt(entry["mean"])} over levels {entry["levels"]}{ce}')
+        ce = f'  CE={_fmt(summary["CE"][name], cols.get("CE/" + name))}' if 'CE' in summary else ''
+        lines.append(f'  {name:<20} mean={_fmt(entry["mean"], cols.get("mean/" + name))} over levels '
+                     f'{entry["levels"]}{ce}')
     return '\n'.join(lines)
 
 
-def _fmt(value) -> str:
-    return 'n/a' if value is None else f'{value:.4f}'
+def _fmt(value, interval: Optional[dict] = None) -> str:
+    if value is None:
+        return 'n/a'
+    if not interval:
+        return f'{value:.4f}'
+    ends = ['undefined' if interval.get(k) is None else f'{interval[k]:.4f}' for k in ('low', 'high')]
+    return f'{value:.4f} [{ends[0]}, {ends[1]}]'  # undefined: NaN/inf (e.g. a resample without reference errors)

@@ -6,20 +6,22 @@ beforehand, :func:`run_sweep` (lock, decide again what to do with the results fi
 prefix is checked before anything is evaluated; its name against what the clean cell reported, before any
 distorted cell (a rerun resumes from the stored clean cell).
 """
+import contextlib
 import os.path as osp
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-from mmengine.dist import broadcast_object_list
+from mmengine.dist import broadcast_object_list, init_dist, is_distributed
 from mmengine.logging import print_log
 
 from ...distortions.occlusion import build_classifier
 from ...fileio import utc_now
 from ..corruptions import import_imagecorruptions
 from .cells import Cell, is_corruption, plan_cells, resolve_distortions, resolve_levels, saliency_distortions
-from .errors import RobustnessError
+from .errors import RobustnessError, SweepLockedError
 from .evaluator import CellEvaluator, build_sweep_runner, check_test_config
+from .intervals import bootstrap_results, check_bootstrap_args, intervals_json, per_image_entry, per_image_problem
 from .lock import SweepLock, launcher_rank
 from .results_file import ResultsFile, file_sha256, load_results, new_results, results_file, results_identity
 from .summary import check_metric_key, check_reference, check_reported, default_metric_key, summarize, task_of
@@ -42,6 +44,9 @@ class SweepPlan:
     reference_path: Optional[str] = None
     saliency: Optional[dict] = None  # dict(config, checkpoint, config_sha256, checkpoint_sha256)
     notes: List[str] = field(default_factory=list)
+    bootstrap: int = 1000  # resamples of the intervals (0: none)
+    ci_level: float = 0.95
+    bootstrap_seed: int = 0
 
     def cell_inputs(self, cell: Cell) -> dict:
         """What a cell's numbers depend on beyond the results identity (the saliency classifier of occlusion)."""
@@ -51,10 +56,13 @@ class SweepPlan:
         return {}
 
     def pending(self, results: dict) -> List[Cell]:
-        """Cells not finished yet, or finished with other inputs (another saliency classifier)."""
+        """Cells not finished yet, finished with other inputs (another saliency classifier), or whose per-image
+        file is missing or changed while intervals are asked for (an old results file: the cell is evaluated
+        again to get them; with ``bootstrap=0`` it is kept as it is)."""
         done = results['cells']
         return [c for c in self.cells
-                if c.key not in done or done[c.key].get('inputs', {}) != self.cell_inputs(c)]
+                if c.key not in done or done[c.key].get('inputs', {}) != self.cell_inputs(c)
+                or (self.bootstrap > 0 and per_image_problem(self.results_path, done[c.key]) is not None)]
 
 
 def check_saliency(saliency: Optional[dict]) -> Optional[dict]:
@@ -82,13 +90,18 @@ def check_saliency(saliency: Optional[dict]) -> Optional[dict]:
 
 def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), levels: Sequence[int] = (1, 2, 3, 4),
                   seed: int = 0, metric: Optional[str] = None, reference: Optional[str] = None,
-                  results_path: Optional[str] = None, saliency: Optional[dict] = None) -> SweepPlan:
+                  results_path: Optional[str] = None, saliency: Optional[dict] = None, bootstrap: int = 1000,
+                  ci_level: float = 0.95, bootstrap_seed: int = 0) -> SweepPlan:
     """Check every input (config, names, levels, checkpoint, results file, reference) without evaluating.
+
+    ``bootstrap`` / ``ci_level`` / ``bootstrap_seed``: the percentile bootstrap intervals stored in the summary
+    (:mod:`.intervals`; 0 resamples: none).
 
     ``saliency``: ``dict(config=..., checkpoint=...)`` of the classifier whose saliency map guides targeted
     occlusion (classifiers only).
     """
     check_test_config(cfg)
+    check_bootstrap_args(bootstrap, ci_level, bootstrap_seed)
     metric = metric or default_metric_key(cfg.test_evaluator)
     check_metric_key(metric, cfg.test_evaluator)
     notes: List[str] = []
@@ -114,7 +127,7 @@ def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), 
         ref_data = load_results(reference)
         check_reference(ref_data, identity, cells, metric, reference)
     return SweepPlan(cfg, checkpoint, cells, seed, metric, identity, osp.abspath(results_path), action, changes,
-                     ref_data, reference, saliency, notes)
+                     ref_data, reference, saliency, notes, bootstrap, ci_level, bootstrap_seed)
 
 
 def check_resumed_metric(results_path: str, metric: str) -> None:
@@ -165,9 +178,38 @@ def evaluate_robustness(cfg, checkpoint: str, runner=None, **options) -> Tuple[S
     """
     results_path = options.pop('results_path', None) or results_file(cfg)
     launcher = cfg.get('launcher', 'none')
-    with SweepLock(results_path, launcher):
+    with sweep_lock(cfg, results_path):
         plan = prepare_sweep(cfg, checkpoint, results_path=results_path, **options)
         return plan, _evaluate(plan, runner, main=launcher_rank(launcher) == 0)
+
+
+@contextlib.contextmanager
+def sweep_lock(cfg, results_path: str):
+    """The work dir's :class:`SweepLock` for the whole sweep, refused alike on every rank.
+
+    With a distributed launcher the process group is started first (``mmengine.dist.init_dist`` with the config's
+    ``env_cfg.dist_cfg``; the Runner then finds it started); rank 0 tries the lock and broadcasts the outcome, and
+    every rank raises the same error naming the holder (not only rank 0, the others left waiting in a collective).
+    """
+    launcher = cfg.get('launcher', 'none') or 'none'
+    if launcher != 'none' and not is_distributed():
+        init_dist(launcher, **((cfg.get('env_cfg') or {}).get('dist_cfg') or {}))
+    lock = SweepLock(results_path, launcher)
+    outcome = [None]
+    if launcher_rank(launcher) == 0:
+        try:
+            lock.acquire()
+        except RobustnessError as err:
+            outcome[0] = (type(err).__name__, str(err))
+    if is_distributed():
+        broadcast_object_list(outcome)
+    if outcome[0] is not None:
+        kind, message = outcome[0]
+        raise (SweepLockedError if kind == SweepLockedError.__name__ else RobustnessError)(message)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def run_sweep(plan: SweepPlan, runner=None) -> dict:
@@ -178,7 +220,7 @@ def run_sweep(plan: SweepPlan, runner=None) -> dict:
     from the config otherwise).
     """
     launcher = plan.cfg.get('launcher', 'none')
-    with SweepLock(plan.results_path, launcher):
+    with sweep_lock(plan.cfg, plan.results_path):
         main = launcher_rank(launcher) == 0
         if main:
             action, changes = ResultsFile(plan.results_path).decide(plan.identity)
@@ -224,13 +266,22 @@ def _evaluate(plan: SweepPlan, runner, main: bool) -> dict:
               f'{len(pending)} to evaluate', logger='current')
 
     progress = CellProgress(len(plan.cells), len(skipped), plan.metric)
-    evaluator = CellEvaluator(runner, seed=plan.seed, saliency=plan.saliency) if pending else None
+    evaluator = (CellEvaluator(runner, seed=plan.seed, saliency=plan.saliency, metric=plan.metric)
+                 if pending else None)
     try:
         for cell in pending:
-            metrics, wall, num_images = evaluator.evaluate(cell)
+            metrics, wall, num_images = evaluator.evaluate(cell, file.cell_file(cell.key, 'npz'))
+            if evaluator.recorder is None:
+                per_image = {'unsupported': evaluator.per_image_note}
+            elif main:
+                per_image = per_image_entry(plan.results_path, evaluator.last_per_image)
+            else:
+                per_image = None  # only rank 0 writes the file and the results
             results['cells'][cell.key] = {'distortion': cell.distortion, 'level': cell.level, 'metrics': metrics,
                                           'wall_time_s': wall, 'num_images': num_images, 'finished_at': utc_now(),
-                                          'inputs': plan.cell_inputs(cell)}
+                                          'inputs': plan.cell_inputs(cell), 'per_image': per_image}
+            if cell.key == 'clean' and evaluator.recorder is None:
+                print_log(f'[robustness] {evaluator.per_image_note}', logger='current', level=30)
             run_record['evaluated'].append(cell.key)
             if main:
                 file.save(results)
@@ -246,5 +297,25 @@ def _evaluate(plan: SweepPlan, runner, main: bool) -> dict:
     if plan.reference_path:
         results['summary']['reference']['path'] = osp.abspath(plan.reference_path)
     if main:
+        add_intervals(plan, results)
         file.save(results)
     return results
+
+
+def add_intervals(plan: SweepPlan, results: dict) -> None:
+    """``summary['intervals']``: bootstrap intervals of every cell and summary (:func:`.intervals.intervals_json`),
+    or None with ``summary['intervals_note']`` saying why (``--bootstrap 0``, unsupported metric)."""
+    summary = results['summary']
+    if plan.bootstrap == 0:
+        summary['intervals'], summary['intervals_note'] = None, 'disabled (--bootstrap 0)'
+        return
+    start = time.perf_counter()
+    try:
+        boot = bootstrap_results(results, plan.results_path, plan.metric, plan.bootstrap, plan.bootstrap_seed,
+                                 plan.ci_level, plan.reference, plan.reference_path)
+    except RobustnessError as err:
+        summary['intervals'], summary['intervals_note'] = None, str(err)
+        print_log(f'[robustness] no intervals: {err}', logger='current', level=30)
+        return
+    summary['intervals'] = intervals_json(boot)
+    summary['intervals']['wall_time_s'] = time.perf_counter() - start

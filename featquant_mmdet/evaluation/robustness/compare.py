@@ -1,0 +1,224 @@
+"""Comparison of several models' sweeps with bootstrap intervals and paired differences (tools/compare_robustness.py).
+
+Every model is bootstrapped on ONE shared resample matrix of the test images (:class:`~featquant_mmdet.stats.
+bootstrap.Resamples`), so the difference ``model - reference`` is computed per resample on the same images (a
+paired bootstrap): its percentile interval, a marker where it excludes 0, and a verdict (better / worse / no
+detectable difference at the level; lower is better for mCE). Before anything is computed the results must share
+the test data and distortion seed (index) and, with intervals, the very same test image ids in every per-image
+file; an old results file without per-image data is an error naming it (``bootstrap=0`` compares values only).
+The values shown are those of the JSON index (``robustness.summarize`` of the stored metrics, equal to the per-image
+recomputation by construction); a JSON edited by hand so that they differ gets a warning.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+from ...stats.bootstrap import Estimate, Resamples, bootstrap_summary
+from ...stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
+from ...stats.seeds import estimate_verdict
+from .cells import cells_by_distortion, mixture_names
+from .errors import RobustnessError
+from .intervals import check_same_test_images, load_per_image_cells
+from .report import _paper_order, check_comparable, column_title
+from .summary import metric_full_scale, summarize
+
+
+@dataclass
+class Comparison:
+    """``titles`` / ``keys``: the table's column titles and the bootstrap column names (``P``, ``mean/<d>``,
+    ``mPC``, ``rPC``, ``mCE``); ``rows[i][j]``: model i's entry (an Estimate in table units, or a bare value
+    without intervals, None where missing); ``diffs[label][j]``: the paired difference to the reference."""
+
+    labels: List[str]
+    metric: str
+    titles: List[str]
+    keys: List[str]
+    rows: List[list]
+    reference: int
+    level: Optional[float] = None  # None: no intervals
+    n_images: int = 0
+    n_resamples: int = 0
+    seed: int = 0
+    diffs: Dict[str, list] = field(default_factory=dict)
+    summaries: Optional[list] = None  # BootstrapSummary per model (intervals only)
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def reference_label(self) -> str:
+        return self.labels[self.reference]
+
+    def verdicts(self) -> List[str]:
+        """One line per compared model and column: the difference, its interval and the verdict."""
+        if self.level is None:
+            return []
+        lines = []
+        for label, diffs in self.diffs.items():
+            for title, key, diff in zip(self.titles, self.keys, diffs):
+                if diff is None:
+                    continue
+                low, high = diff.interval
+                where = f'({level_text(self.level)} paired bootstrap over {self.n_images} test images)'
+                if math.isnan(low) or math.isnan(high):
+                    lines.append(f'{title}: {label} - {self.reference_label} = {diff.point:+.2f} {where}: interval '
+                                 'undefined (some resamples have no value, e.g. a CE reference without errors)')
+                    continue
+                lines.append(f'{title}: {label} - {self.reference_label} = {diff.point:+.2f} [{low:+.2f}, '
+                             f'{high:+.2f}] {where}: {estimate_verdict(diff, key)}')
+        return lines
+
+
+def resolve_reference(reference: Optional[str], labels: Sequence[str], paths: Sequence[str]) -> int:
+    """The baseline of the differences: a label, a 0-based index, or one of the compared results files."""
+    if reference is None:
+        return 0
+    if reference in labels:
+        return list(labels).index(reference)
+    if reference.isdigit() and int(reference) < len(labels):
+        return int(reference)
+    import os.path as osp
+    matches = [i for i, p in enumerate(paths) if osp.abspath(p) == osp.abspath(reference)]
+    if matches:
+        return matches[0]
+    raise RobustnessError(f'--reference {reference!r} is none of the compared models: give a label '
+                          f'({", ".join(labels)}), an index 0-{len(labels) - 1} or one of the results files (the mCE '
+                          'normaliser is --ce-reference)')
+
+
+def _columns(results: Sequence[dict], with_ce: bool):
+    present: List[str] = []
+    for res in results:
+        present.extend(n for n in cells_by_distortion(res['cells']) if n not in present)
+    order = _paper_order()
+    names = [n for n in order if n in present] + [n for n in present if n not in order]
+    names = [n for n in names if n not in mixture_names()] + [n for n in names if n in mixture_names()]
+    clean = 'Clean' if results[0]['task'] == 'classification' else 'Original'
+    titles = [clean] + [column_title(n) for n in names] + ['mPC', 'rPC'] + (['mCE'] if with_ce else [])
+    keys = ['P'] + [f'mean/{n}' for n in names] + ['mPC', 'rPC'] + (['mCE'] if with_ce else [])
+    return titles, keys
+
+
+def _scaled(est: Optional[Estimate], scale: float) -> Optional[Estimate]:
+    return None if est is None else Estimate(est.point * scale, est.samples * scale, est.level)
+
+
+def _key_scale(key: str, metric: str) -> float:
+    """Table units: percent of the metric for P and means; rPC and mCE (ratios) times 100."""
+    return 100.0 if key in ('rPC', 'mCE') or key.startswith('CE/') else 100.0 / metric_full_scale(metric)
+
+
+def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Sequence[str],
+                    metric: Optional[str] = None, reference: Optional[str] = None, n_resamples: int = 1000,
+                    seed: int = 0, level: float = 0.95, ce_reference: Optional[dict] = None,
+                    ce_reference_path: Optional[str] = None) -> Comparison:
+    """Check the inputs, then the table entries (with intervals unless ``n_resamples`` is 0) and the paired
+    differences to the reference model."""
+    metric = check_comparable(results, labels, metric)
+    ref = resolve_reference(reference, labels, paths)
+    titles, keys = _columns(results, ce_reference is not None)
+    comp = Comparison(list(labels), metric, titles, keys, [], ref)
+    points = [_points(res, metric, ce_reference) for res in results]  # the values of the JSON index
+    if n_resamples == 0:
+        comp.rows = [[None if p.get(k) is None else p[k] * _key_scale(k, metric) for k in keys] for p in points]
+        return comp
+    loaded = [load_per_image_cells(res, path, metric) for res, path in zip(results, paths)]
+    check_same_test_images([identity for _, identity in loaded])
+    ref_cells = None
+    if ce_reference is not None:
+        needed = sorted({k for cells, _ in loaded for k in cells if k in ce_reference['cells']})
+        ref_cells, ref_identity = load_per_image_cells(ce_reference, ce_reference_path, metric, needed)
+        check_same_test_images([loaded[0][1], ref_identity])
+    n_images = len(loaded[0][1]['image_ids'])
+    resamples = Resamples.draw(n_images, n_resamples, seed, level)
+    summaries = [bootstrap_summary(cells, resamples, ref_cells, metric_full_scale(metric)) for cells, _ in loaded]
+    comp.level, comp.n_images, comp.n_resamples, comp.seed, comp.summaries = (level, n_images, n_resamples, seed,
+                                                                              summaries)
+    columns = [s.columns() for s in summaries]
+    for label, path, cols, pts in zip(labels, paths, columns, points):
+        for key, est in cols.items():
+            value = pts.get(key[5:] if key.startswith('cell/') else key, est.point)
+            if value is not None and not math.isclose(value, est.point, rel_tol=1e-5, abs_tol=1e-7):
+                comp.warnings.append(f'{path}: {key} is {value!r} in the JSON but {est.point!r} from its per-image '
+                                     'data (edited by hand?): the table shows the JSON\'s value, the interval is '
+                                     'of the per-image data')
+            if value is not None:
+                cols[key] = Estimate(value, est.samples, est.level)
+    comp.rows = [[_scaled(cols.get(k), _key_scale(k, metric)) for k in keys] for cols in columns]
+    for i, label in enumerate(labels):
+        if i == ref:
+            continue
+        comp.diffs[label] = [None if a is None or b is None else
+                             Estimate(b.point - a.point, b.samples - a.samples, level)
+                             for a, b in zip(comp.rows[ref], comp.rows[i])]
+    return comp
+
+
+def _points(res: dict, metric: str, ce_reference: Optional[dict]) -> Dict[str, Optional[float]]:
+    """The summary values of a results file's stored metrics (``robustness.summarize``), by bootstrap column name,
+    and each cell's metric by its key."""
+    summary = summarize(res, metric, ce_reference)
+    values = {'P': summary['P'], 'mPC': summary['mPC'], 'rPC': summary['rPC'], 'mCE': summary.get('mCE')}
+    values.update({f'mean/{n}': d['mean'] for n, d in summary['per_distortion'].items()})
+    values.update({f'CE/{n}': v for n, v in (summary.get('CE') or {}).items()})
+    values.update({key: float(cell['metrics'][metric]) for key, cell in res['cells'].items()})
+    return values
+
+
+def _point_diffs(comp: Comparison) -> Dict[str, list]:
+    ref = comp.rows[comp.reference]
+    return {label: [None if a is None or b is None else b - a for a, b in zip(ref, row)]
+            for i, (label, row) in enumerate(zip(comp.labels, comp.rows)) if i != comp.reference}
+
+
+def to_markdown(comp: Comparison) -> str:
+    """The table (``value [low, high]`` with the level in each header), the differences to the reference (marked
+    where the interval excludes 0) and the verdict lines."""
+    units = ('distortion columns: mean over levels; mPC: mean over distortions; rPC = mPC / clean'
+             + ('; mCE: mean corruption error relative to the reference classifier' if 'mCE' in comp.keys else ''))
+    if comp.level is None:
+        head = f'{comp.metric} (%), no intervals (--bootstrap 0); {units}'
+        table = markdown_table(comp.titles, comp.rows, comp.labels, 0.95)
+        table[0] = '| ' + ' | '.join(['Model'] + comp.titles) + ' |'
+        diffs = _point_diffs(comp)
+        diff_table = markdown_table(comp.titles, list(diffs.values()), list(diffs), 0.95, signed=True)
+        diff_table[0] = table[0]
+        out = [head, ''] + table
+        if diffs:
+            out += ['', f'Difference to {comp.reference_label} (percentage points)', ''] + diff_table
+        return '\n'.join(out) + '\n'
+    pct = level_text(comp.level)
+    head = (f'{comp.metric} (%), {pct} percentile bootstrap intervals over the {comp.n_images} test images '
+            f'({comp.n_resamples} resamples, seed {comp.seed}); {units}')
+    out = [head, ''] + markdown_table(comp.titles, comp.rows, comp.labels, comp.level)
+    if comp.diffs:
+        out += ['', f'Difference to {comp.reference_label} (percentage points; paired bootstrap: the same '
+                    'resampled images for both models)', '']
+        out += markdown_table(comp.titles, list(comp.diffs.values()), list(comp.diffs), comp.level, signed=True,
+                              mark=True)
+        out += ['', MARKER_NOTE.format(level=pct), '', 'Verdicts (test-image sampling only; training randomness '
+                'needs several seeds: tools/study.py):', ''] + [f'- {line}' for line in comp.verdicts()]
+    return '\n'.join(out) + '\n'
+
+
+def to_csv(comp: Comparison) -> str:
+    """``model,row`` then per column its value, ``low``, ``high`` and ``excludes 0``; rows ``value`` per model and
+    ``diff_to_<reference>`` per compared model."""
+    level = comp.level or 0.95
+    text = csv_table(comp.titles, comp.rows, comp.labels, level, 'value')
+    diffs = comp.diffs if comp.level is not None else _point_diffs(comp)
+    if diffs:
+        text += csv_table(comp.titles, list(diffs.values()), list(diffs), level,
+                          f'diff_to_{comp.reference_label}', header=False)
+    return text
+
+
+def plot(comp: Comparison, results: Sequence[dict], out_path: str) -> str:
+    """Figure-4 curves: with intervals, each model's cells with their bands (same resamples); else the plain
+    curves of :func:`.report.plot_levels`."""
+    from .report import plot_levels
+    if comp.summaries is None:
+        return plot_levels(results, comp.labels, out_path, comp.metric)
+    from ...stats.plot import level_panels, plot_curves_with_bands
+    scale = 100.0 / metric_full_scale(comp.metric)
+    panels, ticks = level_panels(dict(zip(comp.labels, comp.summaries)), scale, title=column_title)
+    if not panels:
+        raise RobustnessError('nothing to plot: the results have no distorted cell')
+    return plot_curves_with_bands(panels, out_path, f'{comp.metric} (%)', comp.level, xticklabels=ticks)
