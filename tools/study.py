@@ -52,8 +52,9 @@ def parse_args(argv=None):
         if args.variant:
             spec['variants'] = [parse_variant(v, spec['task']) for v in args.variant]
         study = Study(spec, args.work_dir, args.results_dir or osp.join(args.work_dir, 'results'))
-    except StageError as err:
-        parser.error(str(err))
+    except StageError as err:  # one line, exit 2, before any step
+        print(f'study.py: error: {err}', file=sys.stderr)
+        raise SystemExit(2) from None
     return args, study
 
 
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
         check_writable_folder(study.work, 'work folder', '--work-dir')
         check_writable_folder(study.results, 'results folder', '--results-dir')
         signal.signal(signal.SIGTERM, _raise_interrupt)
-        lines = study.run()
+        verdicts = study.run()
     except (StageError, FileNotFoundError) as err:
         print(f'\nstudy.py: error: {err}', file=sys.stderr, flush=True)
         return 1
@@ -78,7 +79,10 @@ def main(argv=None) -> int:
         print('\nstudy.py: interrupted. The finished steps are kept; rerun the same command to continue.',
               file=sys.stderr, flush=True)
         return 130
-    print(*lines, f'Results in {study.results}', *study.runner.timing_table(), sep='\n', flush=True)
+    for track, lines in verdicts.items():
+        print(f'{track} track (mean over seeds, paired by seed; tables in {study.results_of(track)}):', *lines,
+              sep='\n', flush=True)
+    print(*study.runner.timing_table(), sep='\n', flush=True)
     return 0
 
 

@@ -13,13 +13,15 @@ and the ``variants``::
 Detection variants pretrain a classifier (``pretrain``) and start the detector (``config``, an ``*_imagenet_init``
 config) from it through the config-only hand-off (``model.backbone.init_cfg.checkpoint`` and
 ``model.roi_head.bbox_head.init_cfg.2.checkpoint``); classification variants train ``config`` only. ``options``
-are ``--cfg-options`` of both trainings; ``alpha_lr_mult`` sets ``optim_wrapper.paramwise_cfg.custom_keys['.alpha']
-.lr_mult`` through a derived config file (``--cfg-options custom_keys..alpha.lr_mult=3`` does not reach the key:
+are ``--cfg-options`` of both trainings; ``alpha_lr_mult`` (a number, or ``'recommended'``: the spec's
+``recommended_alpha_lr_mult``) sets ``optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult`` in both through a
+derived config file (``--cfg-options custom_keys..alpha.lr_mult=3`` does not reach the key:
 mmengine splits it at every dot and adds an unused ``custom_keys['']['alpha']``).
 
 Steps (:mod:`.stages`: done-markers, resume, progress with the time left, one log per step): the data generators,
-then per (variant, seed) ``pretrain`` -> ``train`` -> ``robustness`` (tools/train.py, tools/robustness.py), then
-``report``: per column the mean and t-interval over seeds, the difference to the reference paired by seed and a
+then per (variant, seed) ``pretrain`` -> ``train`` -> ``robustness`` (tools/train.py, tools/robustness.py; with
+``classifier_sweep`` also ``robustness_classifier`` of the pretrained classifier: the classification track), then
+``report_<track>``: per column the mean and t-interval over seeds, the difference to the reference paired by seed and a
 verdict (:mod:`featquant_mmdet.stats.seeds`), written by :mod:`.study_report` as Markdown, CSV and PNG. Every
 command runs under :func:`.reproducibility.reproducible_env` with the spec's fixed ``threads``.
 """
@@ -38,7 +40,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TASKS = ('detection', 'classification')
 DEFAULTS = dict(
     task='detection', seeds=[0], reference=None, distortions=['mix'], levels=[1, 2, 3, 4], columns=None,
-    classifier_sweep=False, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
+    classifier_sweep=False, recommended_alpha_lr_mult=3.0, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
     level=0.95, threads=1, cpu_capability=None, jobs=1, workers=0, data_seed=0,
     data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144), style=None),
               imagenet=dict(num_train=4, num_val=1, image_size=64)),
@@ -104,10 +106,14 @@ def check_spec(spec: dict) -> dict:
         needed = ('config', 'pretrain') if spec['task'] == 'detection' else ('config', )
         for key in needed:
             if not v.get(key) or not osp.isfile(_repo_path(v[key])):
-                raise StageError(f'variant {v["name"]}: {key} config {v.get(key)!r} does not exist')
+                what = 'config' if key == 'config' else 'pretraining config'
+                raise StageError(f'variant {v["name"]}: {what} {v.get(key)!r} does not exist')
         mult = v.get('alpha_lr_mult')
+        if mult == 'recommended':
+            mult = spec['recommended_alpha_lr_mult']
         if mult is not None and (isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult < 0):
-            raise StageError(f'variant {v["name"]}: alpha_lr_mult must be a number >= 0, got {mult!r}')
+            raise StageError(f'variant {v["name"]}: alpha_lr_mult must be a number >= 0 or \'recommended\' '
+                             f'(recommended_alpha_lr_mult), got {mult!r}')
     from ..evaluation.robustness.cells import resolve_distortions, resolve_levels
     from ..evaluation.robustness.errors import RobustnessError
     try:
@@ -139,7 +145,7 @@ def parse_variant(text: str, task: str) -> dict:
                     raise StageError(f'--variant {text!r}: {item!r} is not key=value')
                 if key in ('pretrain', 'alpha_lr_mult'):
                     try:
-                        variant[key] = value if key == 'pretrain' else float(value)
+                        variant[key] = value if key == 'pretrain' or value == 'recommended' else float(value)
                     except ValueError:
                         raise StageError(f'--variant {text!r}: alpha_lr_mult must be a number, got {value!r}') \
                             from None
@@ -173,6 +179,7 @@ class Study:
     def derived_config(self, config: str, variant: dict) -> str:
         """``config`` itself, or a child config setting the exponents' lr multiplier (named by its content)."""
         mult = variant.get('alpha_lr_mult')
+        mult = self.spec['recommended_alpha_lr_mult'] if mult == 'recommended' else mult
         if mult is None:
             return _repo_path(config)
         text = (f'_base_ = [{_repo_path(config)!r}]\n'
