@@ -46,7 +46,7 @@ DEFAULTS = dict(
               imagenet=dict(num_train=4, num_val=1, image_size=64)),
     pretrain=dict(epochs=1, batch=8, lr=0.01, scale=64),
     detect=dict(iters=4, lr=0.001, clip=10.0, scale=(192, 144)),
-    weights=dict(pretrain=4.0, train=4.0, robustness=3.0), voc_root=None, imagenet_root=None, variants=[])
+    weights=dict(pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None, imagenet_root=None, variants=[])
 VARIANT_KEYS = ('name', 'config', 'pretrain', 'options', 'alpha_lr_mult')
 
 
@@ -313,7 +313,7 @@ class Study:
                 if spec['classifier_sweep']:
                     steps.append(Step(f'robustness_classifier_{key}', lambda n=name, s=seed: self.plan_robustness(
                         n, s, 'classification'), [f'pretrain_{key}'], f'classifier robustness {name} seed {seed}',
-                        w['robustness']))
+                        w['robustness_classifier']))
         for track in self.tracks() if report else []:
             prefix = 'robustness_classifier_' if track != spec['task'] else 'robustness_'
             deps = [s.name for s in steps if s.name.startswith(prefix)
