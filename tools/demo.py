@@ -182,10 +182,10 @@ class Demo:
                 if osp.isdir(osp.join(self.work, name)):
                     print(f'--restart: removing {osp.join(self.work, name)}', flush=True)
                     shutil.rmtree(osp.join(self.work, name))
-        if self.args.train_seeds:  # the seed study: its own report
-            verdicts = self.study.run()['detection']
+        if self.args.train_seeds:  # the seed study: its own report (means, paired differences, verdicts)
+            self.study.run()
             with open(osp.join(self.study.results, 'study.md')) as f:
-                print(f.read().rstrip(), *verdicts, sep='\n', flush=True)
+                print(f.read().rstrip(), flush=True)
             self.runner = self.study.runner
         else:
             self.env = self.study.environment()  # a fixed thread count: not cores / jobs (the table would differ)
