@@ -10,6 +10,7 @@ Resumable: rerun the same command and the finished steps are reused (a killed st
 Writes ``study.md``, ``study.csv``, ``study.png`` and ``study_run.json`` to ``--results-dir``.
 """
 import argparse
+import os
 import os.path as osp
 import shutil
 import signal
@@ -44,7 +45,8 @@ def parse_args(argv=None):
         parser.error('give a spec file or --preset, not both')
     path = args.spec or (osp.join(REPO, 'configs', 'studies', f'{args.preset}.py') if args.preset else None)
     if args.preset and not osp.isfile(path):
-        parser.error(f'--preset {args.preset}: no {path}')
+        presets = sorted(n[:-3] for n in os.listdir(osp.dirname(path)) if n.endswith('.py'))
+        parser.error(f'--preset {args.preset}: no {path}; presets: {", ".join(presets)}')
     overrides = {k: getattr(args, k) for k in ('task', 'seeds', 'reference', 'distortions', 'threads', 'jobs')
                  if getattr(args, k) is not None}
     try:
