@@ -295,3 +295,30 @@ def test_sheet_tool_argument_errors(tmp_path, capsys, load_tool):
     with pytest.raises(SystemExit, match='out_file must end with .png'):
         tool.main(['--config', osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--checkpoint', DEMO,
                    '--out', str(tmp_path / 's.jpg')])
+
+
+def test_table3_prints_the_comparisons_intervals_and_verdicts(tmp_path, demo_tool, capsys):
+    """With a compare_robustness.py that has --bootstrap (the contract: robustness_table.{md,csv} with
+    ``value [low, high]`` and verdict lines on its output), Table 3 is followed by that table and the verdicts,
+    and demo_run.json keeps them with the thread count and the CPU capability."""
+    from featquant_mmdet.engine.stages import StageRunner
+    results = tmp_path / 'r'
+    results.mkdir()
+    demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
+                                                '--results-dir', str(results)]))
+    demo.runner, demo.env = StageRunner([], str(tmp_path / 'w' / 'stages')), {}
+    (results / 'robustness_table.csv').write_text(
+        'model,row,Original,Mix.Minor,Mix.Heavy\nZF,value,90.0,80.0,50.0\nZF+POW-1,value,91.0,82.0,55.0\n')
+    (results / 'robustness_table.md').write_text('| Model | Mix.Heavy (95% CI) |\n|---|---|\n| ZF | 50.00 [45.00, 55.00] |\n')
+    (results / 'compare.log').write_text('$ python tools/compare_robustness.py ...\nsome log line\n'
+                                         'Mix.Heavy: ZF+POW-1 - ZF = +5.00 [+1.00, +9.00]: better\n'
+                                         'Original: ZF+POW-1 - ZF = +1.00 [-2.00, +4.00]: no detectable difference '
+                                         'at 95%\n')
+    demo.write_table()
+    out = capsys.readouterr().out
+    assert read_table(results / 'table3.csv')['ZF+POW-1'] == pytest.approx([91.0, 82.0, 55.0])
+    assert 'With intervals (test-image bootstrap, one training seed):' in out and '50.00 [45.00, 55.00]' in out
+    assert 'Mix.Heavy: ZF+POW-1 - ZF = +5.00 [+1.00, +9.00]: better' in out and 'some log line' not in out
+    record = json.loads((results / 'demo_run.json').read_text())
+    assert record['verdicts'][0].endswith('better') and len(record['verdicts']) == 2
+    assert record['threads'] == 1 and record['cpu_capability']

@@ -18,6 +18,7 @@ study instead. Every command gets ``--threads`` threads (``reproducible_env``), 
 """
 import argparse
 import csv
+import re
 import os.path as osp
 import shutil
 import signal
@@ -165,7 +166,7 @@ class Demo:
         with open(osp.join(self.results, 'robustness_table.md')) as f:
             compared = f.read().rstrip()
         verdicts = [line.strip() for line in log_tail(osp.join(self.results, 'compare.log'), 400).splitlines()
-                    if any(w in line for w in (': better', ': worse', 'no detectable difference'))]
+                    if re.search(r'\b(better|worse)\b|no detectable difference', line)]
         if verdicts:
             print('\nWith intervals (test-image bootstrap, one training seed):', compared, *verdicts, sep='\n')
         else:
