@@ -10,8 +10,8 @@
 #   detection: Faster R-CNN started from each classifier (the config-only hand-off), swept on Original, the
 #     distortions (levels 1-4) and Mix.Minor / Mix.Heavy -> <results>/study.{md,csv,png}.
 # Each with 5 training seeds, alpha's learning-rate multiplier at the plain setting (1) and at the recommended one
-# (recommended_alpha_lr_mult; issue 15's diagnostics set it: tools/study.py ... --cfg of another value is not
-# needed, edit the key or pass a --variant). Data and distortions keep seed 0 (data_seed).
+# (recommended_alpha_lr_mult below, the value issue 15's diagnostics recommend; another value: edit the key).
+# Data and distortions keep seed 0 (data_seed).
 task = 'detection'
 classifier_sweep = True
 seeds = [0, 1, 2, 3, 4]

@@ -23,7 +23,8 @@ then per (variant, seed) ``pretrain`` -> ``train`` -> ``robustness`` (tools/trai
 ``classifier_sweep`` also ``robustness_classifier`` of the pretrained classifier: the classification track), then
 ``report_<track>``: per column the mean and t-interval over seeds, the difference to the reference paired by seed and a
 verdict (:mod:`featquant_mmdet.stats.seeds`), written by :mod:`.study_report` as Markdown, CSV and PNG. Every
-command runs under :func:`.reproducibility.reproducible_env` with the spec's fixed ``threads``.
+command runs under :func:`.reproducibility.reproducible_env` with the spec's fixed ``threads``. The commands are the
+checkout's ``tools/*.py`` (as for the demo): run from a clone of the repository.
 """
 import hashlib
 import os
