@@ -28,7 +28,7 @@ data = dict(voc=dict(num_train=200, num_test=40, image_size=(320, 240), style=No
 pretrain = dict(epochs=12, batch=16, lr=0.01, scale=64)  # training loss/accuracy level off by ~10 epochs (measured)
 detect = dict(iters=200, lr=0.005, clip=10.0, scale=(320, 240))  # the demo's full preset schedule
 # relative step times for the time-left estimate: CPU seconds of one ZF-POW-1 (variant, seed), docs/study.md
-weights = dict(pretrain=100.0, train=195.0, robustness=790.0, robustness_classifier=45.0)
+weights = dict(pretrain=100.0, train=195.0, robustness=740.0, robustness_classifier=45.0)
 variants = [
     dict(name='ZF', pretrain='configs/pretrain/zf_imagenet.py', config='configs/faster_rcnn_zf_voc_imagenet_init.py'),
     dict(name='ZF-POW-1', pretrain='configs/pretrain/zf_pow1_imagenet.py',
