@@ -342,7 +342,8 @@ class Study:
         os.makedirs(out, exist_ok=True)
         runs = aggregate_runs(self.sweep_paths(track), self.spec['columns'] if track == self.spec['task'] else None)
         _, lines = write_report(runs, out, self.reference, self.spec['level'],
-                                f'{track} track, {len(self.spec["seeds"])} training seeds')
+                                f'{track} track, {len(self.spec["seeds"])} training seed'
+                                + ('s' if len(self.spec['seeds']) != 1 else ''))
         self.reports[track] = dict(runs=runs, verdicts=lines)
         return dict(verdicts=lines, runs={v: {str(s): r for s, r in by.items()} for v, by in runs.items()})
 
