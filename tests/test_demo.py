@@ -1,7 +1,8 @@
 """The demo (tools/demo.py) end to end at the tiny preset, its reruns, its bad-input messages, and the detection sheet.
 
 One tiny run (module fixture) does the real flow: generated VOC + ImageNet sets, ZF / ZF-POW-1 pretraining,
-conversion, Faster R-CNN training, robustness sweeps, comparison, sheet and Table 3, every tool in a subprocess.
+Faster R-CNN training started from them (init_cfg hand-off), robustness sweeps, comparison, sheet and Table 3, every
+tool in a subprocess (the steps of featquant_mmdet/engine/study.py for one training seed, plus the demo's own).
 It is interrupted once after the first stage and continued, as a user would after Ctrl-C.
 """
 import csv
@@ -18,10 +19,10 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'tools', 'demo.py')
 LABELS = ('ZF', 'ZF+POW-1')
-KEYS = ('zf', 'zf_pow1')
+KEYS = ('ZF_s0', 'ZF+POW-1_s0')  # study step keys: variant _s training seed
 CELLS = ('clean', 'mix_minor', 'mix_heavy')
-HEAVY_STEPS = ('pretrain_zf', 'pretrain_zf_pow1', 'convert_zf', 'convert_zf_pow1', 'train_zf', 'train_zf_pow1',
-               'robustness_zf', 'robustness_zf_pow1', 'sheet')
+HEAVY_STEPS = tuple(f'{stage}_{key}' for stage in ('pretrain', 'train', 'robustness') for key in KEYS) + ('sheet', )
+NUM_STEPS = 2 + len(HEAVY_STEPS) + 2  # data x 2, heavy, compare, table
 
 
 def demo_cmd(work, results, *extra):
@@ -62,8 +63,8 @@ def test_interrupt_gives_a_clear_message_and_the_rerun_continues(tiny_run):
     assert 'interrupted' in interrupted['stderr'] and 'rerun the same command' in interrupted['stderr']
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     # the step finished before the interruption is reused, the rest runs
-    assert 'detection set (VOC 2007 layout) -- skipped' in resumed.stdout
-    for step in ('pretrain_zf', 'train_zf_pow1', 'robustness_zf', 'sheet', 'table'):
+    assert 'generate the VOC-format set -- skipped' in resumed.stdout
+    for step in ('pretrain_ZF_s0', 'train_ZF+POW-1_s0', 'robustness_ZF_s0', 'sheet', 'table'):
         assert f'{step} done in' in resumed.stdout
 
 
@@ -71,13 +72,17 @@ def test_console_is_quiet_and_the_full_logs_are_in_the_work_dirs(tiny_run):
     """One line per step and a progress line on the console; mmengine's environment dump and logging in the logs."""
     resumed = tiny_run['resumed']
     assert 'System environment' not in resumed.stdout and 'pkg_resources is deprecated' not in resumed.stderr
-    assert 'progress: 13/13 steps done' in resumed.stdout and ' left' in resumed.stdout
-    step_lines = [line for line in resumed.stdout.splitlines() if line.startswith('[') and '/13] ' in line]
-    assert len(step_lines) == 13  # every step once: done or skipped
-    log = (tiny_run['work'] / 'detect' / 'zf' / 'train_zf.log').read_text()
+    assert f'progress: {NUM_STEPS}/{NUM_STEPS} steps done' in resumed.stdout and ' left' in resumed.stdout
+    step_lines = [line for line in resumed.stdout.splitlines() if line.startswith('[') and f'/{NUM_STEPS}] ' in line]
+    assert len(step_lines) == NUM_STEPS  # every step once: done or skipped
+    log = (tiny_run['work'] / 'detect' / 'ZF_s0' / 'train_ZF_s0.log').read_text()
     assert log.startswith('$ ') and 'tools/train.py' in log.splitlines()[0]
     assert 'System environment' in log and 'Saving checkpoint at 4 iterations' in log
-    assert 'train_zf.log' in resumed.stdout  # the step line names its log
+    assert 'train_ZF_s0.log' in resumed.stdout  # the step line names its log
+    # the detector started from the pretrained classifier through the config's init_cfg (no conversion step)
+    pretrained = (tiny_run['work'] / 'pretrain' / 'ZF_s0' / 'last_checkpoint').read_text().strip()
+    checkpoint = osp.join(tiny_run['work'], 'pretrain', 'ZF_s0', osp.basename(pretrained))
+    assert f'model.backbone.init_cfg.checkpoint={checkpoint}' in log.splitlines()[0]
 
 
 def test_table_is_the_evaluation_results(tiny_run):
@@ -97,7 +102,22 @@ def test_table_is_the_evaluation_results(tiny_run):
     assert '| Models | Original | Mix.Minor | Mix.Heavy |' in markdown
     record = json.loads((results / 'demo_run.json').read_text())
     assert record['preset'] == 'tiny' and set(record['table']) == set(LABELS)
-    assert record['steps']['train_zf']['status'] == 'ran' and record['steps']['train_zf']['wall_s'] > 0
+    assert record['steps']['train_ZF_s0']['status'] == 'ran' and record['steps']['train_ZF_s0']['wall_s'] > 0
+    assert record['threads'] == 1 and record['cpu_capability']  # what the numbers depend on (README)
+
+
+def test_table_is_printed_with_the_comparisons_intervals_where_it_has_them(tiny_run):
+    """compare_robustness.py with --bootstrap (paired image bootstrap): the demo prints its table with intervals and
+    the verdict lines; a compare_robustness.py without it: the demo says so (no invented interval)."""
+    out = tiny_run['resumed'].stdout
+    with open(osp.join(REPO, 'tools', 'compare_robustness.py')) as f:
+        has_bootstrap = "'--bootstrap'" in f.read()
+    if has_bootstrap:
+        assert 'With intervals (test-image bootstrap, one training seed):' in out
+        assert any(line.startswith('Mix.Heavy') and ('no detectable difference' in line or 'better' in line
+                                                      or 'worse' in line) for line in out.splitlines())
+    else:
+        assert 'no intervals: this tools/compare_robustness.py has no --bootstrap' in out
 
 
 def test_sheet_has_the_expected_layout(tiny_run):
@@ -148,17 +168,36 @@ def test_train_seed_changes_the_training_commands_only(tmp_path, demo_tool, caps
     def commands(*extra):
         demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
                                                     '--results-dir', str(tmp_path / 'r'), *extra]))
+        seed = demo.seeds[0]
         return {name: plan.command for name, plan in (
-            ('data_voc', demo.plan_data_voc()), ('pretrain', demo.plan_train('zf', 'c.py', pretrain=True)),
-            ('train', demo.plan_train('zf', 'd.py', pretrain=False)))}
+            ('data_voc', demo.study.plan_data_voc()), ('pretrain', demo.study.plan_pretrain('ZF', seed, 'c.py')))}
 
     default, seeded = commands(), commands('--train-seed', '3')
-    assert 'randomness.seed=0' in default['pretrain'] and 'randomness.seed=0' in default['train']
-    assert 'randomness.seed=3' in seeded['pretrain'] and 'randomness.seed=3' in seeded['train']
+    assert 'randomness.seed=0' in default['pretrain'] and 'randomness.seed=3' in seeded['pretrain']
     assert seeded['data_voc'] == default['data_voc'] and '--seed' in seeded['data_voc']
     with pytest.raises(SystemExit):
         demo_tool.parse_args(['--train-seed', '-1'])
     assert '--train-seed must be >= 0, got -1' in capsys.readouterr().err
+
+
+def test_train_seeds_runs_the_seed_study_and_threads_are_fixed(tmp_path, demo_tool, capsys):
+    """--train-seeds: the study library's steps for every seed with its report; every command gets --threads
+    threads whatever --jobs and the core count (the demo's table depended on cores // jobs before)."""
+    args = ['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'), '--results-dir', str(tmp_path / 'r')]
+    demo = demo_tool.Demo(demo_tool.parse_args(args + ['--train-seeds', '0', '1', '2', '--jobs', '3']))
+    names = [s.name for s in demo.study.steps()]
+    assert {f'robustness_{label}_s{seed}' for label in LABELS for seed in (0, 1, 2)} <= set(names)
+    assert names[-1] == 'report_detection' and demo.study.spec['columns'] == ['Original', 'Mix.Minor', 'Mix.Heavy']
+    env = demo.study.environment()
+    assert env['OMP_NUM_THREADS'] == env['MKL_NUM_THREADS'] == '1'
+    env = demo_tool.Demo(demo_tool.parse_args(args + ['--threads', '2'])).study.environment()
+    assert env['OMP_NUM_THREADS'] == '2'
+    for bad, message in ((['--train-seeds', '1'], 'at least 2 distinct seeds'),
+                         (['--train-seeds', '0', '-1'], 'at least 2 distinct seeds'),
+                         (['--threads', '0'], '--threads must be >= 1')):
+        with pytest.raises(SystemExit) as exc:
+            demo_tool.parse_args(args + bad)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_bad_data_root_is_a_clear_error(tmp_path, demo_tool, capsys):
@@ -256,3 +295,30 @@ def test_sheet_tool_argument_errors(tmp_path, capsys, load_tool):
     with pytest.raises(SystemExit, match='out_file must end with .png'):
         tool.main(['--config', osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), '--checkpoint', DEMO,
                    '--out', str(tmp_path / 's.jpg')])
+
+
+def test_table3_prints_the_comparisons_intervals_and_verdicts(tmp_path, demo_tool, capsys):
+    """With a compare_robustness.py that has --bootstrap (the contract: robustness_table.{md,csv} with
+    ``value [low, high]`` and verdict lines on its output), Table 3 is followed by that table and the verdicts,
+    and demo_run.json keeps them with the thread count and the CPU capability."""
+    from featquant_mmdet.engine.stages import StageRunner
+    results = tmp_path / 'r'
+    results.mkdir()
+    demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
+                                                '--results-dir', str(results)]))
+    demo.runner, demo.env = StageRunner([], str(tmp_path / 'w' / 'stages')), {}
+    (results / 'robustness_table.csv').write_text(
+        'model,row,Original,Mix.Minor,Mix.Heavy\nZF,value,90.0,80.0,50.0\nZF+POW-1,value,91.0,82.0,55.0\n')
+    (results / 'robustness_table.md').write_text('| Model | Mix.Heavy (95% CI) |\n|---|---|\n| ZF | 50.00 [45.00, 55.00] |\n')
+    (results / 'compare.log').write_text('$ python tools/compare_robustness.py ...\nsome log line\n'
+                                         'Mix.Heavy: ZF+POW-1 - ZF = +5.00 [+1.00, +9.00]: better\n'
+                                         'Original: ZF+POW-1 - ZF = +1.00 [-2.00, +4.00]: no detectable difference '
+                                         'at 95%\n')
+    demo.write_table()
+    out = capsys.readouterr().out
+    assert read_table(results / 'table3.csv')['ZF+POW-1'] == pytest.approx([91.0, 82.0, 55.0])
+    assert 'With intervals (test-image bootstrap, one training seed):' in out and '50.00 [45.00, 55.00]' in out
+    assert 'Mix.Heavy: ZF+POW-1 - ZF = +5.00 [+1.00, +9.00]: better' in out and 'some log line' not in out
+    record = json.loads((results / 'demo_run.json').read_text())
+    assert record['verdicts'][0].endswith('better') and len(record['verdicts']) == 2
+    assert record['threads'] == 1 and record['cpu_capability']

@@ -5,47 +5,56 @@ Figure-5-style sheet, on an embedded dataset generated on the spot (or on a real
     python tools/demo.py --preset tiny         # a reduced run (seconds of training) to check the flow
     python tools/demo.py --data-root data/VOCdevkit [--imagenet-root data/imagenet]   # the same flow on real data
     python tools/demo.py --restart             # start over instead of reusing finished steps
+    python tools/demo.py --train-seeds 0 1 2   # each model once per training seed: mean and t-interval over seeds
 
-A recipe over :mod:`featquant_mmdet.engine.stages`: every step runs one of the project's tools in a subprocess
-(data generators, tools/train.py, tools/convert_classifier_to_backbone.py, tools/robustness.py --distortions mix,
-tools/compare_robustness.py, tools/analysis/detection_sheet.py), then Table 3 is written. ``--cfg-options`` only set the
-data root (and the classifier's class count), image scale, schedule, pretrained weights, seed and workers. One console
-line per step and a progress line; each tool's full output in ``<its work dir>/<step>.log`` (docs/demo.md).
+A recipe over :mod:`featquant_mmdet.engine.study` (itself over :mod:`~featquant_mmdet.engine.stages`): every step
+runs one of the project's tools in a subprocess (data generators, tools/train.py for the classifier and for the
+detector started from it through the configs' init_cfg, tools/robustness.py --distortions mix,
+tools/compare_robustness.py, tools/analysis/detection_sheet.py), then Table 3 is written. ``--cfg-options`` only set
+the data root (and the classifier's class count), image scale, schedule, pretrained weights, seed and workers. One
+console line per step and a progress line; each tool's full output in ``<its work dir>/<step>.log`` (docs/demo.md).
+Table 3 comes with the paired image-bootstrap intervals of compare_robustness.py; ``--train-seeds`` runs the seed
+study instead. Every command gets ``--threads`` threads (``reproducible_env``), not cores / jobs.
 """
 import argparse
 import csv
-import os
+import re
 import os.path as osp
 import shutil
 import signal
 import sys
 
+import torch
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a checkout without installing
 
-from featquant_mmdet.datasets.imagenet import class_folders  # noqa: E402
 from featquant_mmdet.datasets.layouts import check_imagenet_root, check_vocdevkit  # noqa: E402
 from featquant_mmdet.engine.loading import last_checkpoint  # noqa: E402
 from featquant_mmdet.engine.stages import (Plan, StageError, StageRunner, StagesInterrupted, Step,  # noqa: E402
-                                           check_writable_folder)
+                                           check_writable_folder, log_tail)
+from featquant_mmdet.engine.study import Study, load_spec  # noqa: E402
 from featquant_mmdet.evaluation.robustness.report import write_table_with_paper  # noqa: E402
 from featquant_mmdet.fileio import write_json_atomic  # noqa: E402
 
-MODELS = (  # (key, row label, pretraining config, detector config)
-    ('zf', 'ZF', 'configs/pretrain/zf_imagenet.py', 'configs/faster_rcnn_zf_voc.py'),
-    ('zf_pow1', 'ZF+POW-1', 'configs/pretrain/zf_pow1_imagenet.py', 'configs/faster_rcnn_zf_pow1_voc.py'))
+MODELS = (  # (row label = the study's variant name, pretraining config, detector config with the init_cfg hand-off)
+    ('ZF', 'configs/pretrain/zf_imagenet.py', 'configs/faster_rcnn_zf_voc_imagenet_init.py'),
+    ('ZF+POW-1', 'configs/pretrain/zf_pow1_imagenet.py', 'configs/faster_rcnn_zf_pow1_voc_imagenet_init.py'))
 COLUMNS = ('Original', 'Mix.Minor', 'Mix.Heavy')
 PAPER_TABLE3 = {'ZF': (58.7, 50.0, 14.3), 'ZF+POW-1': (58.7, 52.2, 17.6)}  # real VOC 2007, fully trained models
 # `full`: clean mAP >= 50 %, Mix.Heavy < Mix.Minor < Original within 20 min on 2 CPU cores; `tiny` checks the flow.
-# Pretraining keeps ZF's gradient clipping (no normalisation layer: lr 0.01 at batch 16 diverges without it); det_lr is
-# 5x py-faster-rcnn's for a 200-iteration schedule; 320x240 keeps objects near the anchors' size (128-512 px).
+# Pretraining keeps ZF's gradient clipping (no normalisation layer: lr 0.01 at batch 16 diverges without it); the
+# detector's lr is 5x py-faster-rcnn's for a 200-iteration schedule; 320x240 keeps objects near the anchors' size.
+# The keys are the study spec's (featquant_mmdet/engine/study.py), plus the sheet's.
 PRESETS = {
-    'tiny': dict(voc_train=16, voc_test=4, voc_size=(192, 144), cls_train_per_class=4, cls_val_per_class=1,
-                 cls_size=64, cls_scale=64, cls_epochs=1, cls_batch=8, cls_lr=0.01, det_scale=(192, 144), det_iters=4,
-                 det_lr=0.001, det_clip=10.0, sheet_images=1, tile_size=(160, 120), workers=0),
-    'full': dict(voc_train=300, voc_test=80, voc_size=(320, 240), cls_train_per_class=40, cls_val_per_class=10,
-                 cls_size=80, cls_scale=64, cls_epochs=3, cls_batch=16, cls_lr=0.01, det_scale=(320, 240),
-                 det_iters=200, det_lr=0.005, det_clip=10.0, sheet_images=3, tile_size=(320, 240), workers=1)}
+    'tiny': dict(data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144)),
+                           imagenet=dict(num_train=4, num_val=1, image_size=64)),
+                 pretrain=dict(epochs=1, batch=8, lr=0.01, scale=64), workers=0,
+                 detect=dict(iters=4, lr=0.001, clip=10.0, scale=(192, 144)), sheet_images=1, tile_size=(160, 120)),
+    'full': dict(data=dict(voc=dict(num_train=300, num_test=80, image_size=(320, 240)),
+                           imagenet=dict(num_train=40, num_val=10, image_size=80)),
+                 pretrain=dict(epochs=3, batch=16, lr=0.01, scale=64), workers=1,
+                 detect=dict(iters=200, lr=0.005, clip=10.0, scale=(320, 240)), sheet_images=3, tile_size=(320, 240))}
 SEED = 0  # data and distortions
 
 
@@ -68,13 +77,21 @@ def parse_args(argv=None):
     parser.add_argument('--train-seed', type=int, default=SEED,
                         help='seed of the pretraining and detector training (randomness.seed); data and distortions '
                              'keep seed 0, so other training seeds show how much the table owes to training noise')
-    parser.add_argument('--jobs', type=int, default=2, help='steps run side by side (ZF and ZF-POW-1 are '
-                                                            'independent); they share the cores (OMP_NUM_THREADS)')
+    parser.add_argument('--train-seeds', type=int, nargs='+', metavar='SEED',
+                        help='instead of one run: each model once per seed (the study library, tools/study.py), '
+                             'then the mean and t-interval over seeds and a verdict per column')
+    parser.add_argument('--jobs', type=int, default=2, help='steps run side by side (ZF and ZF-POW-1 are independent)')
+    parser.add_argument('--threads', type=int, default=1, help='threads of every command: fixed, not cores / jobs '
+                                                               '(the table depends on it)')
+    parser.add_argument('--bootstrap', type=int, default=1000, help='image-bootstrap resamples of the intervals')
     args = parser.parse_args(argv)
-    for name, minimum in (('det_iters', 1), ('pretrain_epochs', 1), ('workers', 0), ('train_seed', 0), ('jobs', 1)):
+    for name, minimum in (('det_iters', 1), ('pretrain_epochs', 1), ('workers', 0), ('train_seed', 0), ('jobs', 1),
+                          ('threads', 1), ('bootstrap', 1)):
         value = getattr(args, name)
         if value is not None and value < minimum:
             parser.error(f'--{name.replace("_", "-")} must be >= {minimum}, got {value}')
+    if args.train_seeds is not None and (min(args.train_seeds) < 0 or len(set(args.train_seeds)) < 2):
+        parser.error(f'--train-seeds takes at least 2 distinct seeds >= 0, got {args.train_seeds}')
     if args.det_scale is not None and min(args.det_scale) < 32:
         parser.error(f'--det-scale sides must be >= 32 px, got {args.det_scale}')
     return args
@@ -84,117 +101,50 @@ class Demo:
 
     def __init__(self, args):
         self.args, self.py = args, sys.executable
-        self.p = dict(PRESETS[args.preset])
-        for knob, key in (('det_iters', 'det_iters'), ('pretrain_epochs', 'cls_epochs'), ('workers', 'workers'),
-                          ('det_scale', 'det_scale')):
+        self.p = p = {k: dict(v) if isinstance(v, dict) else v for k, v in PRESETS[args.preset].items()}
+        for knob, (part, key) in (('det_iters', ('detect', 'iters')), ('pretrain_epochs', ('pretrain', 'epochs')),
+                                  ('det_scale', ('detect', 'scale'))):
             if getattr(args, knob) is not None:
-                self.p[key] = getattr(args, knob)
+                p[part][key] = getattr(args, knob)
+        p['workers'] = p['workers'] if args.workers is None else args.workers
         self.work, self.results = osp.abspath(args.work_dir), osp.abspath(args.results_dir)
-        self.voc_root = osp.abspath(args.data_root) if args.data_root else osp.join(self.work, 'data', 'VOCdevkit')
-        self.imagenet_root = osp.abspath(args.imagenet_root or osp.join(self.work, 'data', 'imagenet'))
+        self.seeds = args.train_seeds or [args.train_seed]
+        self.study = Study(load_spec(None, dict(
+            task='detection', seeds=self.seeds, distortions=['mix'], threads=args.threads, jobs=args.jobs,
+            columns=list(COLUMNS), data_seed=SEED, voc_root=args.data_root, imagenet_root=args.imagenet_root,
+            variants=[dict(name=m[0], pretrain=m[1], config=m[2]) for m in MODELS],
+            **{k: p[k] for k in ('data', 'pretrain', 'detect', 'workers')})), self.work,
+            osp.join(self.results, 'study'))
 
     def tool(self, name: str, *argv) -> list:
         return [self.py, osp.join(REPO, 'tools', f'{name}.py'), *map(str, argv)]
 
-    def loaders(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader'), settings=()) -> list:
-        n = self.p['workers']
-        return [f'{name}.{s}' for name in names for s in (*settings, f'num_workers={n}', f'persistent_workers={n > 0}')]
-
-    def det_data(self) -> list:
-        """Data root and image scale of the detector configs (configs/_base_/datasets/voc07.py's documented keys)."""
-        (w, h), loaders = self.p['det_scale'], (('train_dataloader', 2), ('val_dataloader', 1), ('test_dataloader', 1))
-        return [f'{loader}.dataset.data_root={self.voc_root}/' for loader, _ in loaders] + [
-            f'{loader}.dataset.pipeline.{i}.scale=({w},{h})' for loader, i in loaders]
-
-    def plan_data_voc(self) -> Plan:
-        if self.args.data_root:
-            return Plan(note=f'using --data-root {self.voc_root}')
-        p, root = self.p, osp.join(self.work, 'data')
-        lists = [osp.join(root, 'VOCdevkit', 'VOC2007', 'ImageSets', 'Main', f'{s}.txt') for s in ('trainval', 'test')]
-        return Plan(self.tool('data/make_synthetic_voc', root, '--num-train', p['voc_train'], '--num-test',
-                              p['voc_test'], '--image-size', *p['voc_size'], '--seed', SEED),
-                    lists, [osp.join(root, 'VOCdevkit')], root)
-
-    def plan_data_imagenet(self) -> Plan:
-        if self.args.imagenet_root:
-            return Plan(note=f'using --imagenet-root {self.imagenet_root}')
-        root, p = self.imagenet_root, self.p
-        return Plan(self.tool('data/make_synthetic_imagenet', root, '--num-train', p['cls_train_per_class'],
-                              '--num-val', p['cls_val_per_class'], '--image-size', p['cls_size'], '--seed', SEED,
-                              '--overwrite'),
-                    [osp.join(root, 'val.txt')], [root], osp.join(self.work, 'data'))
-
-    def plan_train(self, key: str, config: str, pretrain: bool) -> Plan:
-        """Pretraining of the classifier (``pretrain``) or training of the detector from the converted weights."""
-        p, work_dir = self.p, osp.join(self.work, 'pretrain' if pretrain else 'detect', key)
-        n = p['cls_epochs'] if pretrain else p['det_iters']
-        opts = ['default_hooks.logger.interval=10', 'default_hooks.checkpoint.save_optimizer=False',
-                f'default_hooks.checkpoint.interval={n}', f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
-                f'randomness.seed={self.args.train_seed}']
-        if pretrain:
-            s, root = p['cls_scale'], self.imagenet_root
-            opts += self.loaders(settings=[f'dataset.data_root={root}']) + [
-                f'model.head.num_classes={len(class_folders(osp.join(root, "train")))}', f'train_cfg.max_epochs={n}',
-                f'train_cfg.val_interval={n}', f'param_scheduler.0.end={n}', 'auto_scale_lr.enable=False',
-                f'optim_wrapper.optimizer.lr={p["cls_lr"]}', 'default_hooks.checkpoint.save_best=None',
-                f'train_dataloader.batch_size={p["cls_batch"]}', f'val_dataloader.batch_size={p["cls_batch"]}',
-                f'train_dataloader.dataset.pipeline.1.scale={s}'] + [
-                f'{loader}.dataset.pipeline.{i}.{k}={s}' for loader in ('val_dataloader', 'test_dataloader')
-                for i, k in ((1, 'scale'), (2, 'crop_size'))]
-        else:
-            opts += self.det_data() + self.loaders() + [
-                f'train_cfg.max_iters={n}', f'train_cfg.val_begin={n + 1}',  # the sweep evaluates
-                f'optim_wrapper.optimizer.lr={p["det_lr"]}', f'optim_wrapper.clip_grad.max_norm={p["det_clip"]}',
-                f'load_from={self.converted(key)}']
-        return Plan(self.tool('train', osp.join(REPO, config), '--work-dir', work_dir, '--cfg-options', *opts),
-                    [osp.join(work_dir, 'last_checkpoint')], [work_dir], work_dir)
-
-    def converted(self, key: str) -> str:
-        return osp.join(self.work, 'checkpoints', f'{key}_imagenet_converted.pth')
-
-    def plan_convert(self, key: str, det_config: str) -> Plan:
-        return Plan(self.tool('convert_classifier_to_backbone', last_checkpoint(osp.join(self.work, 'pretrain', key)),
-                              self.converted(key), '--config', osp.join(REPO, det_config)), [self.converted(key)],
-                    log_dir=osp.dirname(self.converted(key)))
-
-    def sweep(self, key: str) -> str:
-        return osp.join(self.work, 'robustness', key)
-
-    def plan_robustness(self, key: str, config: str) -> Plan:
-        # not cleared: the sweep resumes from its finished cells and starts afresh for another checkpoint itself
-        return Plan(self.tool('robustness', osp.join(REPO, config), last_checkpoint(osp.join(self.work, 'detect', key)),
-                              '--distortions', 'mix', '--seed', SEED, '--work-dir', self.sweep(key), '--cfg-options',
-                              *self.det_data(), *self.loaders(['test_dataloader']), 'default_hooks.logger.interval=10'),
-                    [osp.join(self.sweep(key), 'robustness.json')], log_dir=self.sweep(key))
+    def sweep(self, label: str) -> str:
+        return osp.join(self.study.sweep_dir(label, self.seeds[0]), 'robustness.json')
 
     def plan_compare(self) -> Plan:
-        return Plan(self.tool('compare_robustness', *[osp.join(self.sweep(m[0]), 'robustness.json') for m in MODELS],
-                              '--labels', *[m[1] for m in MODELS], '--out-dir', self.results),
+        with open(osp.join(REPO, 'tools', 'compare_robustness.py')) as f:  # paired bootstrap intervals, where known
+            extra = ['--bootstrap', self.args.bootstrap] if "'--bootstrap'" in f.read() else []
+        return Plan(self.tool('compare_robustness', *[self.sweep(m[0]) for m in MODELS], '--labels',
+                              *[m[0] for m in MODELS], '--out-dir', self.results, *extra),
                     [osp.join(self.results, f'robustness_table.{ext}') for ext in ('md', 'csv')], log_dir=self.results)
 
     def plan_sheet(self) -> Plan:
-        out = osp.join(self.results, 'detection_sheet.png')
-        return Plan(self.tool('analysis/detection_sheet', '--config', *[osp.join(REPO, m[3]) for m in MODELS],
-                              '--checkpoint', *[last_checkpoint(osp.join(self.work, 'detect', m[0])) for m in MODELS],
-                              '--labels', *[m[1] for m in MODELS], '--out', out, '--num-images', self.p['sheet_images'],
-                              '--seed', SEED, '--tile-size', *self.p['tile_size'], '--cfg-options',
-                              *[o for o in self.det_data() if o.startswith('test_dataloader')]),
+        out, p = osp.join(self.results, 'detection_sheet.png'), self.p
+        return Plan(self.tool('analysis/detection_sheet', '--config', *[osp.join(REPO, m[2]) for m in MODELS],
+                              '--checkpoint', *[last_checkpoint(self.study.work_dir('detect', m[0], self.seeds[0]))
+                                                for m in MODELS],
+                              '--labels', *[m[0] for m in MODELS], '--out', out, '--num-images', p['sheet_images'],
+                              '--seed', SEED, '--tile-size', *p['tile_size'], '--cfg-options',
+                              *[o for o in self.study.det_data() if o.startswith('test_dataloader')]),
                     [out], log_dir=self.results)
 
     def steps(self) -> list:
-        steps = [Step('data_voc', self.plan_data_voc, title='Generate the datasets: detection set (VOC 2007 layout)'),
-                 Step('data_imagenet', self.plan_data_imagenet,
-                      title='Generate the datasets: classification set (ImageNet layout)')]
-        for stage, weight, deps, plan in (
-                ('pretrain', 4, lambda k: ['data_imagenet'], lambda k, m: self.plan_train(k, m[2], pretrain=True)),
-                ('convert', 0.5, lambda k: [f'pretrain_{k}'], lambda k, m: self.plan_convert(k, m[3])),
-                ('train', 4, lambda k: ['data_voc', f'convert_{k}'], lambda k, m: self.plan_train(k, m[3], False)),
-                ('robustness', 3, lambda k: ['data_voc', f'train_{k}'], lambda k, m: self.plan_robustness(k, m[3]))):
-            steps += [Step(f'{stage}_{m[0]}', lambda plan=plan, m=m: plan(m[0], m), deps(m[0]), f'{stage} {m[1]}',
-                           weight) for m in MODELS]
-        return steps + [
-            Step('compare', self.plan_compare, [f'robustness_{m[0]}' for m in MODELS], 'comparison table'),
-            Step('sheet', self.plan_sheet, ['data_voc'] + [f'train_{m[0]}' for m in MODELS], 'detection sheet', 2),
+        key = f'_s{self.seeds[0]}'
+        return self.study.steps(report=False) + [
+            Step('compare', self.plan_compare, [f'robustness_{m[0]}{key}' for m in MODELS], 'comparison table'),
+            Step('sheet', self.plan_sheet, ['data_voc'] + [f'train_{m[0]}{key}' for m in MODELS], 'detection sheet',
+                 2),
             Step('table', lambda: Plan(outputs=[osp.join(self.results, f) for f in ('table3.md', 'table3.csv',
                                                                                     'demo_run.json')]),
                  ['compare', 'sheet'], 'Table 3', 0.1, after=self.write_table)]
@@ -202,31 +152,46 @@ class Demo:
     def write_table(self) -> dict:
         with open(osp.join(self.results, 'robustness_table.csv')) as f:
             table = {r['model']: [float(r[c]) for c in COLUMNS] for r in csv.DictReader(f) if r['row'] == 'value'}
-        if sorted(table) != sorted(m[1] for m in MODELS):
-            raise StageError(f'robustness_table.csv holds models {sorted(table)}, expected {[m[1] for m in MODELS]}')
-        p = self.p
-        data = (f'the VOCdevkit {self.voc_root}' if self.args.data_root else
-                f'the generated VOC set ({p["voc_train"]} trainval / {p["voc_test"]} test images, '
-                f'{p["voc_size"][0]}x{p["voc_size"][1]} px; preset {self.args.preset})')
+        if sorted(table) != sorted(m[0] for m in MODELS):
+            raise StageError(f'robustness_table.csv holds models {sorted(table)}, expected {[m[0] for m in MODELS]}')
+        voc = self.p['data']['voc']
+        data = (f'the VOCdevkit {self.study.voc_root}' if self.args.data_root else
+                f'the generated VOC set ({voc["num_train"]} trainval / {voc["num_test"]} test images, '
+                f'{voc["image_size"][0]}x{voc["image_size"][1]} px; preset {self.args.preset})')
         print(write_table_with_paper(
             osp.join(self.results, 'table3'), table, PAPER_TABLE3, COLUMNS,
             f'Detection performance (% mAP, VOC 11-point) on the test split of {data}',
             'The paper (Table 3; real Pascal VOC 2007 test set, fully trained models):'), flush=True)
+        # the comparison's table with its paired image-bootstrap intervals, and its verdict lines
+        with open(osp.join(self.results, 'robustness_table.md')) as f:
+            compared = f.read().rstrip()
+        verdicts = [line.strip() for line in log_tail(osp.join(self.results, 'compare.log'), 400).splitlines()
+                    if re.search(r'\b(better|worse)\b|no detectable difference', line)]
+        if verdicts:
+            print('\nWith intervals (test-image bootstrap, one training seed):', compared, *verdicts, sep='\n')
+        else:
+            print('\n(no intervals: this tools/compare_robustness.py has no --bootstrap; use --train-seeds)')
         write_json_atomic(osp.join(self.results, 'demo_run.json'), self.runner.run_record(
-            preset=self.args.preset, settings=p, data=data, table=table))
+            preset=self.args.preset, settings=self.p, data=data, table=table, verdicts=verdicts,
+            threads=self.args.threads, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+            aten_cpu_capability=self.env.get('ATEN_CPU_CAPABILITY')))
         return dict(table=table)
 
     def run(self) -> None:
         if self.args.restart:
-            for name in ('stages', 'data', 'pretrain', 'checkpoints', 'detect', 'robustness'):  # only the demo's own
+            for name in ('stages', 'data', 'configs', 'pretrain', 'detect', 'robustness'):  # only the demo's own
                 if osp.isdir(osp.join(self.work, name)):
                     print(f'--restart: removing {osp.join(self.work, name)}', flush=True)
                     shutil.rmtree(osp.join(self.work, name))
-        env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONPATH=os.pathsep.join(filter(None, [
-            REPO, os.environ.get('PYTHONPATH')])))
-        env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // self.args.jobs)))  # share the cores
-        self.runner = StageRunner(self.steps(), osp.join(self.work, 'stages'), self.args.jobs, env, REPO)
-        self.runner.run()
+        if self.args.train_seeds:  # the seed study: its own report (means, paired differences, verdicts)
+            self.study.run()
+            with open(osp.join(self.study.results, 'study.md')) as f:
+                print(f.read().rstrip(), flush=True)
+            self.runner = self.study.runner
+        else:
+            self.env = self.study.environment()  # a fixed thread count: not cores / jobs (the table would differ)
+            self.runner = StageRunner(self.steps(), osp.join(self.work, 'stages'), self.args.jobs, self.env, REPO)
+            self.runner.run()
         print(f'Done. Results in {self.results}', *self.runner.timing_table(), sep='\n', flush=True)
 
 

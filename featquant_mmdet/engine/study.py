@@ -1,0 +1,372 @@
+"""Multi-seed studies: train and sweep every (variant, seed) through the project's tools, then aggregate over seeds.
+
+A study spec (a Python config file, e.g. configs/studies/evidence.py, or a dict) names the ``task``, the ``seeds``
+and the ``variants``::
+
+    task = 'detection'                 # or 'classification'
+    seeds = [0, 1, 2, 3, 4]            # training seeds (randomness.seed); data and distortions keep data_seed
+    reference = 'ZF'                   # the variant the others are compared with (default: the first)
+    distortions = ['all']              # tools/robustness.py --distortions (names or presets)
+    variants = [dict(name='ZF', pretrain='configs/pretrain/zf_imagenet.py',
+                     config='configs/faster_rcnn_zf_voc_imagenet_init.py', options=[...], alpha_lr_mult=None), ...]
+
+Detection variants pretrain a classifier (``pretrain``) and start the detector (``config``, an ``*_imagenet_init``
+config) from it through the config-only hand-off (``model.backbone.init_cfg.checkpoint`` and
+``model.roi_head.bbox_head.init_cfg.2.checkpoint``); classification variants train ``config`` only. ``options``
+are ``--cfg-options`` of both trainings; ``alpha_lr_mult`` (a number, or ``'recommended'``: the spec's
+``recommended_alpha_lr_mult``) sets ``optim_wrapper.paramwise_cfg.custom_keys['.alpha'].lr_mult`` in both through a
+derived config file (``--cfg-options custom_keys..alpha.lr_mult=3`` does not reach the key:
+mmengine splits it at every dot and adds an unused ``custom_keys['']['alpha']``).
+
+Steps (:mod:`.stages`: done-markers, resume, progress with the time left, one log per step): the data generators,
+then per (variant, seed) ``pretrain`` -> ``train`` -> ``robustness`` (tools/train.py, tools/robustness.py; with
+``classifier_sweep`` also ``robustness_classifier`` of the pretrained classifier: the classification track), then
+``report_<track>``: per column the mean and t-interval over seeds, the difference to the reference paired by seed and a
+verdict (:mod:`featquant_mmdet.stats.seeds`), written by :mod:`.study_report` as Markdown, CSV and PNG. Every
+command runs under :func:`.reproducibility.reproducible_env` with the spec's fixed ``threads``. The commands are the
+checkout's ``tools/*.py`` (as for the demo): run from a clone of the repository.
+"""
+import hashlib
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional
+
+from ..fileio import write_json_atomic
+from .loading import last_checkpoint
+from .reproducibility import reproducible_env
+from .stages import Plan, StageError, StageRunner, Step
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TASKS = ('detection', 'classification')
+DEFAULTS = dict(
+    task='detection', seeds=[0], reference=None, distortions=['mix'], levels=[1, 2, 3, 4], columns=None,
+    classifier_sweep=False, recommended_alpha_lr_mult=3.0, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
+    level=0.95, threads=1, cpu_capability=None, jobs=1, workers=0, data_seed=0,
+    data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144), style=None),
+              imagenet=dict(num_train=4, num_val=1, image_size=64)),
+    pretrain=dict(epochs=1, batch=8, lr=0.01, scale=64),
+    detect=dict(iters=4, lr=0.001, clip=10.0, scale=(192, 144)),
+    weights=dict(pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None, imagenet_root=None, variants=[])
+VARIANT_KEYS = ('name', 'config', 'pretrain', 'options', 'alpha_lr_mult')
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def load_spec(path: Optional[str] = None, overrides: Optional[dict] = None) -> dict:
+    """The spec of a config file (mmengine ``Config``; its keys over :data:`DEFAULTS`) and ``overrides``."""
+    spec = dict(DEFAULTS)
+    if path is not None:
+        if not osp.isfile(path):
+            raise StageError(f'study spec {path} does not exist')
+        from mmengine.config import Config
+        spec = _merge(spec, Config.fromfile(path).to_dict())
+    return _merge(spec, overrides or {})
+
+
+def _repo_path(path: str) -> str:
+    return path if osp.isabs(path) else osp.join(REPO, path)
+
+
+def check_spec(spec: dict) -> dict:
+    """Every mistake the spec can hold, found before any step starts: one :class:`StageError` naming it."""
+    unknown = sorted(set(spec) - set(DEFAULTS))
+    if unknown:
+        raise StageError(f'unknown study keys {unknown}; accepted: {sorted(DEFAULTS)}')
+    if spec['task'] not in TASKS:
+        raise StageError(f'task must be one of {TASKS}, got {spec["task"]!r}')
+    seeds = spec['seeds']
+    if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+        raise StageError(f'seeds must be distinct integers >= 0 (at least one), got {seeds!r}')
+    for key, minimum in (('threads', 1), ('jobs', 1), ('workers', 0)):
+        if isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < minimum:
+            raise StageError(f'{key} must be an integer >= {minimum}, got {spec[key]!r}')
+    if not 0 < spec['level'] < 1:
+        raise StageError(f'level must lie in (0, 1), e.g. 0.95, got {spec["level"]!r}')
+    variants = spec['variants']
+    if not variants:
+        raise StageError('the study has no variant: give variants in the spec or --variant NAME=CONFIG')
+    names = [v.get('name') for v in variants]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n.replace('-', '').replace('+', '').replace(
+            '_', '').replace('.', '').isalnum() for n in names):
+        raise StageError(f'variant names must be distinct words (letters, digits, - + _ .), got {names}')
+    if spec['classifier_sweep'] and spec['task'] != 'detection':
+        raise StageError('classifier_sweep (sweep the pretrained classifiers too) needs task detection')
+    if spec['reference'] is not None and spec['reference'] not in names:
+        raise StageError(f'reference {spec["reference"]!r} is not a variant; variants: {names}')
+    for v in variants:
+        bad = sorted(set(v) - set(VARIANT_KEYS))
+        if bad:
+            raise StageError(f'variant {v["name"]}: unknown keys {bad}; accepted: {list(VARIANT_KEYS)}')
+        needed = ('config', 'pretrain') if spec['task'] == 'detection' else ('config', )
+        for key in needed:
+            if not v.get(key) or not osp.isfile(_repo_path(v[key])):
+                what = 'config' if key == 'config' else 'pretraining config'
+                raise StageError(f'variant {v["name"]}: {what} {v.get(key)!r} does not exist')
+        mult = v.get('alpha_lr_mult')
+        if mult == 'recommended':
+            mult = spec['recommended_alpha_lr_mult']
+        if mult is not None and (isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult < 0):
+            raise StageError(f'variant {v["name"]}: alpha_lr_mult must be a number >= 0 or \'recommended\' '
+                             f'(recommended_alpha_lr_mult), got {mult!r}')
+    from ..evaluation.robustness.cells import resolve_distortions, resolve_levels
+    from ..evaluation.robustness.errors import RobustnessError
+    try:
+        resolve_distortions(list(spec['distortions']), spec['task'])
+        if spec['classifier_sweep']:
+            resolve_distortions(list(spec['classifier_distortions']), 'classification')
+        resolve_levels(list(spec['levels']))
+    except RobustnessError as err:
+        raise StageError(f'distortions: {err}') from None
+    style = spec['data']['voc'].get('style')
+    if style is not None and not isinstance(style, str):
+        raise StageError(f'data.voc.style must be a name or None, got {style!r}')
+    return spec
+
+
+def parse_variant(text: str, task: str) -> dict:
+    """``NAME=CONFIG[:key=value,...]``: cfg-options, and the study keys ``pretrain=CONFIG``, ``alpha_lr_mult=X``."""
+    name, sep, rest = text.partition('=')
+    if not sep or not name or not rest:
+        raise StageError(f'--variant {text!r}: expected NAME=CONFIG[:key=value,...]')
+    config, _, opts = rest.partition(':')
+    variant = dict(name=name, config=config, options=[])
+    depth, item = 0, ''
+    for ch in opts + ',':  # split at commas outside brackets: values may be lists
+        if ch == ',' and depth == 0:
+            if item:
+                key, eq, value = item.partition('=')
+                if not eq:
+                    raise StageError(f'--variant {text!r}: {item!r} is not key=value')
+                if key in ('pretrain', 'alpha_lr_mult'):
+                    try:
+                        variant[key] = value if key == 'pretrain' or value == 'recommended' else float(value)
+                    except ValueError:
+                        raise StageError(f'--variant {text!r}: alpha_lr_mult must be a number, got {value!r}') \
+                            from None
+                else:
+                    variant['options'].append(item)
+            item = ''
+            continue
+        depth += ch in '([{'
+        depth -= ch in ')]}'
+        item += ch
+    return variant
+
+
+class Study:
+    """The steps of a checked spec under ``work_dir``; :meth:`run` runs them and returns the report's data."""
+
+    def __init__(self, spec: dict, work_dir: str, results_dir: str, out=sys.stdout):
+        self.spec = check_spec(spec)
+        self.work, self.results, self.out = osp.abspath(work_dir), osp.abspath(results_dir), out
+        self.py = sys.executable
+        self.voc_root = osp.abspath(spec['voc_root'] or osp.join(self.work, 'data', 'VOCdevkit'))
+        self.imagenet_root = osp.abspath(spec['imagenet_root'] or osp.join(self.work, 'data', 'imagenet'))
+        self.variants = {v['name']: v for v in spec['variants']}
+        self.reference = spec['reference'] or spec['variants'][0]['name']
+
+    # ---- commands
+
+    def tool(self, name: str, *argv) -> List[str]:
+        return [self.py, osp.join(REPO, 'tools', f'{name}.py'), *map(str, argv)]
+
+    def derived_config(self, config: str, variant: dict) -> str:
+        """``config`` itself, or a child config setting the exponents' lr multiplier (named by its content)."""
+        mult = variant.get('alpha_lr_mult')
+        mult = self.spec['recommended_alpha_lr_mult'] if mult == 'recommended' else mult
+        if mult is None:
+            return _repo_path(config)
+        text = (f'_base_ = [{_repo_path(config)!r}]\n'
+                f"optim_wrapper = dict(paramwise_cfg=dict(custom_keys={{'.alpha': dict(lr_mult={float(mult)!r})}}))\n")
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        path = osp.join(self.work, 'configs', f'{osp.splitext(osp.basename(config))[0]}_{digest}.py')
+        if not osp.isfile(path):
+            os.makedirs(osp.dirname(path), exist_ok=True)
+            with open(path, 'w') as f:
+                f.write(text)
+        return path
+
+    def loaders(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader'), settings=()) -> List[str]:
+        n = self.spec['workers']
+        return [f'{name}.{s}' for name in names for s in (*settings, f'num_workers={n}', f'persistent_workers={n > 0}')]
+
+    def det_data(self) -> List[str]:
+        (w, h), loaders = self.spec['detect']['scale'], (('train_dataloader', 2), ('val_dataloader', 1),
+                                                          ('test_dataloader', 1))
+        return [f'{loader}.dataset.data_root={self.voc_root}/' for loader, _ in loaders] + [
+            f'{loader}.dataset.pipeline.{i}.scale=({w},{h})' for loader, i in loaders]
+
+    def cls_data(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> List[str]:
+        from ..datasets.imagenet import class_folders
+        s, root = self.spec['pretrain']['scale'], self.imagenet_root
+        opts = self.loaders(names, [f'dataset.data_root={root}']) + [
+            f'model.head.num_classes={len(class_folders(osp.join(root, "train")))}']
+        if 'train_dataloader' in names:
+            opts.append(f'train_dataloader.dataset.pipeline.1.scale={s}')
+        return opts + [f'{loader}.dataset.pipeline.{i}.{k}={s}' for loader in ('val_dataloader', 'test_dataloader')
+                       if loader in names for i, k in ((1, 'scale'), (2, 'crop_size'))]
+
+    def work_dir(self, stage: str, name: str, seed: int) -> str:
+        return osp.join(self.work, stage, f'{name}_s{seed}')
+
+    def plan_data_voc(self) -> Plan:
+        if self.spec['voc_root']:
+            return Plan(note=f'using {self.voc_root}')
+        d, root = self.spec['data']['voc'], osp.join(self.work, 'data')
+        style = ['--style', d['style']] if d.get('style') else []
+        lists = [osp.join(self.voc_root, 'VOC2007', 'ImageSets', 'Main', f'{s}.txt') for s in ('trainval', 'test')]
+        return Plan(self.tool('data/make_synthetic_voc', root, '--num-train', d['num_train'], '--num-test',
+                              d['num_test'], '--image-size', *d['image_size'], '--seed', self.spec['data_seed'],
+                              *style), lists, [self.voc_root], root)
+
+    def plan_data_imagenet(self) -> Plan:
+        if self.spec['imagenet_root']:
+            return Plan(note=f'using {self.imagenet_root}')
+        d, root = self.spec['data']['imagenet'], self.imagenet_root
+        return Plan(self.tool('data/make_synthetic_imagenet', root, '--num-train', d['num_train'], '--num-val',
+                              d['num_val'], '--image-size', d['image_size'], '--seed', self.spec['data_seed'],
+                              '--overwrite'), [osp.join(root, 'val.txt')], [root], osp.join(self.work, 'data'))
+
+    def plan_pretrain(self, name: str, seed: int, config: str, stage: str = 'pretrain') -> Plan:
+        """A classifier's training (the detection track's pretraining or the classification track's model)."""
+        p, v, work_dir = self.spec['pretrain'], self.variants[name], self.work_dir(stage, name, seed)
+        n = p['epochs']
+        opts = ['default_hooks.logger.interval=10', 'default_hooks.checkpoint.save_optimizer=False',
+                f'default_hooks.checkpoint.interval={n}', f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
+                f'randomness.seed={seed}', f'train_cfg.max_epochs={n}', f'train_cfg.val_interval={n}',
+                f'param_scheduler.0.end={n}', 'auto_scale_lr.enable=False', f'optim_wrapper.optimizer.lr={p["lr"]}',
+                'default_hooks.checkpoint.save_best=None', f'train_dataloader.batch_size={p["batch"]}',
+                f'val_dataloader.batch_size={p["batch"]}'] + self.cls_data()
+        return Plan(self.tool('train', self.derived_config(config, v), '--work-dir', work_dir, '--cfg-options', *opts,
+                              *v.get('options', [])), [osp.join(work_dir, 'last_checkpoint')], [work_dir], work_dir)
+
+    def plan_detect(self, name: str, seed: int) -> Plan:
+        d, v, work_dir = self.spec['detect'], self.variants[name], self.work_dir('detect', name, seed)
+        n, ckpt = d['iters'], last_checkpoint(self.work_dir('pretrain', name, seed))
+        opts = ['default_hooks.logger.interval=10', 'default_hooks.checkpoint.save_optimizer=False',
+                f'default_hooks.checkpoint.interval={n}', f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
+                f'randomness.seed={seed}', f'train_cfg.max_iters={n}', f'train_cfg.val_begin={n + 1}',
+                f'optim_wrapper.optimizer.lr={d["lr"]}', f'optim_wrapper.clip_grad.max_norm={d["clip"]}',
+                f'model.backbone.init_cfg.checkpoint={ckpt}', f'model.roi_head.bbox_head.init_cfg.2.checkpoint={ckpt}'
+                ] + self.det_data() + self.loaders()
+        return Plan(self.tool('train', self.derived_config(v['config'], v), '--work-dir', work_dir, '--cfg-options',
+                              *opts, *v.get('options', [])), [osp.join(work_dir, 'last_checkpoint')], [work_dir],
+                    work_dir)
+
+    def sweep_dir(self, name: str, seed: int, track: Optional[str] = None) -> str:
+        extra = track is not None and track != self.spec['task']
+        return self.work_dir('robustness_classifier' if extra else 'robustness', name, seed)
+
+    def plan_robustness(self, name: str, seed: int, track: Optional[str] = None) -> Plan:
+        """The sweep of the trained model of ``track`` (default the spec's task; ``classification`` in a detection
+        study: the pretrained classifier)."""
+        v, spec = self.variants[name], self.spec
+        detection = (track or spec['task']) == 'detection'
+        sweep = self.sweep_dir(name, seed, track)
+        if detection:
+            config, trained, opts = v['config'], self.work_dir('detect', name, seed), (
+                self.det_data() + self.loaders(['test_dataloader']))
+            distortions = spec['distortions']
+        else:
+            in_detection = spec['task'] == 'detection'
+            config = v['pretrain'] if in_detection else v['config']
+            trained = self.work_dir('pretrain' if in_detection else 'train', name, seed)
+            opts = self.cls_data(('test_dataloader', ))
+            distortions = spec['classifier_distortions'] if in_detection else spec['distortions']
+        # not cleared: the sweep resumes from its finished cells and starts afresh for another checkpoint itself
+        return Plan(self.tool('robustness', self.derived_config(config, v), last_checkpoint(trained),
+                              '--distortions', *distortions, '--levels', *spec['levels'], '--seed',
+                              spec['data_seed'], '--work-dir', sweep, '--cfg-options', *opts,
+                              'default_hooks.logger.interval=10'),
+                    [osp.join(sweep, 'robustness.json')], log_dir=sweep)
+
+    # ---- steps
+
+    def steps(self, report: bool = True) -> List[Step]:
+        """Data, then per (variant, seed) training and sweep(s), then (``report``) the aggregation per track."""
+        spec, w = self.spec, self.spec['weights']
+        detection = spec['task'] == 'detection'
+        steps = [Step('data_imagenet', self.plan_data_imagenet, title='generate the ImageNet-format set')]
+        if detection:
+            steps.append(Step('data_voc', self.plan_data_voc, title='generate the VOC-format set'))
+        for seed in spec['seeds']:
+            for name, v in self.variants.items():
+                key = f'{name}_s{seed}'
+                if detection:
+                    steps += [
+                        Step(f'pretrain_{key}', lambda n=name, s=seed, c=v['pretrain']: self.plan_pretrain(n, s, c),
+                             ['data_imagenet'], f'pretrain {name} seed {seed}', w['pretrain']),
+                        Step(f'train_{key}', lambda n=name, s=seed: self.plan_detect(n, s),
+                             ['data_voc', f'pretrain_{key}'], f'train {name} seed {seed}', w['train'])]
+                else:
+                    steps.append(Step(f'train_{key}', lambda n=name, s=seed, c=v['config']:
+                                      self.plan_pretrain(n, s, c, 'train'), ['data_imagenet'],
+                                      f'train {name} seed {seed}', w['train']))
+                steps.append(Step(f'robustness_{key}', lambda n=name, s=seed: self.plan_robustness(n, s),
+                                  [f'train_{key}'], f'robustness {name} seed {seed}', w['robustness']))
+                if spec['classifier_sweep']:
+                    steps.append(Step(f'robustness_classifier_{key}', lambda n=name, s=seed: self.plan_robustness(
+                        n, s, 'classification'), [f'pretrain_{key}'], f'classifier robustness {name} seed {seed}',
+                        w['robustness_classifier']))
+        for track in self.tracks() if report else []:
+            prefix = 'robustness_classifier_' if track != spec['task'] else 'robustness_'
+            deps = [s.name for s in steps if s.name.startswith(prefix)
+                    and (track != spec['task'] or not s.name.startswith('robustness_classifier_'))]
+            outputs = [osp.join(self.results_of(track), f) for f in ('study.md', 'study.csv', 'study.png')]
+            steps.append(Step(f'report_{track}', lambda o=outputs: Plan(outputs=o), deps,
+                              f'aggregate the {track} track over seeds', 0.1,
+                              after=lambda t=track: self.write_report(t)))
+        return steps
+
+    def tracks(self) -> List[str]:
+        """The spec's task, and ``classification`` too in a detection study that sweeps its classifiers."""
+        return [self.spec['task']] + (['classification'] if self.spec['classifier_sweep'] else [])
+
+    def results_of(self, track: str) -> str:
+        return self.results if track == self.spec['task'] else osp.join(self.results, track)
+
+    def sweep_paths(self, track: Optional[str] = None) -> Dict[str, Dict[int, str]]:
+        return {name: {seed: osp.join(self.sweep_dir(name, seed, track), 'robustness.json')
+                       for seed in self.spec['seeds']} for name in self.variants}
+
+    def write_report(self, track: str) -> dict:
+        from .study_report import aggregate_runs, write_report
+        out = self.results_of(track)
+        os.makedirs(out, exist_ok=True)
+        runs = aggregate_runs(self.sweep_paths(track), self.spec['columns'] if track == self.spec['task'] else None)
+        _, lines = write_report(runs, out, self.reference, self.spec['level'],
+                                f'{track} track, {len(self.spec["seeds"])} training seed'
+                                + ('s' if len(self.spec['seeds']) != 1 else ''))
+        self.reports[track] = dict(runs=runs, verdicts=lines)
+        return dict(verdicts=lines, runs={v: {str(s): r for s, r in by.items()} for v, by in runs.items()})
+
+    def environment(self, env: Optional[dict] = None) -> Dict[str, str]:
+        """The commands' environment: ``env`` (default this process's) with the repository on the path and the
+        spec's fixed thread count (and ``cpu_capability``), so a result does not depend on the machine's cores."""
+        base = dict(os.environ if env is None else env, PYTHONUNBUFFERED='1', PYTHONPATH=os.pathsep.join(
+            filter(None, [REPO, os.environ.get('PYTHONPATH')])))
+        return reproducible_env(base, self.spec['threads'], self.spec['cpu_capability'])
+
+    def run(self, env: Optional[dict] = None) -> Dict[str, List[str]]:
+        """Run (or resume) every step; writes ``study_run.json``; returns the verdict lines per track."""
+        import torch
+        from ..fileio import read_json
+        self.env = self.environment(env)
+        self.reports: Dict[str, dict] = {}
+        os.makedirs(self.results, exist_ok=True)
+        self.runner = StageRunner(self.steps(), osp.join(self.work, 'stages'), self.spec['jobs'], self.env, REPO,
+                                  out=self.out)
+        self.runner.run()
+        verdicts = {t: read_json(self.runner.marker_path(f'report_{t}'))['verdicts'] for t in self.tracks()}
+        runs = {t: read_json(self.runner.marker_path(f'report_{t}'))['runs'] for t in self.tracks()}
+        write_json_atomic(osp.join(self.results, 'study_run.json'), self.runner.run_record(
+            spec=self.spec, threads=self.spec['threads'], cpu_capability=torch.backends.cpu.get_cpu_capability(),
+            aten_cpu_capability=self.env.get('ATEN_CPU_CAPABILITY'), runs=runs, verdicts=verdicts))
+        return verdicts

@@ -1,0 +1,98 @@
+"""The report of a multi-seed study (:mod:`.study`): per column the mean over seeds with its t-interval, the
+difference to the reference paired by seed with its interval and verdict; Markdown, CSV and a PNG.
+
+A run's row is the comparison table's row of its ``robustness.json`` (tools/compare_robustness.py's columns: the
+clean value, each distortion's mean over its levels, the mixtures, mPC, rPC; percent), so a study's numbers are the
+ones a user gets from compare_robustness on the same files.
+"""
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
+from ..stats.seeds import SeedStudy, aggregate_seeds, verdict_lines
+from .stages import StageError
+
+
+def aggregate_runs(paths: Dict[str, Dict[int, str]], columns: Optional[Sequence[str]] = None
+                   ) -> Dict[str, Dict[int, Dict[str, Optional[float]]]]:
+    """``runs[variant][seed][column]`` from each run's results file (``paths[variant][seed]``)."""
+    from ..evaluation.robustness import RobustnessError, report
+    runs: Dict[str, Dict[int, Dict[str, Optional[float]]]] = {}
+    for variant, by_seed in paths.items():
+        runs[variant] = {}
+        for seed, path in by_seed.items():
+            try:
+                result = report.load_all([path])
+                titles, rows = report.comparison_table(result, [variant])
+            except RobustnessError as err:
+                raise StageError(f'{path}: {err}') from None
+            row = dict(zip(titles, rows[0]))
+            if columns is not None:
+                missing = [c for c in columns if c not in row]
+                if missing:
+                    raise StageError(f'{path} has no column {missing}; it has {list(row)}')
+                row = {c: row[c] for c in columns}
+            runs[variant][seed] = row
+    return runs
+
+
+def write_report(runs, out_dir: str, reference: str, level: float, caption: str) -> Tuple[SeedStudy, List[str]]:
+    """``study.md``, ``study.csv`` and ``study.png`` in ``out_dir``; returns the aggregate and its verdict lines."""
+    study = aggregate_seeds(runs, reference, level)
+    cols, variants = study.columns, list(study.stats)
+    others = [v for v in variants if v != reference]
+    lines = verdict_lines(study)
+    seeds = sorted({s for by_seed in runs.values() for s in by_seed})
+    md = [f'{caption}: seeds {seeds}; mean over seeds and its {level_text(level)} t-interval (percent).', '']
+    md += markdown_table(cols, [[study.stats[v].get(c) for c in cols] for v in variants], variants, level,
+                         head='Variant', kind='t-interval')
+    if others:
+        md += ['', f'Difference to {reference}, paired by seed ({level_text(level)} t-interval); '
+               + MARKER_NOTE.format(level=level_text(level)) + '.', '']
+        md += markdown_table(cols, [[study.diffs[v].get(c) for c in cols] for v in others],
+                             [f'{v} - {reference}' for v in others], level, head='Difference', signed=True,
+                             mark=True, kind='t-interval')
+        md += ['', 'Verdicts:', ''] + [f'- {line}' for line in lines]
+    md += ['', 'Per run:', '', '| Variant | Seed | ' + ' | '.join(cols) + ' |', '|' + '---|' * (len(cols) + 2)]
+    md += [f'| {v} | {s} | ' + ' | '.join('-' if r.get(c) is None else f'{r[c]:.2f}' for c in cols) + ' |'
+           for v in runs for s, r in runs[v].items()]
+    with open(osp.join(out_dir, 'study.md'), 'w') as f:
+        f.write('\n'.join(md) + '\n')
+    text = csv_table(cols, [[study.stats[v].get(c) for c in cols] for v in variants], variants, level, 'mean')
+    if others:
+        text += csv_table(cols, [[study.diffs[v].get(c) for c in cols] for v in others], others, level,
+                          f'difference to {reference}', header=False)
+    with open(osp.join(out_dir, 'study.csv'), 'w') as f:
+        f.write(text)
+    plot_means(study, osp.join(out_dir, 'study.png'))
+    return study, lines
+
+
+def plot_means(study: SeedStudy, path: str) -> str:
+    """Per column, one bar per variant at its mean over seeds with the t-interval as an error bar."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols, variants = study.columns, list(study.stats)
+    fig = Figure(figsize=(max(6.0, 0.7 * len(cols) * max(1, len(variants)) / 1.5), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / len(variants)
+    x = np.arange(len(cols))
+    for i, v in enumerate(variants):
+        stats = [study.stats[v].get(c) for c in cols]
+        means = np.array([s.mean if s else np.nan for s in stats], float)
+        low = np.array([s.mean - s.low if s and s.defined else 0.0 for s in stats], float)
+        high = np.array([s.high - s.mean if s and s.defined else 0.0 for s in stats], float)
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=np.vstack([low, high]), capsize=2,
+               label=v, color=f'C{i % 10}')
+    ax.set_xticks(x)
+    ax.set_xticklabels(cols, rotation=45, ha='right', fontsize='small')
+    ax.set_ylabel('percent')
+    ax.set_title(f'mean over seeds, bars: {level_text(study.level)} t-interval')
+    ax.legend(fontsize='small')
+    ax.grid(axis='y', alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

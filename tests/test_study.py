@@ -1,0 +1,164 @@
+"""The multi-seed study (tools/study.py, featquant_mmdet/engine/study.py): a tiny two-variant, two-seed classifier
+study end to end through the real tools on generated ImageNet-format data, killed mid-way (SIGKILL of its process
+group) and resumed; its numbers against a hand computation from the runs' robustness.json; bad input.
+"""
+import csv
+import json
+import math
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+STUDY = osp.join(REPO, 'tools', 'study.py')
+VARIANTS = ('ZF', 'POW1')
+SEEDS = (0, 1)
+SPEC = """
+task = 'classification'
+seeds = [0, 1]
+distortions = ['jpeg', 'mix']
+levels = [2]
+threads = 1
+jobs = 2
+data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
+pretrain = dict(epochs=1, batch=8, lr=0.01, scale=64)
+variants = [dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
+            dict(name='POW1', config='configs/pretrain/zf_pow1_imagenet.py', alpha_lr_mult=3)]
+"""
+
+
+def study_cmd(spec, work, *extra):
+    return [sys.executable, STUDY, str(spec), '--work-dir', str(work), *extra]
+
+
+@pytest.fixture(scope='module')
+def tiny_study(tmp_path_factory):
+    """The study killed (SIGKILL, whole process group) once the first training has finished, then rerun."""
+    base = tmp_path_factory.mktemp('study')
+    spec, work = base / 'spec.py', base / 'work'
+    spec.write_text(SPEC)
+    marker = work / 'stages' / 'train_ZF_s0.json'
+    proc = subprocess.Popen(study_cmd(spec, work), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 400
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the next step has started
+    os.killpg(proc.pid, signal.SIGKILL)
+    killed_out = proc.communicate(timeout=60)[0]
+    done_before = {p[:-5]: json.loads((work / 'stages' / p).read_text())
+                   for p in os.listdir(work / 'stages') if p.endswith('.json')}
+    resumed = subprocess.run(study_cmd(spec, work), cwd=REPO, capture_output=True, text=True, timeout=600)
+    return dict(work=work, killed_out=killed_out, done_before=done_before, resumed=resumed)
+
+
+def test_killed_study_resumes_without_redoing_finished_steps(tiny_study):
+    resumed, done_before = tiny_study['resumed'], tiny_study['done_before']
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert 'train_ZF_s0' in done_before and 'report_classification' not in done_before, tiny_study['killed_out']
+    stages = tiny_study['work'] / 'stages'
+    for name, marker in done_before.items():
+        assert f'-- skipped, done on' in resumed.stdout
+        after = json.loads((stages / f'{name}.json').read_text())
+        assert after['finished_at'] == marker['finished_at'], name  # not redone
+    redone = [line for line in resumed.stdout.splitlines() if ' done in ' in line]
+    assert not any(f'] {name} done in' in line for name in done_before for line in redone)
+    assert len(redone) == 2 * len(VARIANTS) * len(SEEDS) + 2 - len(done_before)  # trains, sweeps, data, report
+    assert 'progress:' in resumed.stdout and 'left' in resumed.stdout
+    record = json.loads((tiny_study['work'] / 'results' / 'study_run.json').read_text())
+    assert record['threads'] == 1 and record['cpu_capability']
+    for ext in ('md', 'csv', 'png'):
+        assert (tiny_study['work'] / 'results' / f'study.{ext}').stat().st_size > 0
+
+
+def t_interval_by_hand(values, level=0.95):
+    from scipy import stats
+    n, mean = len(values), sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = stats.t.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study):
+    work = tiny_study['work']
+    values = {}  # (variant, column) -> per seed; accuracy in percent, distortion column = mean over its levels
+    for variant in VARIANTS:
+        for seed in SEEDS:
+            res = json.loads((work / 'robustness' / f'{variant}_s{seed}' / 'robustness.json').read_text())
+            cells, metric = res['cells'], res['metric']
+            assert metric == 'accuracy/top1'
+            for column, key in (('Clean', 'clean'), ('JPEG', 'jpeg@2'), ('Mix.', 'mix')):
+                values.setdefault((variant, column), []).append(cells[key]['metrics'][metric])
+    with open(work / 'results' / 'study.csv') as f:
+        rows = list(csv.DictReader(f))
+    columns = [c for c in rows[0] if c not in ('model', 'row') and not c.endswith(('(95%)', 'excludes 0'))]
+    assert {'Clean', 'Mix.'} <= set(columns), columns
+    jpeg = next(c for c in columns if c.lower().startswith('jpeg'))
+    by_row = {(r['model'], r['row']): r for r in rows}
+    for variant in VARIANTS:
+        row = by_row[(variant, 'mean')]
+        for column, name in (('Clean', 'Clean'), ('JPEG', jpeg), ('Mix.', 'Mix.')):
+            mean, low, high = t_interval_by_hand(values[(variant, column)])
+            assert float(row[name]) == pytest.approx(mean, abs=1e-3)
+            if low == high:  # identical values: a zero-width interval
+                assert float(row[f'{name} low (95%)']) == pytest.approx(mean, abs=1e-3)
+            else:
+                assert float(row[f'{name} low (95%)']) == pytest.approx(low, abs=1e-3)
+                assert float(row[f'{name} high (95%)']) == pytest.approx(high, abs=1e-3)
+    diff = by_row[('POW1', 'difference to ZF')]
+    d = [b - a for a, b in zip(values[('ZF', 'Clean')], values[('POW1', 'Clean')])]
+    mean, low, high = t_interval_by_hand(d)
+    assert float(diff['Clean']) == pytest.approx(mean, abs=1e-3)
+    if low != high:
+        assert float(diff['Clean low (95%)']) == pytest.approx(low, abs=1e-3)
+        excludes = low > 0 or high < 0
+        assert diff['Clean excludes 0'] == str(int(excludes))
+    verdict = next(line for line in tiny_study['resumed'].stdout.splitlines() if line.startswith('Clean: POW1 - ZF'))
+    assert ('better' in verdict or 'worse' in verdict) == (low > 0 or high < 0 if low != high else mean != 0)
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--variant', 'A=configs/pretrain/zf_imagenet.py', '--variant', 'B=configs/pretrain/nope.py'],
+     "variant B: config 'configs/pretrain/nope.py' does not exist"),
+    (['--variant', 'A=configs/pretrain/zf_imagenet.py', '--distortions', 'jpeg', 'fog'], "unknown distortion 'fog'"),
+    (['--variant', 'A=configs/pretrain/zf_imagenet.py', '--seeds', '0', '0'], 'seeds must be distinct integers'),
+    (['--variant', 'A=configs/pretrain/zf_imagenet.py', '--seeds', '-1'], 'seeds must be distinct integers'),
+    (['--variant', 'A=configs/pretrain/zf_imagenet.py:lr', '--seeds', '0'], "'lr' is not key=value"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_any_step(tmp_path, extra, message, load_tool, capsys):
+    work = tmp_path / 'work'
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main(['--task', 'classification', '--work-dir', str(work), *extra])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('study.py: error: ') and message in lines[0], lines
+    assert not work.exists()  # nothing started
+
+
+def test_bad_input_from_the_command_line_in_a_subprocess(tmp_path):
+    """The same through the real entry point: one line on stderr, exit 2, no traceback."""
+    proc = subprocess.run([sys.executable, STUDY, '--task', 'classification', '--work-dir', str(tmp_path / 'w'),
+                           '--variant', 'A=configs/pretrain/zf_imagenet.py', '--distortions', 'fog'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count('\n') == 1 and "unknown distortion 'fog'" in proc.stderr
+
+
+def test_variant_parsing_and_the_exponents_lr_multiplier_reaches_the_config(tmp_path):
+    from mmengine.config import Config
+
+    from featquant_mmdet.engine.study import Study, load_spec, parse_variant
+    v = parse_variant('P=configs/pretrain/zf_pow1_imagenet.py:param_scheduler.0.milestones=[1,2],alpha_lr_mult=3,'
+                      'train_dataloader.batch_size=4', 'classification')
+    assert v == dict(name='P', config='configs/pretrain/zf_pow1_imagenet.py', alpha_lr_mult=3.0,
+                     options=['param_scheduler.0.milestones=[1,2]', 'train_dataloader.batch_size=4'])
+    study = Study(load_spec(None, dict(task='classification', variants=[v])), str(tmp_path), str(tmp_path))
+    cfg = Config.fromfile(study.derived_config(v['config'], v))
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'] == dict(decay_mult=0.0, lr_mult=3.0)
+    assert cfg.model.backbone.quant.include == ('conv3', 'conv4', 'conv5')  # the rest of the config kept
+    plain = dict(v, alpha_lr_mult=None)
+    assert study.derived_config(v['config'], plain) == osp.join(REPO, v['config'])
