@@ -123,10 +123,8 @@ class Demo:
         return osp.join(self.study.sweep_dir(label, self.seeds[0]), 'robustness.json')
 
     def plan_compare(self) -> Plan:
-        with open(osp.join(REPO, 'tools', 'compare_robustness.py')) as f:  # paired bootstrap intervals, where known
-            extra = ['--bootstrap', self.args.bootstrap] if "'--bootstrap'" in f.read() else []
         return Plan(self.tool('compare_robustness', *[self.sweep(m[0]) for m in MODELS], '--labels',
-                              *[m[0] for m in MODELS], '--out-dir', self.results, *extra),
+                              *[m[0] for m in MODELS], '--out-dir', self.results, '--bootstrap', self.args.bootstrap),
                     [osp.join(self.results, f'robustness_table.{ext}') for ext in ('md', 'csv')], log_dir=self.results)
 
     def plan_sheet(self) -> Plan:
@@ -167,10 +165,8 @@ class Demo:
             compared = f.read().rstrip()
         verdicts = [line.strip() for line in log_tail(osp.join(self.results, 'compare.log'), 400).splitlines()
                     if re.search(r'\b(better|worse)\b|no detectable difference', line)]
-        if verdicts:
-            print('\nWith intervals (test-image bootstrap, one training seed):', compared, *verdicts, sep='\n')
-        else:
-            print('\n(no intervals: this tools/compare_robustness.py has no --bootstrap; use --train-seeds)')
+        print(f'\nWith intervals (test-image bootstrap, {self.args.bootstrap} resamples, one training seed):', compared,
+              *verdicts, sep='\n')
         write_json_atomic(osp.join(self.results, 'demo_run.json'), self.runner.run_record(
             preset=self.args.preset, settings=self.p, data=data, table=table, verdicts=verdicts,
             threads=self.args.threads, cpu_capability=torch.backends.cpu.get_cpu_capability(),
