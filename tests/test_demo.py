@@ -295,7 +295,7 @@ def test_sheet_tool_argument_errors(tmp_path, capsys, load_tool):
 
 
 def test_table3_prints_the_comparisons_intervals_and_verdicts(tmp_path, demo_tool, capsys):
-    """With a compare_robustness.py that has --bootstrap (the contract: robustness_table.{md,csv} with
+    """The comparison tool's outputs (the contract: robustness_table.{md,csv} with
     ``value [low, high]`` and verdict lines on its output), Table 3 is followed by that table and the verdicts,
     and demo_run.json keeps them with the thread count and the CPU capability."""
     from featquant_mmdet.engine.stages import StageRunner
@@ -314,7 +314,7 @@ def test_table3_prints_the_comparisons_intervals_and_verdicts(tmp_path, demo_too
     demo.write_table()
     out = capsys.readouterr().out
     assert read_table(results / 'table3.csv')['ZF+POW-1'] == pytest.approx([91.0, 82.0, 55.0])
-    assert 'With intervals (test-image bootstrap, one training seed):' in out and '50.00 [45.00, 55.00]' in out
+    assert 'With intervals (test-image bootstrap, 1000 resamples, one training seed):' in out and '50.00 [45.00, 55.00]' in out
     assert 'Mix.Heavy: ZF+POW-1 - ZF = +5.00 [+1.00, +9.00]: better' in out and 'some log line' not in out
     record = json.loads((results / 'demo_run.json').read_text())
     assert record['verdicts'][0].endswith('better') and len(record['verdicts']) == 2
