@@ -165,8 +165,9 @@ class Demo:
             compared = f.read().rstrip()
         verdicts = [line.strip() for line in log_tail(osp.join(self.results, 'compare.log'), 400).splitlines()
                     if re.search(r'\b(better|worse)\b|no detectable difference', line)]
+        # the comparison's Markdown ends with its verdict lines
         print(f'\nWith intervals (test-image bootstrap, {self.args.bootstrap} resamples, one training seed):', compared,
-              *verdicts, sep='\n')
+              *[v for v in verdicts if v not in compared], sep='\n')
         write_json_atomic(osp.join(self.results, 'demo_run.json'), self.runner.run_record(
             preset=self.args.preset, settings=self.p, data=data, table=table, verdicts=verdicts,
             threads=self.args.threads, cpu_capability=torch.backends.cpu.get_cpu_capability(),
