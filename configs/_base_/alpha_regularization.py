@@ -21,6 +21,6 @@
 # config, docs/alpha.md; alpha_init can be set with --cfg-options model.backbone.quant.conv_cfg.alpha_init=-0.3
 custom_hooks = [
     dict(type='AlphaRegularizationHook', l1=1e-4, l2=1e-4),
-    dict(type='AlphaProjectionHook'),
     dict(type='AlphaStatsHook', interval=100),
+    dict(type='AlphaProjectionHook'),  # last: configs and command lines that index custom_hooks.0/1 keep their meaning
 ]
