@@ -12,13 +12,13 @@ recomputation by construction); a JSON edited by hand so that they differ gets a
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
+
 from ...stats.bootstrap import Estimate, Resamples, bootstrap_summary
 from ...stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
 from ...stats.seeds import estimate_verdict
-from .cells import cells_by_distortion, mixture_names
 from .errors import RobustnessError
 from .intervals import check_same_test_images, load_per_image_cells
-from .report import _paper_order, check_comparable, column_title
+from .report import check_comparable, column_title, distortion_columns
 from .summary import metric_full_scale, summarize
 
 
@@ -84,12 +84,7 @@ def resolve_reference(reference: Optional[str], labels: Sequence[str], paths: Se
 
 
 def _columns(results: Sequence[dict], with_ce: bool):
-    present: List[str] = []
-    for res in results:
-        present.extend(n for n in cells_by_distortion(res['cells']) if n not in present)
-    order = _paper_order()
-    names = [n for n in order if n in present] + [n for n in present if n not in order]
-    names = [n for n in names if n not in mixture_names()] + [n for n in names if n in mixture_names()]
+    names = distortion_columns(results)
     clean = 'Clean' if results[0]['task'] == 'classification' else 'Original'
     titles = [clean] + [column_title(n) for n in names] + ['mPC', 'rPC'] + (['mCE'] if with_ce else [])
     keys = ['P'] + [f'mean/{n}' for n in names] + ['mPC', 'rPC'] + (['mCE'] if with_ce else [])

@@ -55,17 +55,22 @@ def check_comparable(results: Sequence[dict], labels: Sequence[str], metric: Opt
     return metric
 
 
+def distortion_columns(results: Sequence[dict]) -> List[str]:
+    """The distortions any of ``results`` has, in the paper's order (others after), the mixtures last."""
+    present: List[str] = []
+    for res in results:
+        present.extend(n for n in cells_by_distortion(res['cells']) if n not in present)
+    order = _paper_order()
+    names = [n for n in order if n in present] + [n for n in present if n not in order]
+    return [n for n in names if n not in mixture_names()] + [n for n in names if n in mixture_names()]
+
+
 def comparison_table(results: Sequence[dict], labels: Sequence[str], metric: Optional[str] = None,
                      reference: Optional[dict] = None) -> Tuple[List[str], List[List[Optional[float]]]]:
     """``(column titles, one row of values per model)``; percentages, ``None`` where a model lacks a cell."""
     metric = check_comparable(results, labels, metric)
     scale = 100.0 / metric_full_scale(metric)
-    present = []
-    for res in results:
-        present.extend(n for n in cells_by_distortion(res['cells']) if n not in present)
-    order = _paper_order()
-    names = [n for n in order if n in present] + [n for n in present if n not in order]
-    names = [n for n in names if n not in mixture_names()] + [n for n in names if n in mixture_names()]
+    names = distortion_columns(results)
     clean_title = 'Clean' if results[0]['task'] == 'classification' else 'Original'
     columns = [clean_title] + [column_title(n) for n in names] + ['mPC', 'rPC']
     with_ce = reference is not None
