@@ -64,14 +64,14 @@ class TinyDataset(torch.utils.data.Dataset):
         return dict(inputs=self.images[i], data_samples=self.labels[i])
 
 
-def run_tiny(work_dir, custom_hooks, max_iters=4):
+def run_tiny(work_dir, custom_hooks, max_iters=4, optim_wrapper=None):
     torch.manual_seed(0)
     runner = Runner(
         model=TinyPowNet(), work_dir=str(work_dir),
         train_dataloader=dict(dataset=TinyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
                               batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        optim_wrapper=optim_wrapper or dict(optimizer=dict(type='SGD', lr=0.1)),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1), checkpoint=dict(type='CheckpointHook',
                                                                                     interval=10**6)),
         custom_hooks=custom_hooks, default_scope='mmdet', log_level='INFO',
@@ -113,9 +113,11 @@ def test_mmdet_detector_train_step_gets_loss_alpha_without_subclassing():
     from mmdet.structures import DetDataSample
     from mmengine.hub import get_config
     from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
     from mmengine.structures import InstanceData
 
     from featquant_mmdet.layers.convert import convert_convs
+    init_default_scope('mmdet')  # the detector builds its data preprocessor by name (not left to an earlier test)
     cfg = get_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py').model
     cfg.backbone.init_cfg = None
     cfg.bbox_head.update(num_classes=2, in_channels=32, feat_channels=32, stacked_convs=1)
@@ -289,20 +291,10 @@ def test_pretraining_and_detection_configs_share_the_exponent_settings(repo_root
 
 
 def run_tiny_alpha(work_dir, custom_hooks, lr_mult, max_iters=4, lr=0.1):
-    torch.manual_seed(0)
-    runner = Runner(
-        model=TinyPowNet(), work_dir=str(work_dir),
-        train_dataloader=dict(dataset=TinyDataset(), sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=4, num_workers=0, collate_fn=dict(type='default_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=1000),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9, weight_decay=1e-4),
-                           paramwise_cfg=dict(custom_keys={'.alpha': dict(lr_mult=lr_mult, decay_mult=0.0)})),
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=1), checkpoint=dict(type='CheckpointHook',
-                                                                                    interval=10**6)),
-        custom_hooks=custom_hooks, default_scope='mmdet', log_level='INFO',
-        experiment_name=f'alpha_proj_{id(work_dir)}_{osp.basename(str(work_dir))}')
-    runner.train()
-    return runner
+    """:func:`run_tiny` with SGD + momentum and the exponents' own lr multiplier, as the project's schedules."""
+    return run_tiny(work_dir, custom_hooks, max_iters, optim_wrapper=dict(
+        optimizer=dict(type='SGD', lr=lr, momentum=0.9, weight_decay=1e-4),
+        paramwise_cfg=dict(custom_keys={'.alpha': dict(lr_mult=lr_mult, decay_mult=0.0)})))
 
 
 def test_large_lr_leaves_every_exponent_in_range_and_the_stats_count_the_ones_at_a_bound(tmp_path):
