@@ -1,4 +1,5 @@
 """Compatibility fixes between the pinned torch and mmengine releases, applied on ``import featquant_mmdet``."""
+import atexit
 import functools
 
 import torch
@@ -59,6 +60,11 @@ def _no_accelerator() -> bool:
     return not torch.cuda.is_available() and get_device() == 'cpu'
 
 
+def _destroy_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def patch_mmengine_cpu_distributed() -> bool:
     """Let ``--launcher pytorch`` (``tools/dist_train.sh``, ``tools/dist_test.sh``, torchrun) run on CPUs only.
 
@@ -92,6 +98,9 @@ def patch_mmengine_cpu_distributed() -> bool:
         if backend == 'nccl':
             backend = 'gloo'
         torch.distributed.init_process_group(backend=backend, **kwargs)
+        # mmengine never destroys the group; a gloo group still alive at interpreter exit can abort the process
+        # ("terminate called without an active exception", exit -6) after the work is done
+        atexit.register(_destroy_process_group)
 
     original_ddp_init = MMDistributedDataParallel.__init__
 
