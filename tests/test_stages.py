@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from featquant_mmdet.engine.stages import Plan, StageError, StageRunner, Step, check_writable_folder
+from featquant_mmdet.engine.stages import Plan, StageError, StageRunner, Step, check_writable_folder, estimate_left
 
 
 def writer(path, text='x', sleep=0.0, fail=False):
@@ -129,3 +129,12 @@ def test_a_killed_run_loses_only_the_running_step(tmp_path, repo_root):
              Step('b', lambda: Plan(writer(tmp_path / 'b.txt'), [str(tmp_path / 'b.txt')]), ['a'])]
     timings = StageRunner(steps, str(tmp_path / 'state'), out=io.StringIO()).run()
     assert timings['a']['status'] == 'skipped' and timings['b']['status'] == 'ran'
+
+
+def test_time_left_uses_the_finished_steps_rate_the_running_steps_progress_and_the_jobs():
+    assert estimate_left([], [(100.0, 30.0)], [100.0], jobs=2) is None  # nothing ran yet: no rate
+    # 0.9 s per unit; the running step has 90 - 30 = 60 s left, the pending ones 90 + 180; two at a time
+    assert estimate_left([(100.0, 90.0)], [(100.0, 30.0)], [100.0, 200.0], jobs=2) == pytest.approx((60 + 270) / 2)
+    # one step left: one job works, however many are allowed; a step past its expected time counts 0
+    assert estimate_left([(10.0, 5.0)], [(10.0, 8.0)], [], jobs=4) == pytest.approx(0.0)
+    assert estimate_left([(10.0, 5.0)], [], [10.0], jobs=4) == pytest.approx(5.0)

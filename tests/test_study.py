@@ -62,8 +62,8 @@ def test_killed_study_resumes_without_redoing_finished_steps(tiny_study):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert 'train_ZF_s0' in done_before and 'report_classification' not in done_before, tiny_study['killed_out']
     stages = tiny_study['work'] / 'stages'
+    assert resumed.stdout.count('-- skipped, done on') >= len(done_before)
     for name, marker in done_before.items():
-        assert f'-- skipped, done on' in resumed.stdout
         after = json.loads((stages / f'{name}.json').read_text())
         assert after['finished_at'] == marker['finished_at'], name  # not redone
     redone = [line for line in resumed.stdout.splitlines() if ' done in ' in line]
@@ -138,6 +138,17 @@ def test_bad_input_is_one_line_and_exit_2_before_any_step(tmp_path, extra, messa
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('study.py: error: ') and message in lines[0], lines
     assert not work.exists()  # nothing started
+
+
+def test_a_data_style_the_generators_do_not_have_is_refused(tmp_path, load_tool, capsys):
+    spec = tmp_path / 'spec.py'
+    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                    "data = dict(imagenet=dict(style='cartoon'))\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    line = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "data.imagenet.style must be one of shapes, photo, got 'cartoon'" in line
+    assert not (tmp_path / 'work').exists()
 
 
 def test_bad_input_from_the_command_line_in_a_subprocess(tmp_path):

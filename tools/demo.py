@@ -17,6 +17,7 @@ Table 3 comes with the paired image-bootstrap intervals of compare_robustness.py
 study instead. Every command gets ``--threads`` threads (``reproducible_env``), not cores / jobs.
 """
 import argparse
+import copy
 import csv
 import re
 import os.path as osp
@@ -30,6 +31,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # run from a checkout without installing
 
 from featquant_mmdet.datasets.layouts import check_imagenet_root, check_vocdevkit  # noqa: E402
+from featquant_mmdet.datasets.synthetic_voc import STYLES  # noqa: E402
 from featquant_mmdet.engine.loading import last_checkpoint  # noqa: E402
 from featquant_mmdet.engine.stages import (Plan, StageError, StageRunner, StagesInterrupted, Step,  # noqa: E402
                                            check_writable_folder, log_tail)
@@ -68,6 +70,8 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', help='a real VOCdevkit (holding VOC2007/) instead of the generated set')
     parser.add_argument('--imagenet-root', help='an ImageNet-layout folder (train/<wnid>/, val/, val.txt) instead of '
                                                 'the generated classification set')
+    parser.add_argument('--style', choices=STYLES, default='shapes',
+                        help='objects of the generated sets: shapes (drawn) or photo (cut from photographs)')
     parser.add_argument('--restart', action='store_true', help='remove the finished steps and start over')
     parser.add_argument('--det-iters', type=int, help='detector training iterations (preset)')
     parser.add_argument('--pretrain-epochs', type=int, help='classifier pretraining epochs (preset)')
@@ -101,12 +105,14 @@ class Demo:
 
     def __init__(self, args):
         self.args, self.py = args, sys.executable
-        self.p = p = {k: dict(v) if isinstance(v, dict) else v for k, v in PRESETS[args.preset].items()}
+        self.p = p = copy.deepcopy(PRESETS[args.preset])
         for knob, (part, key) in (('det_iters', ('detect', 'iters')), ('pretrain_epochs', ('pretrain', 'epochs')),
                                   ('det_scale', ('detect', 'scale'))):
             if getattr(args, knob) is not None:
                 p[part][key] = getattr(args, knob)
         p['workers'] = p['workers'] if args.workers is None else args.workers
+        for data in p['data'].values():
+            data['style'] = args.style
         self.work, self.results = osp.abspath(args.work_dir), osp.abspath(args.results_dir)
         self.seeds = args.train_seeds or [args.train_seed]
         self.study = Study(load_spec(None, dict(
@@ -155,7 +161,7 @@ class Demo:
         voc = self.p['data']['voc']
         data = (f'the VOCdevkit {self.study.voc_root}' if self.args.data_root else
                 f'the generated VOC set ({voc["num_train"]} trainval / {voc["num_test"]} test images, '
-                f'{voc["image_size"][0]}x{voc["image_size"][1]} px; preset {self.args.preset})')
+                f'{voc["image_size"][0]}x{voc["image_size"][1]} px, {voc["style"]} style; preset {self.args.preset})')
         print(write_table_with_paper(
             osp.join(self.results, 'table3'), table, PAPER_TABLE3, COLUMNS,
             f'Detection performance (% mAP, VOC 11-point) on the test split of {data}',

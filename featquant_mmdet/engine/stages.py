@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import torch
 
@@ -117,6 +117,19 @@ def check_writable_folder(path: str, what: str, option: str) -> str:
     return path
 
 
+def estimate_left(ran: Sequence[Tuple[float, float]], running: Sequence[Tuple[float, float]],
+                  pending: Sequence[float], jobs: int) -> Optional[float]:
+    """Seconds left: a step of weight ``w`` takes ``w * r`` seconds, ``r`` = wall seconds per unit of weight of the
+    steps that ran (``(weight, wall_s)``); a running step ``(weight, elapsed_s)`` has what it has not used yet left;
+    ``jobs`` steps share the work. ``None`` until a step with a weight has run."""
+    weight = sum(w for w, _ in ran)
+    if weight <= 0:
+        return None
+    rate = sum(t for _, t in ran) / weight
+    work = sum(max(0.0, w * rate - t) for w, t in running) + rate * sum(pending)
+    return work / max(1, min(jobs, len(running) + len(pending)))
+
+
 class StageRunner:
     """Runs ``steps`` in order, up to ``jobs`` at a time once the steps they need have finished.
 
@@ -148,16 +161,18 @@ class StageRunner:
         return f'[{self.steps.index(step) + 1}/{len(self.steps)}]'
 
     def progress(self, running: Sequence[_Running]) -> None:
-        """Steps done, those running, elapsed time and the remaining time estimated from this run's rate."""
+        """Steps done, those running, elapsed time and the remaining time (:func:`estimate_left`)."""
         done = [s for s in self.steps if s.name in self.timings]
-        ran = sum(s.weight for s in done if self.timings[s.name]['status'] == 'ran')
-        left = sum(s.weight for s in self.steps if s.name not in self.timings)
-        elapsed = time.perf_counter() - self._start
-        estimate = f'about {format_seconds(elapsed / ran * left)} left' if ran and left else (
-            'estimating the time left' if left else 'nothing left')
+        ran = [(s.weight, self.timings[s.name]['wall_s']) for s in done if self.timings[s.name]['status'] == 'ran']
+        now = time.perf_counter()
+        left = estimate_left(ran, [(r.step.weight, now - r.start) for r in running],
+                             [s.weight for s in self.steps if s.name not in self.timings
+                              and all(r.step is not s for r in running)], self.jobs)
+        estimate = (f'about {format_seconds(left)} left' if left is not None else 'estimating the time left') \
+            if len(done) < len(self.steps) else 'nothing left'
         names = ', '.join(r.step.name for r in running) or 'nothing'
         line = (f'progress: {len(done)}/{len(self.steps)} steps done, running {names}; elapsed '
-                f'{format_seconds(elapsed)}, {estimate}')
+                f'{format_seconds(now - self._start)}, {estimate}')
         self.out.write(f'\r\x1b[K{line}' if self._tty else line + '\n')
         self.out.flush()
 

@@ -43,11 +43,12 @@ DEFAULTS = dict(
     task='detection', seeds=[0], reference=None, distortions=['mix'], levels=[1, 2, 3, 4], columns=None,
     classifier_sweep=False, recommended_alpha_lr_mult=3.0, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
     level=0.95, threads=1, cpu_capability=None, jobs=1, workers=0, data_seed=0,
-    data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144), style=None),
-              imagenet=dict(num_train=4, num_val=1, image_size=64)),
+    data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144), style='photo'),
+              imagenet=dict(num_train=4, num_val=1, image_size=64, style='photo')),
     pretrain=dict(epochs=1, batch=8, lr=0.01, scale=64),
     detect=dict(iters=4, lr=0.001, clip=10.0, scale=(192, 144)),
-    weights=dict(pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None, imagenet_root=None, variants=[])
+    weights=dict(data=1.0, pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None,
+    imagenet_root=None, variants=[])
 VARIANT_KEYS = ('name', 'config', 'pretrain', 'options', 'alpha_lr_mult')
 
 
@@ -124,9 +125,11 @@ def check_spec(spec: dict) -> dict:
         resolve_levels(list(spec['levels']))
     except RobustnessError as err:
         raise StageError(f'distortions: {err}') from None
-    style = spec['data']['voc'].get('style')
-    if style is not None and not isinstance(style, str):
-        raise StageError(f'data.voc.style must be a name or None, got {style!r}')
+    from ..datasets.synthetic_voc import STYLES
+    for name in ('voc', 'imagenet'):
+        style = spec['data'][name].get('style')
+        if style not in STYLES:
+            raise StageError(f'data.{name}.style must be one of {", ".join(STYLES)}, got {style!r}')
     return spec
 
 
@@ -220,11 +223,10 @@ class Study:
         if self.spec['voc_root']:
             return Plan(note=f'using {self.voc_root}')
         d, root = self.spec['data']['voc'], osp.join(self.work, 'data')
-        style = ['--style', d['style']] if d.get('style') else []
         lists = [osp.join(self.voc_root, 'VOC2007', 'ImageSets', 'Main', f'{s}.txt') for s in ('trainval', 'test')]
         return Plan(self.tool('data/make_synthetic_voc', root, '--num-train', d['num_train'], '--num-test',
                               d['num_test'], '--image-size', *d['image_size'], '--seed', self.spec['data_seed'],
-                              *style), lists, [self.voc_root], root)
+                              '--style', d['style']), lists, [self.voc_root], root)
 
     def plan_data_imagenet(self) -> Plan:
         if self.spec['imagenet_root']:
@@ -232,7 +234,8 @@ class Study:
         d, root = self.spec['data']['imagenet'], self.imagenet_root
         return Plan(self.tool('data/make_synthetic_imagenet', root, '--num-train', d['num_train'], '--num-val',
                               d['num_val'], '--image-size', d['image_size'], '--seed', self.spec['data_seed'],
-                              '--overwrite'), [osp.join(root, 'val.txt')], [root], osp.join(self.work, 'data'))
+                              '--style', d['style'], '--overwrite'), [osp.join(root, 'val.txt')], [root],
+                    osp.join(self.work, 'data'))
 
     def plan_pretrain(self, name: str, seed: int, config: str, stage: str = 'pretrain') -> Plan:
         """A classifier's training (the detection track's pretraining or the classification track's model)."""
@@ -293,9 +296,10 @@ class Study:
         """Data, then per (variant, seed) training and sweep(s), then (``report``) the aggregation per track."""
         spec, w = self.spec, self.spec['weights']
         detection = spec['task'] == 'detection'
-        steps = [Step('data_imagenet', self.plan_data_imagenet, title='generate the ImageNet-format set')]
+        steps = [Step('data_imagenet', self.plan_data_imagenet, title='generate the ImageNet-format set',
+                      weight=w['data'])]
         if detection:
-            steps.append(Step('data_voc', self.plan_data_voc, title='generate the VOC-format set'))
+            steps.append(Step('data_voc', self.plan_data_voc, title='generate the VOC-format set', weight=w['data']))
         for seed in spec['seeds']:
             for name, v in self.variants.items():
                 key = f'{name}_s{seed}'
