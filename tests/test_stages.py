@@ -138,3 +138,13 @@ def test_time_left_uses_the_finished_steps_rate_the_running_steps_progress_and_t
     # one step left: one job works, however many are allowed; a step past its expected time counts 0
     assert estimate_left([(10.0, 5.0)], [(10.0, 8.0)], [], jobs=4) == pytest.approx(0.0)
     assert estimate_left([(10.0, 5.0)], [], [10.0], jobs=4) == pytest.approx(5.0)
+
+
+def test_step_numbers_count_the_steps_that_ended_not_the_plan_order(tmp_path):
+    def step(name, sleep):
+        return Step(name, lambda: Plan(writer(tmp_path / f'{name}.txt', sleep=sleep), [str(tmp_path / f'{name}.txt')],
+                                       log_dir=str(tmp_path / 'logs')))
+    out = io.StringIO()
+    StageRunner([step('slow', 1.5), step('fast', 0.0)], str(tmp_path / 'state'), jobs=2, out=out).run()
+    ended = [line.split(' done in ')[0] for line in out.getvalue().splitlines() if ' done in ' in line]
+    assert ended == ['[1/2] fast', '[2/2] slow']

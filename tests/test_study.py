@@ -122,6 +122,27 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
     assert ('better' in verdict or 'worse' in verdict) == (low > 0 or high < 0 if low != high else mean != 0)
 
 
+def test_the_report_has_the_exponents_of_the_runs_and_a_note_for_a_variant_without(tiny_study):
+    """study.md's alpha table: POW1's final pooled mean over its seeds equals the runs' own alpha_stats.jsonl; ZF
+    (no exponents) gets a note, and the trajectory plot is written."""
+    import glob
+    import numpy as np
+    work, results = tiny_study['work'], tiny_study['work'] / 'results'
+    finals = []
+    for seed in SEEDS:
+        (stats, ) = glob.glob(str(work / 'train' / f'POW1_s{seed}' / '*' / 'alpha_stats.jsonl'))
+        with open(stats) as f:
+            finals.append([json.loads(line) for line in f if line.strip()][-1]['all']['mean'])
+    text = (results / 'study.md').read_text()
+    row = next(line for line in text.splitlines() if line.startswith('| POW1 | 2 |'))
+    mean, sd = (float(x) for x in row.split('|')[3].split('+-'))
+    assert mean == pytest.approx(np.mean(finals), abs=6e-4) and sd == pytest.approx(np.std(finals, ddof=1), abs=6e-4)
+    assert 'No exponents in ZF' in text and not any(line.startswith('| ZF |') and '+-' in line
+                                                    for line in text.splitlines())
+    assert (results / 'alpha_trajectory.png').stat().st_size > 0 and 'POW1 s1' in (
+        results / 'alpha_trajectory.md').read_text()
+
+
 @pytest.mark.parametrize('extra, message', [
     (['--variant', 'A=configs/pretrain/zf_imagenet.py', '--variant', 'B=configs/pretrain/nope.py'],
      "variant B: config 'configs/pretrain/nope.py' does not exist"),

@@ -158,7 +158,8 @@ class StageRunner:
         self.out.flush()
 
     def _number(self, step: Step) -> str:
-        return f'[{self.steps.index(step) + 1}/{len(self.steps)}]'
+        """``[k/N]``: the k-th step to end (done, skipped or failed) of N; the step's own name follows."""
+        return f'[{len(self.timings) + (step.name not in self.timings)}/{len(self.steps)}]'
 
     def progress(self, running: Sequence[_Running]) -> None:
         """Steps done, those running, elapsed time and the remaining time (:func:`estimate_left`)."""

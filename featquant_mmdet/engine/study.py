@@ -341,13 +341,18 @@ class Study:
                        for seed in self.spec['seeds']} for name in self.variants}
 
     def write_report(self, track: str) -> dict:
-        from .study_report import aggregate_runs, write_report
+        from .study_report import aggregate_runs, append_alpha_section, write_report
         out = self.results_of(track)
         os.makedirs(out, exist_ok=True)
         runs = aggregate_runs(self.sweep_paths(track), self.spec['columns'] if track == self.spec['task'] else None)
         _, lines = write_report(runs, out, self.reference, self.spec['level'],
                                 f'{track} track, {len(self.spec["seeds"])} training seed'
                                 + ('s' if len(self.spec['seeds']) != 1 else ''))
+        stage = 'train' if self.spec['task'] == 'classification' else (
+            'detect' if track == 'detection' else 'pretrain')
+        append_alpha_section({name: {seed: self.work_dir(stage, name, seed) for seed in self.spec['seeds']}
+                              for name in self.variants}, out,
+                             'detector training' if stage == 'detect' else 'classifier training')
         self.reports[track] = dict(runs=runs, verdicts=lines)
         return dict(verdicts=lines, runs={v: {str(s): r for s, r in by.items()} for v, by in runs.items()})
 
