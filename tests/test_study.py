@@ -143,6 +143,22 @@ def test_the_report_has_the_exponents_of_the_runs_and_a_note_for_a_variant_witho
         results / 'alpha_trajectory.md').read_text()
 
 
+def test_runs_swept_on_other_cells_are_refused_not_averaged(tiny_study, tmp_path):
+    """A run whose results file holds other cells (a sweep folder reused with other levels) would average its
+    columns over other levels: the aggregation names the files and the cells instead."""
+    from featquant_mmdet.engine.stages import StageError
+    from featquant_mmdet.engine.study_report import aggregate_runs
+    work = tiny_study['work']
+    paths = {v: {s: str(work / 'robustness' / f'{v}_s{s}' / 'robustness.json') for s in SEEDS} for v in VARIANTS}
+    assert set(aggregate_runs(paths)) == set(VARIANTS)
+    odd = json.loads(open(paths['POW1'][1]).read())
+    odd['cells']['jpeg@4'] = dict(odd['cells']['jpeg@2'])  # one more level of one distortion
+    (tmp_path / 'robustness.json').write_text(json.dumps(odd))
+    paths['POW1'][1] = str(tmp_path / 'robustness.json')
+    with pytest.raises(StageError, match=r"holds other cells than .*only here: \['jpeg@4'\], only there: \[\]"):
+        aggregate_runs(paths)
+
+
 @pytest.mark.parametrize('extra, message', [
     (['--variant', 'A=configs/pretrain/zf_imagenet.py', '--variant', 'B=configs/pretrain/nope.py'],
      "variant B: config 'configs/pretrain/nope.py' does not exist"),

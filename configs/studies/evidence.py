@@ -19,7 +19,7 @@ reference = 'ZF'
 recommended_alpha_lr_mult = 3.0
 distortions = ['all']  # detectors: the distortions but targeted occlusion (needs a class) + Mix.Minor/Mix.Heavy
 classifier_distortions = ['all', 'mix_minor', 'mix_heavy']  # + Mix.; targeted occlusion needs a saliency model
-levels = [1, 2, 3, 4]
+levels = [2, 4]  # of 1-4: a moderate and the strongest level; all four would double the sweeps (time)
 threads = 1  # per command, fixed: results do not depend on the machine's core count
 jobs = 2  # two commands side by side on 2 cores
 workers = 0
@@ -31,7 +31,7 @@ data = dict(voc=dict(num_train=200, num_test=32, image_size=(320, 240), style='p
 pretrain = dict(epochs=24, batch=16, lr=0.01, scale=64)
 detect = dict(iters=200, lr=0.005, clip=10.0, scale=(320, 240))  # the demo's full preset schedule
 # relative step times for the time-left estimate: CPU seconds of one ZF-POW-1 (variant, seed), docs/study.md
-weights = dict(data=6.0, pretrain=175.0, train=195.0, robustness=590.0, robustness_classifier=45.0)
+weights = dict(data=6.0, pretrain=175.0, train=195.0, robustness=320.0, robustness_classifier=25.0)
 variants = [
     dict(name='ZF', pretrain='configs/pretrain/zf_imagenet.py', config='configs/faster_rcnn_zf_voc_imagenet_init.py'),
     dict(name='ZF-POW-1', pretrain='configs/pretrain/zf_pow1_imagenet.py',

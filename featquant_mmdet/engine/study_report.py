@@ -18,11 +18,19 @@ def aggregate_runs(paths: Dict[str, Dict[int, str]], columns: Optional[Sequence[
     """``runs[variant][seed][column]`` from each run's results file (``paths[variant][seed]``)."""
     from ..evaluation.robustness import RobustnessError, report
     runs: Dict[str, Dict[int, Dict[str, Optional[float]]]] = {}
+    first: Optional[Tuple[str, set]] = None  # every run must hold the same cells: a column averages over its levels
     for variant, by_seed in paths.items():
         runs[variant] = {}
         for seed, path in by_seed.items():
             try:
                 result = report.load_all([path])
+                cells = set(result[0]['cells'])
+                first = first or (path, cells)
+                if cells != first[1]:
+                    raise StageError(f'{path} holds other cells than {first[0]} (only here: '
+                                     f'{sorted(cells - first[1])}, only there: {sorted(first[1] - cells)}): the runs '
+                                     'must be swept on the same distortions and levels (a sweep folder reused with '
+                                     'other levels keeps its old cells: remove it and rerun)')
                 titles, rows = report.comparison_table(result, [variant])
             except RobustnessError as err:
                 raise StageError(f'{path}: {err}') from None
