@@ -321,6 +321,24 @@ def test_seed_aggregation_equals_hand_computation():
     assert any(line.startswith('P: ZF+POW-1 - ZF = +3.17 [') and line.endswith('better') for line in lines)
 
 
+def test_seed_intervals_of_percentages_are_cut_to_their_range():
+    """98.45 [93.03, 103.87] was printed once: a mean accuracy's interval now stops at 100 (and 0), a difference's
+    at +-100; ratios (rPC, mCE) are left as they are."""
+    from featquant_mmdet.stats.seeds import percent_bounds
+    values = [99.9, 92.0, 100.0]
+    plain, cut = t_interval(values), t_interval(values, bounds=(0.0, 100.0))
+    assert plain.high > 100 and cut.high == 100.0 and cut.low == plain.low and cut.mean == plain.mean
+    runs = {'A': {s: {'Original': v, 'rPC': v + 5} for s, v in enumerate([2.0, 0.5, 9.0])},
+            'B': {s: {'Original': v, 'rPC': v + 5} for s, v in enumerate(values)}}
+    study = aggregate_seeds(runs, bounds=percent_bounds)
+    assert study.stats['B']['Original'].high == 100.0 and study.stats['A']['Original'].low == 0.0
+    assert study.stats['B']['rPC'].high > 105  # not cut
+    d = study.diffs['B']['Original']
+    raw = t_interval([97.9, 91.5, 91.0])  # the per-seed differences: their interval reaches past +100
+    assert raw.high > 100 and d.high == 100.0 and d.low == pytest.approx(raw.low)
+    assert percent_bounds('mCE') is None and percent_bounds('CE/JPEG') is None and percent_bounds('mPC') == (0, 100)
+
+
 def test_seed_aggregation_with_one_seed_has_no_interval():
     stat = t_interval([81.5])
     assert stat.mean == 81.5 and stat.low is None and stat.high is None and not stat.defined

@@ -76,12 +76,13 @@ def test_killed_study_resumes_without_redoing_finished_steps(tiny_study):
         assert (tiny_study['work'] / 'results' / f'study.{ext}').stat().st_size > 0
 
 
-def t_interval_by_hand(values, level=0.95):
+def t_interval_by_hand(values, level=0.95, lower=-math.inf, upper=math.inf):
+    """Student t interval, cut to [lower, upper] (percentages: [0, 100], their differences [-100, 100])."""
     from scipy import stats
     n, mean = len(values), sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = stats.t.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    return mean, max(mean - half, lower), min(mean + half, upper)
 
 
 def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study):
@@ -103,7 +104,7 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
     for variant in VARIANTS:
         row = by_row[(variant, 'mean')]
         for column, name in (('Clean', 'Clean'), ('JPEG', jpeg), ('Mix.', 'Mix.')):
-            mean, low, high = t_interval_by_hand(values[(variant, column)])
+            mean, low, high = t_interval_by_hand(values[(variant, column)], lower=0.0, upper=100.0)
             assert float(row[name]) == pytest.approx(mean, abs=1e-3)
             if low == high:  # identical values: a zero-width interval
                 assert float(row[f'{name} low (95%)']) == pytest.approx(mean, abs=1e-3)
@@ -112,7 +113,7 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
                 assert float(row[f'{name} high (95%)']) == pytest.approx(high, abs=1e-3)
     diff = by_row[('POW1', 'difference to ZF')]
     d = [b - a for a, b in zip(values[('ZF', 'Clean')], values[('POW1', 'Clean')])]
-    mean, low, high = t_interval_by_hand(d)
+    mean, low, high = t_interval_by_hand(d, lower=-100.0, upper=100.0)
     assert float(diff['Clean']) == pytest.approx(mean, abs=1e-3)
     if low != high:
         assert float(diff['Clean low (95%)']) == pytest.approx(low, abs=1e-3)

@@ -9,7 +9,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
-from ..stats.seeds import SeedStudy, aggregate_seeds, verdict_lines
+from ..stats.seeds import SeedStudy, aggregate_seeds, percent_bounds, verdict_lines
 from .stages import StageError
 
 
@@ -46,12 +46,13 @@ def aggregate_runs(paths: Dict[str, Dict[int, str]], columns: Optional[Sequence[
 
 def write_report(runs, out_dir: str, reference: str, level: float, caption: str) -> Tuple[SeedStudy, List[str]]:
     """``study.md``, ``study.csv`` and ``study.png`` in ``out_dir``; returns the aggregate and its verdict lines."""
-    study = aggregate_seeds(runs, reference, level)
+    study = aggregate_seeds(runs, reference, level, bounds=percent_bounds)
     cols, variants = study.columns, list(study.stats)
     others = [v for v in variants if v != reference]
     lines = verdict_lines(study)
     seeds = sorted({s for by_seed in runs.values() for s in by_seed})
-    md = [f'{caption}: seeds {seeds}; mean over seeds and its {level_text(level)} t-interval (percent).', '']
+    md = [f'{caption}: seeds {seeds}; mean over seeds and its {level_text(level)} t-interval (percent; cut to '
+          '[0, 100] where it reaches beyond, rPC and mCE uncut).', '']
     md += markdown_table(cols, [[study.stats[v].get(c) for c in cols] for v in variants], variants, level,
                          head='Variant', kind='t-interval')
     if others:

@@ -7,6 +7,9 @@ With values ``x_1..x_n`` of a column over n seeds (one trained model per seed)::
 
 A variant is compared with the reference through the per-seed differences ``d_s = x^variant_s - x^ref_s`` over
 the seeds both have (pairing removes what a seed does to both, e.g. the data order), with the same t-interval.
+Where a column's values are bounded (percent of a metric: 0..100, ``percent_bounds``), the interval of the mean is
+cut to the bounds (the true mean lies inside them, so the cut loses no coverage) and that of a difference to
++-(upper - lower).
 The verdict is ``better`` / ``worse`` when the interval excludes 0 (direction per column: mCE is better lower),
 else ``no detectable difference at <level>``; with fewer than 2 seeds the interval is undefined and the verdict
 says so. This covers training randomness (and the test images only through each run's value); for a pair of
@@ -14,7 +17,7 @@ single runs, :func:`compare_single_runs` uses the paired image bootstrap instead
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,11 +25,18 @@ from .bootstrap import DEFAULT_LEVEL, BootstrapSummary, Estimate, check_level, p
 from .checks import StatsInputError
 
 LOWER_IS_BETTER = ('mCE', )
+UNBOUNDED = ('rPC', 'mCE')  # ratios: above 100 % when distortion helps / when worse than the reference
+Bounds = Optional[Tuple[float, float]]
 
 
 def higher_is_better(column: str, lower_is_better: Sequence[str] = LOWER_IS_BETTER) -> bool:
     """Accuracies, mAPs, mPC, rPC: higher is better; corruption errors (``mCE``, ``CE/...``) lower."""
     return not (column in lower_is_better or column.startswith('CE/') or column.startswith('CE '))
+
+
+def percent_bounds(column: str) -> Bounds:
+    """(0, 100) for a column in percent of its metric (clean value, distortions, mixtures, mPC); None for ratios."""
+    return None if column in UNBOUNDED or column.startswith(('CE/', 'CE ')) else (0.0, 100.0)
 
 
 @dataclass
@@ -48,8 +58,9 @@ class SeedStat:
         return self.defined and (self.low > 0 or self.high < 0)
 
 
-def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL) -> SeedStat:
-    """Mean and Student-t interval of ``values`` (NaN / None dropped); undefined (None ends) below 2 values."""
+def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL, bounds: Bounds = None) -> SeedStat:
+    """Mean and Student-t interval of ``values`` (NaN / None dropped), cut to ``bounds`` (lower, upper) if given;
+    undefined (None ends) below 2 values."""
     from scipy import stats
     level = check_level(level)
     x = np.array([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], float)
@@ -59,7 +70,10 @@ def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL) -> SeedSta
     if x.size < 2:
         return SeedStat(mean, None, None, int(x.size), level)
     half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return SeedStat(mean, mean - half, mean + half, int(x.size), level)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return SeedStat(mean, low, high, int(x.size), level)
 
 
 def verdict(low: Optional[float], high: Optional[float], n: int, level: float, better_high: bool = True,
@@ -90,11 +104,13 @@ class SeedStudy:
 
 def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[float]]]],
                     reference: Optional[str] = None, level: float = DEFAULT_LEVEL,
-                    columns: Optional[Sequence[str]] = None) -> SeedStudy:
+                    columns: Optional[Sequence[str]] = None,
+                    bounds: Optional[Callable[[str], Bounds]] = None) -> SeedStudy:
     """Aggregate ``runs[variant][seed][column] -> value`` (e.g. each run's table row).
 
     ``reference``: the variant the others are compared with (default the first). Columns default to every column
-    of the reference's runs, in order.
+    of the reference's runs, in order. ``bounds(column)``: the range of the column's values or None
+    (``percent_bounds`` for comparison-table rows); intervals are cut to it.
     """
     level = check_level(level)
     if not runs:
@@ -113,7 +129,7 @@ def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[flo
         for col in columns:
             values = [row.get(col) for row in runs[variant].values()]
             if any(v is not None for v in values):
-                study.stats[variant][col] = t_interval(values, level)
+                study.stats[variant][col] = t_interval(values, level, bounds and bounds(col))
     ref_runs = runs[reference]
     for variant in variants:
         if variant == reference:
@@ -124,7 +140,9 @@ def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[flo
                      and ref_runs[s].get(col) is not None]
             if not seeds:
                 continue
-            d = t_interval([runs[variant][s][col] - ref_runs[s][col] for s in seeds], level)
+            b = bounds and bounds(col)
+            d = t_interval([runs[variant][s][col] - ref_runs[s][col] for s in seeds], level,
+                           b and (b[0] - b[1], b[1] - b[0]))
             study.diffs[variant][col] = d
             study.verdicts[variant][col] = verdict(d.low, d.high, d.n, level, higher_is_better(col))
     return study
