@@ -148,3 +148,6 @@ def test_step_numbers_count_the_steps_that_ended_not_the_plan_order(tmp_path):
     StageRunner([step('slow', 1.5), step('fast', 0.0)], str(tmp_path / 'state'), jobs=2, out=out).run()
     ended = [line.split(' done in ')[0] for line in out.getvalue().splitlines() if ' done in ' in line]
     assert ended == ['[1/2] fast', '[2/2] slow']
+    # the progress line after a step ends names what runs then (not 'nothing' before the next step has started)
+    progress = [line for line in out.getvalue().splitlines() if line.startswith('progress:')]
+    assert progress[0].startswith('progress: 1/2 steps done, running slow;') and len(progress) == 2, progress

@@ -251,6 +251,7 @@ class StageRunner:
         running beside it have ended; :class:`StagesInterrupted` on SIGINT/SIGTERM of a command."""
         os.makedirs(self.state_dir, exist_ok=True)
         pending, running, finished, failures = list(self.steps), [], set(), []
+        ended = False  # a step ended: the progress line follows once the next steps have started
         try:
             while pending or running:
                 while not failures and len(running) < self.jobs:
@@ -269,6 +270,9 @@ class StageRunner:
                             self.progress(running)
                 if not running:
                     break
+                if ended:
+                    self.progress(running)
+                    ended = False
                 time.sleep(0.1)
                 for run in list(running):
                     code = run.poll()
@@ -285,7 +289,7 @@ class StageRunner:
                         self.say(f'{self._number(run.step)} {run.step.name} FAILED (status {code}); log: '
                                  f'{run.log_path}' + (f'; waiting for {", ".join(r.step.name for r in running)}'
                                                       if running else ''))
-                    self.progress(running)
+                    ended = True
         except BaseException:
             for run in running:
                 run.stop()
