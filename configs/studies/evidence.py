@@ -1,16 +1,16 @@
 # Issue 15's evidence study: does POW-1 make ZF more robust? One command, resumable, sized to finish in < 3 hours on
-# 2 CPU cores (docs/study.md gives the measured step times and the estimate):
+# 2 CPU cores (the measured time and the results: docs/robustness_study.md):
 #
 #   python tools/study.py configs/studies/evidence.py --work-dir work_dirs/evidence
 #
-# Two tracks from one set of trainings:
-#   classification: the ZF / ZF-POW-1 classifiers trained from scratch (alpha learned from its initial value, as in
-#     the paper's pretraining), swept on Clean, the distortions (levels 1-4) and Mix. / Mix.Minor / Mix.Heavy
-#     -> <results>/classification/study.{md,csv,png};
+# Two tracks from one set of trainings, on generated data in the photo style (objects cut from photographs):
+#   classification: the ZF / ZF-POW-1 classifiers trained from scratch (alpha learned from its initial value 0, as in
+#     the paper's pretraining), swept on Clean, the distortions (levels 2, 4) and Mix. / Mix.Minor / Mix.Heavy
+#     -> <results>/classification/study.{md,csv,png}, alpha_trajectory.{md,png};
 #   detection: Faster R-CNN started from each classifier (the config-only hand-off), swept on Original, the
-#     distortions (levels 1-4) and Mix.Minor / Mix.Heavy -> <results>/study.{md,csv,png}.
+#     distortions (levels 2, 4) and Mix.Minor / Mix.Heavy -> <results>/study.{md,csv,png}, alpha_trajectory.{md,png}.
 # Each with 5 training seeds, alpha's learning-rate multiplier at the plain setting (1) and at the recommended one
-# (recommended_alpha_lr_mult below, the value issue 15's diagnostics recommend; another value: edit the key).
+# (recommended_alpha_lr_mult below, docs/alpha.md; another value: edit the key).
 # Data and distortions keep seed 0 (data_seed).
 task = 'detection'
 classifier_sweep = True
