@@ -177,6 +177,19 @@ def test_train_seed_changes_the_training_commands_only(tmp_path, demo_tool, caps
     assert '--train-seed must be >= 0, got -1' in capsys.readouterr().err
 
 
+def test_style_reaches_both_generators_and_photo_is_the_default(tmp_path, demo_tool):
+    def commands(*extra):
+        demo = demo_tool.Demo(demo_tool.parse_args(['--preset', 'tiny', '--work-dir', str(tmp_path / 'w'),
+                                                    '--results-dir', str(tmp_path / 'r'), *extra]))
+        return [plan.command for plan in (demo.study.plan_data_voc(), demo.study.plan_data_imagenet())]
+
+    for command in commands():
+        assert command[command.index('--style') + 1] == 'photo'
+    for command in commands('--style', 'shapes'):
+        assert command[command.index('--style') + 1] == 'shapes'
+    assert 'style' not in demo_tool.PRESETS['tiny']['data']['voc']  # the option did not change the presets
+
+
 def test_train_seeds_runs_the_seed_study_and_threads_are_fixed(tmp_path, demo_tool, capsys):
     """--train-seeds: the study library's steps for every seed with its report; every command gets --threads
     threads whatever --jobs and the core count (the demo's table depended on cores // jobs before)."""

@@ -70,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', help='a real VOCdevkit (holding VOC2007/) instead of the generated set')
     parser.add_argument('--imagenet-root', help='an ImageNet-layout folder (train/<wnid>/, val/, val.txt) instead of '
                                                 'the generated classification set')
-    parser.add_argument('--style', choices=STYLES, default='shapes',
+    parser.add_argument('--style', choices=STYLES, default='photo',
                         help='objects of the generated sets: shapes (drawn) or photo (cut from photographs)')
     parser.add_argument('--restart', action='store_true', help='remove the finished steps and start over')
     parser.add_argument('--det-iters', type=int, help='detector training iterations (preset)')
