@@ -159,7 +159,7 @@ def load_exponents(checkpoint: str, cfg=None, num_images: int = 0) -> Dict[str, 
     model = build_model(cfg, checkpoint)
     found = exponents_from_model(model)
     if not found:
-        raise ValueError(f'the model of the config has no layer with exponents (PowConv, SFPowConv, HPowConv)')
+        raise ValueError('the model of the config has no layer with exponents (PowConv, SFPowConv, HPowConv)')
     hyper = [name for name, v in found.items() if v is None]
     if hyper:
         if num_images < 1:

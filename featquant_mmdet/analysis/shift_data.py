@@ -50,7 +50,7 @@ def sample_standardized_generalized_normal(kappa: torch.Tensor, num_samples: int
     """
     kappa = _as_kappa_tensor(kappa)
     if kappa.ndim < 1:
-        raise ValueError(f'kappa needs a feature axis (shape (..., M)), got a scalar')
+        raise ValueError('kappa needs a feature axis (shape (..., M)), got a scalar')
     if num_samples < 1:
         raise ValueError(f'num_samples must be >= 1, got {num_samples}')
     shape = (*kappa.shape[:-1], num_samples, kappa.shape[-1])
