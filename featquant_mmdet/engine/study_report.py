@@ -111,7 +111,8 @@ def append_alpha_section(work_dirs: Dict[str, Dict[int, str]], out_dir: str, wha
     """The exponents of every run, from the ``alpha_stats.jsonl`` its training wrote (``work_dirs[variant][seed]``):
     ``alpha_trajectory.{md,png}`` in ``out_dir`` (one line per run, per layer) and, appended to ``study.md``, per
     variant the exponents at the end (all layers pooled): their mean (mean +- sd over seeds), std, min, max, the
-    largest shift of the mean from its start and the count at a bound of [-1, 5]. A variant without exponents gets a
+    mean at the hook's first record (and its iteration: a record every ``interval`` iterations) and the count at a
+    bound of [-1, 5]. A variant without exponents gets a
     note, not a plot. Returns the Markdown lines."""
     import numpy as np
 
@@ -122,7 +123,7 @@ def append_alpha_section(work_dirs: Dict[str, Dict[int, str]], out_dir: str, wha
     rows = [r for r in table or [] if r['layer'] == 'all']
     md = ['', f'Exponents (alpha) at the end of {what}, all layers pooled; mean +- sd over seeds '
               '(per layer and over training: alpha_trajectory.md, alpha_trajectory.png):', '',
-          '| Variant | Runs | alpha mean | alpha std | min | max | largest shift of the mean | at a bound |',
+          '| Variant | Runs | alpha mean | alpha std | min | max | mean at the first record (iteration) | at a bound |',
           '|---|---:|---:|---:|---:|---:|---:|---:|']
     without = []
     for variant in work_dirs:
@@ -136,7 +137,8 @@ def append_alpha_section(work_dirs: Dict[str, Dict[int, str]], out_dir: str, wha
         bound = [r['at_bound_last'] for r in mine if not np.isnan(r['at_bound_last'])]
         md.append(f'| {variant} | {len(mine)} | {pm("mean_last")} | {pm("std_last")} | '
                   f'{min(r["min_last"] for r in mine):+.3f} | {max(r["max_last"] for r in mine):+.3f} | '
-                  f'{pm("max_mean_shift")} | {int(sum(bound)) if bound else "n/a"} |')
+                  f'{pm("mean_first")} ({"/".join(sorted({str(r["first_iter"]) for r in mine}))}) | '
+                  f'{int(sum(bound)) if bound else "n/a"} |')
     if without:
         md += ['', f'No exponents in {", ".join(without)} (no alpha_stats.jsonl in its runs): left out of the alpha '
                    'table and plots.']
