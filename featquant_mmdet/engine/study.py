@@ -41,7 +41,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TASKS = ('detection', 'classification')
 DEFAULTS = dict(
     task='detection', seeds=[0], reference=None, distortions=['mix'], levels=[1, 2, 3, 4], columns=None,
-    classifier_sweep=False, recommended_alpha_lr_mult=3.0, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
+    classifier_sweep=False, recommended_alpha_lr_mult=1.0, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
     level=0.95, threads=1, cpu_capability=None, jobs=1, workers=0, data_seed=0,
     data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144), style='photo'),
               imagenet=dict(num_train=4, num_val=1, image_size=64, style='photo')),

@@ -18,14 +18,12 @@ optim_wrapper = dict(
     # Caffe's lr_mult 2 / decay_mult 0 on every bias of the ZF prototxt; the power convs' exponents (`alpha`) are
     # regularised by AlphaRegularizationHook's L1 + L2 penalty alone (paper Section 2), not by weight decay as well.
     # lr_mult: the exponents' own learning-rate multiplier (a finite number >= 0, checked by AlphaProjectionHook),
-    # the same as in pretraining (configs/pretrain/_base_/schedules/imagenet_bs256.py), where docs/alpha.md measured
-    # it: with 1 alpha barely moves (ZF-POW-1, 300 iterations: mean -0.02), 3 moves it 2.5x as far (mean -0.05, min
-    # -1) with plain ZF's accuracy (95.6 % top-1 over 8 seeds, ZF 95.7, lr_mult 1 97.2), 10 costs more (93.5 %), 30-100
-    # collapse.
-    # Here, from the pretrained ZF-POW-1 (alpha_report.py drift), an alpha step at lr_mult 1 is 1/14-1/20 of the
-    # conv weights' relative step, so 3 is still the slower of the two.
+    # the same as in pretraining (configs/pretrain/_base_/schedules/imagenet_bs256.py, where the measurements are):
+    # 1. The evidence study (docs/robustness_study.md, 5 seeds) found 3 (alpha moves 2.5x as far) 11.1 [-21.7, -0.5]
+    # mAP points below 1 in these detectors, with no robustness gained. At lr_mult 1 an alpha step here is
+    # 1/14-1/20 of the conv weights' relative step (alpha_report.py drift from the pretrained ZF-POW-1).
     paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0,
-                       custom_keys={'.alpha': dict(lr_mult=3.0, decay_mult=0.0)}))
+                       custom_keys={'.alpha': dict(lr_mult=1.0, decay_mult=0.0)}))
 
 # base_batch_size: the lr above is for one image per iteration (tools/train.py --auto-scale-lr)
 auto_scale_lr = dict(enable=False, base_batch_size=1)
