@@ -107,42 +107,47 @@ def plot_means(study: SeedStudy, path: str) -> str:
     return path
 
 
+def _mean_sd(values: Sequence[float]) -> str:
+    """``mean +- sd`` (sd 0 for a single value)."""
+    import numpy as np
+    x = np.asarray(values, dtype=float)
+    return f'{x.mean():+.3f} +- {x.std(ddof=1) if x.size > 1 else 0.0:.3f}'
+
+
 def append_alpha_section(work_dirs: Dict[str, Dict[int, str]], out_dir: str, what: str) -> List[str]:
     """The exponents of every run, from the ``alpha_stats.jsonl`` its training wrote (``work_dirs[variant][seed]``):
     ``alpha_trajectory.{md,png}`` in ``out_dir`` (one line per run, per layer) and, appended to ``study.md``, per
     variant the exponents at the end (all layers pooled): their mean (mean +- sd over seeds), std, min, max, the
     mean at the hook's first record (and its iteration: a record every ``interval`` iterations) and the count at a
-    bound of [-1, 5]. A variant without exponents gets a
-    note, not a plot. Returns the Markdown lines."""
-    import numpy as np
+    bound of [-1, 5]. A variant without exponents gets a note, not a plot. Returns the Markdown lines."""
+    import math
 
     from ..analysis.alpha_trajectory import trajectory_report
-    labels = {f'{v} s{seed}': v for v, by_seed in work_dirs.items() for seed in by_seed}
-    table, _ = trajectory_report([(label, work_dirs[v][int(label.rsplit(' s', 1)[1])]) for label, v in labels.items()],
-                                 out_dir, title=f'alpha over {what}, one line per (variant, seed)')
-    rows = [r for r in table or [] if r['layer'] == 'all']
+    runs = [(f'{v} s{seed}', v, path) for v, by_seed in work_dirs.items() for seed, path in by_seed.items()]
+    variant_of = {label: v for label, v, _ in runs}
+    table, _ = trajectory_report([(label, path) for label, _, path in runs], out_dir,
+                                 title=f'alpha over {what}, one line per (variant, seed)')
+    pooled = [r for r in table or [] if r['layer'] == 'all']
     md = ['', f'Exponents (alpha) at the end of {what}, all layers pooled; mean +- sd over seeds '
               '(per layer and over training: alpha_trajectory.md, alpha_trajectory.png):', '',
           '| Variant | Runs | alpha mean | alpha std | min | max | mean at the first record (iteration) | at a bound |',
           '|---|---:|---:|---:|---:|---:|---:|---:|']
     without = []
     for variant in work_dirs:
-        mine = [r for r in rows if labels[r['run']] == variant]
+        mine = [r for r in pooled if variant_of[r['run']] == variant]
         if not mine:
             without.append(variant)
             continue
-        def pm(key):  # mean +- sd over this variant's seeds
-            values = np.array([r[key] for r in mine])  # noqa: B023 (called in this iteration only)
-            return f'{values.mean():+.3f} +- {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}'
-        bound = [r['at_bound_last'] for r in mine if not np.isnan(r['at_bound_last'])]
-        md.append(f'| {variant} | {len(mine)} | {pm("mean_last")} | {pm("std_last")} | '
-                  f'{min(r["min_last"] for r in mine):+.3f} | {max(r["max_last"] for r in mine):+.3f} | '
-                  f'{pm("mean_first")} ({"/".join(sorted({str(r["first_iter"]) for r in mine}))}) | '
-                  f'{int(sum(bound)) if bound else "n/a"} |')
+        bound = [r['at_bound_last'] for r in mine if not math.isnan(r['at_bound_last'])]
+        first_iters = '/'.join(sorted({str(r['first_iter']) for r in mine}))
+        md.append(f'| {variant} | {len(mine)} | {_mean_sd([r["mean_last"] for r in mine])} | '
+                  f'{_mean_sd([r["std_last"] for r in mine])} | {min(r["min_last"] for r in mine):+.3f} | '
+                  f'{max(r["max_last"] for r in mine):+.3f} | {_mean_sd([r["mean_first"] for r in mine])} '
+                  f'({first_iters}) | {int(sum(bound)) if bound else "n/a"} |')
     if without:
         md += ['', f'No exponents in {", ".join(without)} (no alpha_stats.jsonl in its runs): left out of the alpha '
                    'table and plots.']
-    if not rows:
+    if not pooled:
         md = md[:1] + [f'No variant has learnable exponents ({", ".join(without)}): no alpha table or plots.']
     with open(osp.join(out_dir, 'study.md'), 'a') as f:
         f.write('\n'.join(md) + '\n')

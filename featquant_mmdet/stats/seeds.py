@@ -25,7 +25,6 @@ from .bootstrap import DEFAULT_LEVEL, BootstrapSummary, Estimate, check_level, p
 from .checks import StatsInputError
 
 LOWER_IS_BETTER = ('mCE', )
-UNBOUNDED = ('rPC', 'mCE')  # ratios: above 100 % when distortion helps / when worse than the reference
 Bounds = Optional[Tuple[float, float]]
 
 
@@ -35,8 +34,9 @@ def higher_is_better(column: str, lower_is_better: Sequence[str] = LOWER_IS_BETT
 
 
 def percent_bounds(column: str) -> Bounds:
-    """(0, 100) for a column in percent of its metric (clean value, distortions, mixtures, mPC); None for ratios."""
-    return None if column in UNBOUNDED or column.startswith(('CE/', 'CE ')) else (0.0, 100.0)
+    """(0, 100) for a column in percent of its metric (clean value, distortions, mixtures, mPC); None for the ratios
+    rPC (above 100 when a distortion helps) and the corruption errors (above 100 when worse than the reference)."""
+    return None if column == 'rPC' or not higher_is_better(column) else (0.0, 100.0)
 
 
 @dataclass
