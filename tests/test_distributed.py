@@ -111,15 +111,11 @@ ITERS = 3  # optimizer steps
 
 
 def tool_options(data_root, max_iters):
-    scale = f'({IMAGE_SIZE[0]},{IMAGE_SIZE[1]})'
+    from featquant_mmdet.engine.study import loader_options, voc_data_options
     options = [f'train_cfg.max_iters={max_iters}', 'train_cfg.val_begin=100000',
                'param_scheduler.0.milestones=[100000]',
                f'default_hooks.checkpoint.interval={max_iters}', 'default_hooks.logger.interval=1',
-               f'train_dataloader.dataset.pipeline.2.scale={scale}', 'randomness.seed=0']
-    for split in ('train', 'val', 'test'):
-        options += [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
-                    f'{split}_dataloader.persistent_workers=False']
-    options += [f'{split}_dataloader.dataset.pipeline.1.scale={scale}' for split in ('val', 'test')]
+               'randomness.seed=0', *voc_data_options(data_root, IMAGE_SIZE), *loader_options()]
     options += [
         # no randomness left in a training step (see above)
         'model.roi_head.bbox_head.dropout_ratio=0.0', 'train_dataloader.dataset.pipeline.3.prob=0.0',

@@ -22,20 +22,14 @@ MAX_ITERS, INTERVAL = 4, 2
 
 
 def options(data_root):
-    scale = f'({IMAGE_SIZE[0]},{IMAGE_SIZE[1]})'
-    opts = [f'train_cfg.max_iters={MAX_ITERS}', 'train_cfg.val_begin=100000',
+    from featquant_mmdet.engine.study import loader_options, voc_data_options
+    return [f'train_cfg.max_iters={MAX_ITERS}', 'train_cfg.val_begin=100000',
             # the lr drops between the checkpoint and the end: the resumed scheduler must know where it is
             f'param_scheduler.0.milestones=[{MAX_ITERS - 1}]', f'default_hooks.checkpoint.interval={INTERVAL}',
-            'default_hooks.logger.interval=1', f'train_dataloader.dataset.pipeline.2.scale={scale}',
-            'randomness.seed=0', 'model.roi_head.bbox_head.fc_out_channels=256', 'custom_hooks.1.interval=1',
+            'default_hooks.logger.interval=1', 'randomness.seed=0', 'model.roi_head.bbox_head.fc_out_channels=256',
+            'custom_hooks.1.interval=1', *voc_data_options(data_root, IMAGE_SIZE),
             # the real data path: two persistent loader workers (their draws are replayed by the resumed loader)
-            'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True']
-    for split in ('train', 'val', 'test'):
-        opts.append(f'{split}_dataloader.dataset.data_root={data_root}')
-    for split in ('val', 'test'):
-        opts += [f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False',
-                 f'{split}_dataloader.dataset.pipeline.1.scale={scale}']
-    return opts
+            *loader_options(['train_dataloader'], workers=2), *loader_options(['val_dataloader', 'test_dataloader'])]
 
 
 @pytest.fixture(scope='module')
@@ -95,17 +89,12 @@ EASY_ITERS = 20  # a one-class set of large objects: 20 iterations at lr 0.02 gi
 
 
 def easy_options(data_root):
-    scale = f'({IMAGE_SIZE[0]},{IMAGE_SIZE[1]})'
-    opts = [f'train_cfg.max_iters={EASY_ITERS}', 'train_cfg.val_begin=100000',
+    from featquant_mmdet.engine.study import loader_options, voc_data_options
+    return [f'train_cfg.max_iters={EASY_ITERS}', 'train_cfg.val_begin=100000',
             f'param_scheduler.0.milestones=[{EASY_ITERS * 3 // 4}]', f'default_hooks.checkpoint.interval={EASY_ITERS}',
             'default_hooks.logger.interval=10', 'randomness.seed=0', 'optim_wrapper.optimizer.lr=0.02',
             'optim_wrapper.clip_grad.max_norm=10', 'model.roi_head.bbox_head.fc_out_channels=256',
-            f'train_dataloader.dataset.pipeline.2.scale={scale}']
-    for split in ('train', 'val', 'test'):
-        opts += [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
-                 f'{split}_dataloader.persistent_workers=False']
-    opts += [f'{split}_dataloader.dataset.pipeline.1.scale={scale}' for split in ('val', 'test')]
-    return opts
+            *voc_data_options(data_root, IMAGE_SIZE), *loader_options()]
 
 
 def whole_run(work_dir, data_root, env):

@@ -24,15 +24,10 @@ IMAGE_SIZE = (192, 160)  # smallest size at which some 128x128 anchors lie insid
 
 def short_run_options(data_root, max_iters):
     """The --cfg-options the configs document for another data root, a small image scale and a short schedule."""
-    scale = f'({IMAGE_SIZE[0]},{IMAGE_SIZE[1]})'
-    options = [f'train_cfg.max_iters={max_iters}', f'param_scheduler.0.milestones=[{max_iters}]',
-               'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-               f'train_dataloader.dataset.pipeline.2.scale={scale}']
-    for split in ('train', 'val', 'test'):
-        options += [f'{split}_dataloader.dataset.data_root={data_root}', f'{split}_dataloader.num_workers=0',
-                    f'{split}_dataloader.persistent_workers=False']
-    options += [f'{split}_dataloader.dataset.pipeline.1.scale={scale}' for split in ('val', 'test')]
-    return options
+    from featquant_mmdet.engine.study import loader_options, voc_data_options
+    return [f'train_cfg.max_iters={max_iters}', f'param_scheduler.0.milestones=[{max_iters}]',
+            'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+            *voc_data_options(data_root, IMAGE_SIZE), *loader_options()]
 
 
 @pytest.fixture(scope='module')

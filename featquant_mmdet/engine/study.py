@@ -30,7 +30,7 @@ import hashlib
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ..fileio import write_json_atomic
 from .loading import last_checkpoint
@@ -50,6 +50,24 @@ DEFAULTS = dict(
     weights=dict(data=1.0, pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None,
     imagenet_root=None, variants=[])
 VARIANT_KEYS = ('name', 'config', 'pretrain', 'options', 'alpha_lr_mult')
+
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def loader_options(names: Sequence[str] = LOADERS, workers: int = 0, settings: Sequence[str] = ()) -> List[str]:
+    """``--cfg-options`` giving each loader in ``names`` the ``settings`` (``key=value`` under the loader) and
+    ``workers`` processes (persistent when > 0)."""
+    return [f'{name}.{s}' for name in names
+            for s in (*settings, f'num_workers={workers}', f'persistent_workers={workers > 0}')]
+
+
+def voc_data_options(voc_root: str, scale: Sequence[int]) -> List[str]:
+    """``--cfg-options`` pointing the VOC detection configs' three loaders at ``voc_root`` (a VOCdevkit) and their
+    resize (train pipeline step 2, val/test step 1) at ``scale`` = (long, short) side."""
+    (w, h), steps = scale, (('train_dataloader', 2), ('val_dataloader', 1), ('test_dataloader', 1))
+    return [f'{loader}.dataset.data_root={voc_root}/' for loader, _ in steps] + [
+        f'{loader}.dataset.pipeline.{i}.scale=({w},{h})' for loader, i in steps]
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -196,17 +214,13 @@ class Study:
                 f.write(text)
         return path
 
-    def loaders(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader'), settings=()) -> List[str]:
-        n = self.spec['workers']
-        return [f'{name}.{s}' for name in names for s in (*settings, f'num_workers={n}', f'persistent_workers={n > 0}')]
+    def loaders(self, names=LOADERS, settings=()) -> List[str]:
+        return loader_options(names, self.spec['workers'], settings)
 
     def det_data(self) -> List[str]:
-        (w, h), loaders = self.spec['detect']['scale'], (('train_dataloader', 2), ('val_dataloader', 1),
-                                                          ('test_dataloader', 1))
-        return [f'{loader}.dataset.data_root={self.voc_root}/' for loader, _ in loaders] + [
-            f'{loader}.dataset.pipeline.{i}.scale=({w},{h})' for loader, i in loaders]
+        return voc_data_options(self.voc_root, self.spec['detect']['scale'])
 
-    def cls_data(self, names=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> List[str]:
+    def cls_data(self, names=LOADERS) -> List[str]:
         from ..datasets.imagenet import class_folders
         s, root = self.spec['pretrain']['scale'], self.imagenet_root
         opts = self.loaders(names, [f'dataset.data_root={root}']) + [
