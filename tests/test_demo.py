@@ -48,19 +48,23 @@ def tiny_run(tmp_path_factory):
     first_marker = work / 'stages' / 'data_voc.json'
     proc = subprocess.Popen(demo_cmd(work, results), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.monotonic() + 300
-    while not first_marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+    start = time.monotonic()
+    while not first_marker.exists() and proc.poll() is None and time.monotonic() < start + 300:
         time.sleep(0.2)
+    # what the interruption met, for the failure message (a run that ended before it cannot return 130)
+    when = (f'SIGINT sent {time.monotonic() - start:.1f} s after the start; marker seen: {first_marker.exists()}; '
+            f'demo already ended: {proc.poll() is not None}')
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    interrupted = dict(returncode=proc.returncode, stdout=out, stderr=err)
+    interrupted = dict(returncode=proc.returncode, stdout=out, stderr=err, when=when)
     resumed = run_demo(work, results)
     return dict(work=work, results=results, interrupted=interrupted, resumed=resumed)
 
 
 def test_interrupt_gives_a_clear_message_and_the_rerun_continues(tiny_run):
     interrupted, resumed = tiny_run['interrupted'], tiny_run['resumed']
-    assert interrupted['returncode'] == 130, interrupted['stderr'][-3000:]
+    assert interrupted['returncode'] == 130, (interrupted['when'], interrupted['stdout'][-2000:],
+                                              interrupted['stderr'][-3000:])
     assert 'interrupted' in interrupted['stderr'] and 'rerun the same command' in interrupted['stderr']
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     # the step finished before the interruption is reused, the rest runs

@@ -126,16 +126,17 @@ def test_one_exponent_per_input_output_pair_when_lambda_equals_out_channels():
 @pytest.mark.parametrize('conv_type', ['PowConv', 'SFPowConv', 'HPowConv'])
 def test_memory_efficient_layers_keep_only_x_for_backward(conv_type):
     """memory_efficient: only x (alive anyway), the weight and small tensors are saved; f(x) is recomputed.
-    Default: exactly one more input-sized buffer, f(x), shared by the power op and the conv."""
+    Default: two more input-sized buffers, f(x) (shared by the power op and the conv) and log2|x| (the eager power's
+    backward then needs no logarithm); SF-POW keeps tau(x) too."""
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
-    for memory_efficient, extra_buffers in ((True, 0), (False, 2 if conv_type == 'SFPowConv' else 1)):
+    for memory_efficient, extra_buffers in ((True, 0), (False, 3 if conv_type == 'SFPowConv' else 2)):
         conv = randomize(build_conv_layer(dict(type=conv_type, memory_efficient=memory_efficient), 8, 8, 3,
                                           padding=1))
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
             conv(x)
         big = {t.untyped_storage().data_ptr() for t in saved if t.numel() >= x.numel()}
-        assert len(big - {x.untyped_storage().data_ptr()}) == extra_buffers  # SF-POW: tau(x) and psi(tau(x))
+        assert len(big - {x.untyped_storage().data_ptr()}) == extra_buffers
 
 
 def test_padding_modes_and_same_padding_match_the_reference():

@@ -58,6 +58,35 @@ def test_signed_power_gradients_are_eq6():
     torch.testing.assert_close(x.grad, expected_x)
 
 
+@pytest.mark.parametrize('alpha_shape', [(1, 4, 3, 1, 1), (2, 4, 3, 1, 1)])  # per portion; per sample (HPOW)
+@pytest.mark.parametrize('needs', [(True, True), (True, False), (False, True)])
+def test_signed_power_portion_by_portion_gradients_are_eq6(alpha_shape, needs):
+    """Lambda > 1 (x (N, 1, C, H, W), alpha (.., Lambda, C, 1, 1)) runs one portion at a time: same eq. 6."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 1, 3, 5, 5, dtype=torch.float64, generator=gen)
+    x[0, 0, 0, :2] = 0.0
+    x.requires_grad_(needs[0])
+    alpha = torch.rand(alpha_shape, dtype=torch.float64, generator=gen) * 6 - 1
+    alpha.view(-1)[:2] = torch.tensor([ALPHA_MIN, ALPHA_MAX], dtype=torch.float64)  # the ends of the range
+    alpha.requires_grad_(needs[1])
+    g = torch.randn(2, 4, 3, 5, 5, dtype=torch.float64, generator=gen)
+    y = signed_power(x, alpha)
+    y.backward(g)
+    with torch.no_grad():
+        nz = x != 0
+        want_y = torch.sign(x) * x.abs() ** (alpha + 1)
+        ln_abs = torch.where(nz, x.abs().log(), torch.zeros_like(x))
+        want_alpha = (g * y * ln_abs).sum_to_size(alpha_shape)
+        want_x = torch.where(nz, g * (alpha + 1) * y / torch.where(nz, x, 1.0), 0.0).sum(1, keepdim=True)
+    torch.testing.assert_close(y, want_y)
+    assert (x.grad is None) != needs[0] and (alpha.grad is None) != needs[1]
+    if needs[0]:
+        torch.testing.assert_close(x.grad, want_x)
+        assert (x.grad[~nz] == 0).all()
+    if needs[1]:
+        torch.testing.assert_close(alpha.grad, want_alpha)
+
+
 def test_signed_power_gradcheck_float64():
     torch.manual_seed(1)
     # away from 0, where psi is smooth for every alpha (for alpha < 0 it is not differentiable at 0)
@@ -113,3 +142,15 @@ def test_alpha_range_is_checked_for_numbers_and_clamped_for_tensors():
     torch.testing.assert_close(y, signed_power(x, 5.0))
     y.sum().backward()
     assert alpha.grad.item() == 0.0  # clamped: no gradient pushes it further out
+
+
+@pytest.mark.parametrize('fused', [False, True])
+def test_exponents_on_a_bound_still_get_the_eq6_gradient(fused):
+    """AlphaProjectionHook puts exponents pushed out exactly onto -1 or 5: the loss must still move them back."""
+    x = torch.tensor([[0.5, -2.0, 3.0]])
+    alpha = torch.tensor([[ALPHA_MIN], [ALPHA_MAX], [ALPHA_MAX + 1]], requires_grad=True)
+    y = signed_power(x, alpha, fused=fused)
+    y.sum().backward()
+    want = (y * x.abs().log()).sum(1).detach()  # eq. 6 with dL/dy = 1
+    torch.testing.assert_close(alpha.grad[:2, 0], want[:2])
+    assert alpha.grad[0, 0] != 0 and alpha.grad[1, 0] != 0 and alpha.grad[2, 0] == 0  # outside: clamped

@@ -28,9 +28,9 @@ needs ``groups=1`` in the original convolution.
 Memory: ``memory_efficient=True`` recomputes the mapped input in backward
 ----------------------------------------------------------------------
 By default ``conv(f(x))`` is differentiated by autograd: the conv keeps ``f(x)`` for its weight gradient, one extra
-input-sized tensor per quantized layer between forward and backward (the ops of :mod:`featquant_mmdet.ops.quantize`
-keep nothing else: ``x`` is alive anyway and ``f(x)`` is shared with the conv; SF-POW's eager path also keeps
-``tau(x)``, its fused path recomputes it). With ``memory_efficient=True`` (like timm's memory-efficient
+input-sized tensor per quantized layer between forward and backward (``x`` is alive anyway and ``f(x)`` is shared
+with the conv); the eager power (the CPU default) also keeps ``log2|x|`` so that its backward needs no logarithm, and
+SF-POW's eager path ``tau(x)`` (the fused path keeps neither: it recomputes them). With ``memory_efficient=True`` (like timm's memory-efficient
 activations) forward computes ``f(x)`` without autograd, runs the conv and saves only ``x`` and the small parameter
 tensors; backward recomputes ``f(x)`` once, takes the conv's input and weight gradients with
 ``aten.convolution_backward`` and differentiates ``f`` with autograd. Same values and gradients; it costs one

@@ -34,6 +34,7 @@ Three implementations of the same formulas, chosen per call (the ``fused`` argum
   ``Abs``/``Max``/``Log``/``Exp``/``Mul`` nodes, no ``PythonOp``). With gradients inside ``torch.compile`` the
   autograd function is kept (traced by the compiler) so that eq. 6 and the x == 0 rule still hold.
 """
+import math
 from numbers import Real
 from typing import Optional
 
@@ -110,10 +111,13 @@ def scaled_floor(x: Tensor, beta, fused: Optional[bool] = None) -> Tensor:
 
 
 class _SignedPower(torch.autograd.Function):
-    """x |x|^alpha (= sign(x) |x|^(alpha+1)) with the gradients of eq. 6 (0 where x == 0). Saves x, alpha and y.
+    """x |x|^alpha (= sign(x) |x|^(alpha+1)) with the gradients of eq. 6 (0 where x == 0).
 
-    Written for few element-wise passes and few fresh buffers (on CPU a fresh buffer's page faults cost as much as
-    the math): forward 6 passes into 1 buffer, backward 11 passes into 2 buffers, all vectorised ops. Traced by
+    Saves x, alpha and y, and ``log2 max(|x|, tiny)`` (x-sized) when alpha needs a gradient, so that the backward
+    needs no logarithm: on the CPU the eager log is the costliest op of the map (log/log2 ~9x a multiply at ResNet-50
+    layer1's shape, exp ~7x, exp2 ~2x: docs/speed.md), hence also the power as ``exp2(alpha log2 m)``. Exponents
+    that broadcast x along one dimension (the layers' portions, Lambda > 1: x (N, 1, C, H, W), alpha (.., Lambda, C,
+    1, 1)) are processed one portion at a time, so that every temporary is x-sized and stays in cache. Traced by
     ``torch.compile`` of a model, it uses the functional formulas of :mod:`.kernels` (same values).
     """
 
@@ -122,46 +126,94 @@ class _SignedPower(torch.autograd.Function):
         ctx.input_dtypes = (x.dtype, alpha.dtype)
         if torch.compiler.is_compiling():
             y = kernels.power_forward(x, alpha)
-            ctx.save_for_backward(x, alpha, y)
+            ctx.save_for_backward(x, alpha, y, None)
             return y
         x32 = _as_float32(x)
         alpha32 = alpha.to(dtype=x32.dtype)
-        # x * max(|x|, tiny)^alpha: exactly 0 at x == 0 for every alpha in range (tiny^-1 is finite), no sign pass,
-        # and no 0^0 == 1 at alpha = -1. (Subnormal |x| < tiny is treated as tiny.) The power as exp(alpha ln|x|):
-        # about 15% faster than torch.pow on CPU, relative error ~ |alpha ln|x|| * 6e-8 <= 4e-6 for |x| <= 1e6.
-        log_abs_x = x32.abs().clamp_min_(_tiny(x32)).log_()
-        y = _broadcast_inplace(log_abs_x, alpha32, torch.mul).exp_().mul_(x32)
-        ctx.save_for_backward(x32, alpha32, y)
+        keep_log = ctx.needs_input_grad[1]
+        y, log2_m = _signed_power_forward_eager(x32, alpha32, keep_log)
+        ctx.save_for_backward(x32, alpha32, y, log2_m if keep_log else None)
         return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
-        x, alpha, y = ctx.saved_tensors
+        x, alpha, y, log2_m = ctx.saved_tensors
         if torch.compiler.is_compiling():
             grad_x, grad_alpha = kernels.power_backward(x, alpha, y, grad_y, *ctx.needs_input_grad[:2])
         else:
-            grad_x, grad_alpha = _signed_power_backward_eager(x, alpha, y, grad_y, *ctx.needs_input_grad[:2])
+            grad_x, grad_alpha = _signed_power_backward_eager(x, alpha, y, log2_m, _as_float32(grad_y),
+                                                              *ctx.needs_input_grad[:2])
         return (None if grad_x is None else grad_x.to(ctx.input_dtypes[0]),
                 None if grad_alpha is None else grad_alpha.to(ctx.input_dtypes[1]))
 
 
-def _signed_power_backward_eager(x: Tensor, alpha: Tensor, y: Tensor, grad_y: Tensor, need_x: bool,
-                                 need_alpha: bool):
-    grad_x = grad_alpha = None
-    grad_y_times_y = _as_float32(grad_y) * y  # dL/dy * y, the common factor of both gradients
-    scratch = x.abs().clamp_min_(_tiny(x))  # one x-sized scratch buffer, reused below
-    if need_alpha:
-        # sum_i dL/dy_i * y_i * ln|x_i|; y == 0 where x == 0 and ln(tiny) is finite: x == 0 contributes 0.
-        log_abs_x = scratch.log_()
-        grad_alpha = _broadcast_inplace(log_abs_x, grad_y_times_y, torch.mul).sum_to_size(alpha.shape)
+def _portion_dim(x: Tensor, alpha: Tensor) -> Optional[int]:
+    """The one dimension along which ``alpha`` broadcasts ``x`` (x has size 1 there), if it broadcasts no other."""
+    shape = torch.broadcast_shapes(x.shape, alpha.shape)
+    if len(shape) != x.dim():
+        return None
+    grown = [d for d, (size, x_size) in enumerate(zip(shape, x.shape)) if size != x_size]
+    return grown[0] if len(grown) == 1 else None
+
+
+def _portion(t: Tensor, dim: int, index: int, ndim: int) -> Tensor:
+    """``t``'s slice ``index`` along ``dim`` of an ``ndim``-dimensional broadcast shape (size-1 dims kept)."""
+    dim -= ndim - t.dim()
+    return t if dim < 0 or t.shape[dim] == 1 else t.narrow(dim, index, 1)
+
+
+def _signed_power_forward_eager(x: Tensor, alpha: Tensor, keep_log: bool):
+    """y = x * exp2(alpha * log2 m), m = max(|x|, tiny), and log2 m (overwritten unless ``keep_log``).
+
+    Exactly 0 at x == 0 for every alpha in range (tiny^-1 is finite), no sign pass, and no 0^0 == 1 at alpha = -1
+    (subnormal |x| < tiny is treated as tiny). Relative error ~ |alpha log2 m| * 6e-8 <= 6e-6 for |x| <= 1e6.
+    """
+    log2_m = x.abs().clamp_min_(_tiny(x)).log2_()
+    dim = _portion_dim(x, alpha)
+    if dim is None:
+        product = torch.mul(log2_m, alpha) if keep_log else _broadcast_inplace(log2_m, alpha, torch.mul)
+        return product.exp2_().mul_(x), log2_m
+    y = x.new_empty(torch.broadcast_shapes(x.shape, alpha.shape))
+    for index in range(y.shape[dim]):
+        y_portion = y.narrow(dim, index, 1)
+        torch.mul(log2_m, _portion(alpha, dim, index, y.dim()), out=y_portion).exp2_().mul_(x)
+    return y, log2_m
+
+
+def _signed_power_backward_eager(x: Tensor, alpha: Tensor, y: Tensor, log2_m: Optional[Tensor], grad_y: Tensor,
+                                 need_x: bool, need_alpha: bool):
+    """Eq. 6: dL/dalpha = ln 2 * sum dL/dy * y * log2 m, dL/dx = dL/dy * (alpha + 1) * y / x (0 where x == 0).
+
+    x == 0 gives exactly 0 for both: y == 0 there, log2(tiny) is finite, and x's zeros are replaced by +-tiny for
+    the division (no boolean mask: masked_fill/where are slow, unvectorised on CPU).
+    """
+    dim = _portion_dim(x, alpha)
+    x_safe = x.abs().clamp_min_(_tiny(x)).copysign_(x) if need_x else None
+    if dim is None:
+        grad_y_times_y = grad_y * y  # the common factor of both gradients
+        grad_alpha = torch.mul(grad_y_times_y, log2_m).sum_to_size(alpha.shape).mul_(_LN2) if need_alpha else None
+        grad_x = grad_y_times_y.div_(x_safe).mul_(alpha + 1).sum_to_size(x.shape) if need_x else None
+        return grad_x, grad_alpha
+    # one portion at a time: dL/dx sums the portions' (alpha + 1) dL/dy y, then divides by x once
+    ndim = y.dim()
+    grad_y_times_y, scratch = torch.empty_like(x), torch.empty_like(x) if need_alpha else None
+    grad_alpha = alpha.new_empty(alpha.shape) if need_alpha else None
+    weighted_sum = None
+    for index in range(y.shape[dim]):
+        torch.mul(_portion(grad_y, dim, index, ndim), y.narrow(dim, index, 1), out=grad_y_times_y)
+        alpha_portion = _portion(alpha, dim, index, ndim)
+        if need_alpha:
+            torch.mul(grad_y_times_y, log2_m, out=scratch)
+            _portion(grad_alpha, dim, index, ndim).copy_(scratch.sum_to_size(alpha_portion.shape))
         if need_x:
-            scratch = torch.abs(x, out=scratch).clamp_min_(_tiny(x))
-    if need_x:
-        # dL/dy * (alpha + 1) * y / x. Dividing by x with its zeros replaced by +-tiny gives exactly 0 there
-        # (y == 0), as eq. 6 prescribes, without a boolean mask (masked_fill/where are slow, unvectorised on CPU).
-        x_safe = scratch.copysign_(x)
-        grad_x = grad_y_times_y.div_(x_safe).mul_(alpha + 1).sum_to_size(x.shape)
-    return grad_x, grad_alpha
+            if weighted_sum is None:
+                weighted_sum = torch.mul(grad_y_times_y, alpha_portion + 1)
+            else:
+                weighted_sum.addcmul_(grad_y_times_y, alpha_portion + 1)
+    return (weighted_sum.div_(x_safe) if need_x else None), (grad_alpha.mul_(_LN2) if need_alpha else None)
+
+
+_LN2 = math.log(2.0)
 
 
 def _tiny(t: Tensor) -> float:
@@ -179,7 +231,8 @@ def signed_power(x: Tensor, alpha, fused: Optional[bool] = None) -> Tensor:
     """psi(x, alpha) = sign(x) * |x| ** (alpha + 1) (eq. 5) with exactly the gradients of eq. 6.
 
     ``alpha`` is a number or a tensor broadcastable to ``x`` (e.g. ``(C, 1, 1)`` for one exponent per channel);
-    tensor exponents are clamped into ``[ALPHA_MIN, ALPHA_MAX]`` (gradient 0 outside), numbers are checked.
+    tensor exponents are clamped into ``[ALPHA_MIN, ALPHA_MAX]`` (gradient 0 outside, eq. 6 on the bounds), numbers
+    are checked.
     Gradients are summed over broadcast dimensions, so a per-channel alpha gets the sum over batch and space.
     ``fused``: see :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
@@ -213,7 +266,12 @@ def floor_signed_power(x: Tensor, beta, alpha, fused: Optional[bool] = None) -> 
 def _clamped_alpha(alpha, x: Tensor) -> Tensor:
     if not isinstance(alpha, Tensor):
         return torch.tensor(check_alpha(alpha), dtype=torch.float32, device=x.device)
-    return alpha.clamp(ALPHA_MIN, ALPHA_MAX)
+    clamped = alpha.clamp(ALPHA_MIN, ALPHA_MAX)
+    if not (alpha.requires_grad and torch.is_grad_enabled()):
+        return clamped
+    # torch.clamp passes no gradient at a bound itself (torch 2.x), which would freeze an exponent that
+    # AlphaProjectionHook projected onto -1 or 5; inside [ALPHA_MIN, ALPHA_MAX], bounds included, eq. 6 passes.
+    return torch.where((alpha >= ALPHA_MIN) & (alpha <= ALPHA_MAX), alpha, clamped)
 
 
 def _path(x: Tensor, params, fused: Optional[bool]) -> str:
