@@ -41,6 +41,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from featquant_mmdet.layers import HPowConv, PowConv, SFConv, SFPowConv, WithinChannelLRN  # noqa: E402
+from featquant_mmdet.malloc import ENV_VAR as MALLOC_ENV, SETTINGS, tune_malloc  # noqa: E402
 from featquant_mmdet.ops.fused import ENV_VAR, resolve_fused  # noqa: E402
 
 SHAPES = [  # name, in, out, height, width
@@ -312,6 +313,9 @@ def parse_args(argv=None):
     parser.add_argument('--zf-batch', type=int, default=None, help='ZF batch (default: 16 on CUDA, 1 on CPU)')
     parser.add_argument('--zf-size', type=int, nargs=2, default=(600, 1000), metavar=('H', 'W'))
     parser.add_argument('--skip', nargs='+', default=(), choices=['layers', 'zf', 'memory'])
+    parser.add_argument('--malloc', default=None, choices=SETTINGS,
+                        help=f'glibc malloc settings (featquant_mmdet/malloc.py; default: {MALLOC_ENV} or tuned, '
+                             'as the tools run)')
     parser.add_argument('--clock', default='wall', choices=['wall', 'cpu'],
                         help='wall: elapsed time; cpu: the process\'s CPU time (CPU device; with --threads 1 it '
                              'measures the work itself, little affected by other processes on a shared machine)')
@@ -341,12 +345,13 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
     global CLOCK
     CLOCK = time.process_time if args.clock == 'cpu' else time.perf_counter
+    malloc = tune_malloc(args.malloc)
     start = time.perf_counter()
     name = (torch.cuda.get_device_name() if device.type == 'cuda'
             else f'CPU, {torch.get_num_threads()} threads, {args.clock} clock')
     print(f'torch {torch.__version__}, {name}; maps by default: '
           f'{"compiled (fused)" if resolve_fused(None, device) else "eager"} '
-          f'({ENV_VAR}={os.environ.get(ENV_VAR, "auto")})')
+          f'({ENV_VAR}={os.environ.get(ENV_VAR, "auto")}); malloc: {malloc}')
     layer_results = [] if 'layers' in args.skip else bench_layers(args, device)
     zf_results = [] if 'zf' in args.skip else bench_zf(args, device)
     if 'memory' not in args.skip:

@@ -8,6 +8,7 @@ the process's CPU times are printed too because on a shared machine they depend 
 ``--threads 1`` they measure the work itself).
 
     python benchmarks/bench_zf_detector.py [--repeats 7] [--threads 2] [--size 600 1000] [--both-paths]
+                                           [--malloc {tuned,system}]
 
 ``--both-paths`` adds ZF-POW-1 with the other implementation of the maps (the compiled ones where the eager ones are
 the default, as on the CPU, and vice versa; see featquant_mmdet/ops/fused.py), measured in the same rounds.
@@ -55,7 +56,12 @@ def main(argv=None):
     parser.add_argument('--size', type=int, nargs=2, default=(600, 1000), metavar=('HEIGHT', 'WIDTH'))
     parser.add_argument('--both-paths', action='store_true',
                         help='also time ZF-POW-1 with the non-default (fused/eager) maps')
+    parser.add_argument('--malloc', default=None, choices=('tuned', 'system'),
+                        help='glibc malloc settings (featquant_mmdet/malloc.py; default: FEATQUANT_MALLOC or tuned, '
+                             'as the tools run)')
     args = parser.parse_args(argv)
+    from featquant_mmdet.malloc import tune_malloc
+    malloc = tune_malloc(args.malloc)
 
     import featquant_mmdet  # noqa: F401
     from mmdet.utils import register_all_modules
@@ -110,7 +116,7 @@ def main(argv=None):
 
     print(f'Faster R-CNN, {height}x{width} image, batch 1, CPU, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} (after {args.warmup} warm-up), torch {torch.__version__}; maps by default: '
-          f'{"fused" if fused_default else "eager"}')
+          f'{"fused" if fused_default else "eager"}; malloc: {malloc}')
     for label in [label for label in models if label != 'ZF']:
         print(f'{"":30s}{"ZF (s)":>10s}{label + " (s)":>20s}{"ratio":>8s}{"target":>9s}   '
               f'spread (min-max of ZF | {label})')

@@ -40,20 +40,28 @@ def read_table(path):
                 for row in csv.DictReader(f)}
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
     """The tiny demo, interrupted (SIGINT) once the first step has finished, then rerun to the end."""
     base = tmp_path_factory.mktemp('demo')
     work, results = base / 'work', base / 'results'
     first_marker = work / 'stages' / 'data_voc.json'
+    # The demo gets Ctrl-C's default handling as from a terminal, whatever this (xdist worker) process holds: a child
+    # inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt in it.
+    inherited = signal.getsignal(signal.SIGINT)
     proc = subprocess.Popen(demo_cmd(work, results), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
     start = time.monotonic()
     while not first_marker.exists() and proc.poll() is None and time.monotonic() < start + 300:
         time.sleep(0.2)
     # what the interruption met, for the failure message (a run that ended before it cannot return 130)
     when = (f'SIGINT sent {time.monotonic() - start:.1f} s after the start; marker seen: {first_marker.exists()}; '
-            f'demo already ended: {proc.poll() is not None}')
+            f'demo already ended: {proc.poll() is not None}; SIGINT handler of the test process: {inherited}')
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     interrupted = dict(returncode=proc.returncode, stdout=out, stderr=err, when=when)

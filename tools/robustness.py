@@ -32,8 +32,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
-from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, load_config, quiet_warnings,  # noqa: E402
-                                        saliency_classifier)
+from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, check_environment, load_config,  # noqa: E402
+                                        quiet_warnings, saliency_classifier)
 from featquant_mmdet.datasets.strict_voc import VOCDataError  # noqa: E402
 from featquant_mmdet.evaluation.robustness import RobustnessError, evaluate_robustness, format_summary  # noqa: E402
 from featquant_mmdet.evaluation.robustness.intervals import check_bootstrap_args  # noqa: E402
@@ -68,6 +68,7 @@ def parse_args(argv=None):
     add_saliency_args(parser)  # classifiers only; without it the preset "all" leaves targeted_occlusion out
     add_common_args(parser)
     args = parser.parse_args(argv)
+    check_environment(parser)
     args.saliency = saliency_classifier(parser, args)
     try:
         check_bootstrap_args(args.bootstrap, args.ci_level, args.bootstrap_seed)

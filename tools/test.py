@@ -16,8 +16,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from featquant_mmdet.distortions.inject import inject_distortion  # noqa: E402
 from featquant_mmdet.distortions.levels import NEEDS_SALIENCY, check_name, resolve_level  # noqa: E402
-from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, check_file, load_config,  # noqa: E402
-                                        quiet_warnings, saliency_classifier)
+from featquant_mmdet.engine.cli import (add_common_args, add_saliency_args, check_environment, check_file,  # noqa: E402
+                                        load_config, quiet_warnings, saliency_classifier)
 from featquant_mmdet.engine.loading import build_runner  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmengine.evaluator import DumpResults  # noqa: E402
@@ -44,6 +44,7 @@ def parse_args(argv=None):
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """Every argument checked before anything is loaded: a usage error (exit 2) names the problem."""
+    check_environment(parser)
     check_file(parser, args.config, 'config file')
     check_file(parser, args.checkpoint, 'checkpoint file')
     args.saliency = saliency_classifier(parser, args)

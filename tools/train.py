@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
-from featquant_mmdet.engine.cli import add_common_args, load_config, quiet_warnings  # noqa: E402
+from featquant_mmdet.engine.cli import add_common_args, check_environment, load_config, quiet_warnings  # noqa: E402
 from featquant_mmdet.engine.loading import build_runner  # noqa: E402
 
 
@@ -22,7 +22,9 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or without a value from the latest one in the work dir')
     add_common_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_environment(parser)
+    return args
 
 
 def main(argv=None):

@@ -5,7 +5,11 @@ import os.path as osp
 import warnings
 from typing import Optional
 
+import torch
 from mmengine.config import Config, DictAction
+
+from ..malloc import resolve_setting as resolve_malloc
+from ..ops.fused import resolve_fused
 from .loading import load_config as load_config_file
 
 
@@ -20,6 +24,15 @@ def check_file(parser: argparse.ArgumentParser, path: Optional[str], what: str) 
     """A usage error (exit 2) naming ``what`` when ``path`` is given but is not a file."""
     if path is not None and not osp.isfile(path):
         parser.error(f'{what} not found: {path}')
+
+
+def check_environment(parser: argparse.ArgumentParser) -> None:
+    """A usage error (exit 2) for a ``FEATQUANT_MALLOC`` or ``FEATQUANT_FUSED_MAPS`` value the run would refuse."""
+    for resolve in (resolve_malloc, lambda: resolve_fused(None, torch.device('cpu'))):
+        try:
+            resolve()
+        except ValueError as err:
+            parser.error(str(err))
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

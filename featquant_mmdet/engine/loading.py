@@ -18,6 +18,8 @@ from mmengine.runner import CheckpointLoader, Runner
 from mmengine.runner.checkpoint import load_state_dict
 from torch import nn
 
+from ..malloc import tune_malloc
+
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile(config)`` with ``cfg_options`` (``{'a.b': value}``, as ``--cfg-options`` gives them)
@@ -108,7 +110,9 @@ def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu', s
 
 
 def build_runner(cfg: Config) -> Runner:
-    """The Runner named by the config (``runner_type``) or mmengine's default one."""
+    """The Runner named by the config (``runner_type``) or mmengine's default one, with glibc malloc tuned for
+    large tensor buffers first (:mod:`featquant_mmdet.malloc`; ``FEATQUANT_MALLOC=system`` keeps glibc's own)."""
+    tune_malloc()
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
