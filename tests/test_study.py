@@ -21,8 +21,9 @@ SEEDS = (0, 1)
 SPEC = """
 task = 'classification'
 seeds = [0, 1]
-distortions = ['jpeg', 'mix']
+distortions = ['jpeg', 'targeted_occlusion', 'mix']
 levels = [2]
+saliency = dict(config='configs/pretrain/zf_imagenet.py', seed=9)
 threads = 1
 jobs = 2
 data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
@@ -68,7 +69,8 @@ def test_killed_study_resumes_without_redoing_finished_steps(tiny_study):
         assert after['finished_at'] == marker['finished_at'], name  # not redone
     redone = [line for line in resumed.stdout.splitlines() if ' done in ' in line]
     assert not any(f'] {name} done in' in line for name in done_before for line in redone)
-    assert len(redone) == 2 * len(VARIANTS) * len(SEEDS) + 2 - len(done_before)  # trains, sweeps, data, report
+    # trains, sweeps, data, the saliency classifier, report
+    assert len(redone) == 2 * len(VARIANTS) * len(SEEDS) + 3 - len(done_before)
     assert 'progress:' in resumed.stdout and 'left' in resumed.stdout
     record = json.loads((tiny_study['work'] / 'results' / 'study_run.json').read_text())
     assert record['threads'] == 1 and record['cpu_capability']
@@ -121,6 +123,25 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
         assert diff['Clean excludes 0'] == str(int(excludes))
     verdict = next(line for line in tiny_study['resumed'].stdout.splitlines() if line.startswith('Clean: POW1 - ZF'))
     assert ('better' in verdict or 'worse' in verdict) == (low > 0 or high < 0 if low != high else mean != 0)
+
+
+def test_every_sweep_occludes_with_the_study_saliency_classifier(tiny_study):
+    """Targeted occlusion: one classifier trained for it (seed 9, none of the variants' runs) places the masks in
+    every run's sweep, and its column is in the report."""
+    import hashlib
+    work = tiny_study['work']
+    trained = work / 'saliency' / 'classifier_s9'
+    checkpoint = (trained / 'last_checkpoint').read_text().strip()
+    digest = hashlib.sha256(open(trained / osp.basename(checkpoint), 'rb').read()).hexdigest()
+    for variant in VARIANTS:
+        for seed in SEEDS:
+            res = json.loads((work / 'robustness' / f'{variant}_s{seed}' / 'robustness.json').read_text())
+            cell = res['cells']['targeted_occlusion@2']
+            assert cell['inputs']['saliency_checkpoint_sha256'] == digest, (variant, seed)
+            assert res['cells']['jpeg@2'].get('inputs', {}) == {}  # only occlusion depends on the classifier
+    with open(work / 'results' / 'study.csv') as f:
+        header = next(csv.reader(f))
+    assert 'Occ.' in header, header
 
 
 def test_the_report_has_the_exponents_of_the_runs_and_a_note_for_a_variant_without(tiny_study):
@@ -186,6 +207,23 @@ def test_a_data_style_the_generators_do_not_have_is_refused(tmp_path, load_tool,
         load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
     line = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "data.imagenet.style must be one of shapes, photo, got 'cartoon'" in line
+    assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('saliency, message', [
+    ("dict(config='configs/pretrain/zf_imagenet.py', seed=0)", 'saliency.seed must be an integer >= 0 that no '
+                                                               'training of the study uses (seeds [0])'),
+    ("dict(config='configs/pretrain/nope.py', seed=5)", 'saliency must be dict(config=<an existing classifier'),
+    ("'zf'", 'saliency must be dict(config='),
+])
+def test_a_saliency_classifier_the_study_cannot_train_is_refused(tmp_path, load_tool, capsys, saliency, message):
+    spec = tmp_path / 'spec.py'
+    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                    f"seeds = [0]\nsaliency = {saliency}\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    line = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and message in line, line
     assert not (tmp_path / 'work').exists()
 
 

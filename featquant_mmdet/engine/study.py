@@ -18,6 +18,12 @@ are ``--cfg-options`` of both trainings; ``alpha_lr_mult`` (a number, or ``'reco
 derived config file (``--cfg-options custom_keys..alpha.lr_mult=3`` does not reach the key:
 mmengine splits it at every dot and adds an unused ``custom_keys['']['alpha']``).
 
+Targeted occlusion (the twelfth distortion) needs a classifier whose saliency maps place the masks; the paper uses
+a Plain-18 that none of the compared models is. ``saliency = dict(config='configs/pretrain/zf_imagenet.py',
+seed=100)`` trains one such classifier once (step ``pretrain_saliency``: the pretraining schedule on the same data,
+with a seed none of the variants uses) and hands it to every classifier sweep, whose ``all`` preset then includes
+targeted occlusion. A model of the study itself would make the occlusion targeted at it alone.
+
 Steps (:mod:`.stages`: done-markers, resume, progress with the time left, one log per step): the data generators,
 then per (variant, seed) ``pretrain`` -> ``train`` -> ``robustness`` (tools/train.py, tools/robustness.py; with
 ``classifier_sweep`` also ``robustness_classifier`` of the pretrained classifier: the classification track), then
@@ -35,22 +41,9 @@ from typing import Dict, List, Optional, Sequence
 from ..fileio import write_json_atomic
 from .loading import last_checkpoint
 from .reproducibility import reproducible_env
-from .stages import Plan, StageError, StageRunner, Step
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TASKS = ('detection', 'classification')
-DEFAULTS = dict(
-    task='detection', seeds=[0], reference=None, distortions=['mix'], levels=[1, 2, 3, 4], columns=None,
-    classifier_sweep=False, recommended_alpha_lr_mult=1.0, classifier_distortions=['all', 'mix_minor', 'mix_heavy'],
-    level=0.95, threads=1, cpu_capability=None, jobs=1, workers=0, data_seed=0,
-    data=dict(voc=dict(num_train=16, num_test=4, image_size=(192, 144), style='photo'),
-              imagenet=dict(num_train=4, num_val=1, image_size=64, style='photo')),
-    pretrain=dict(epochs=1, batch=8, lr=0.01, scale=64),
-    detect=dict(iters=4, lr=0.001, clip=10.0, scale=(192, 144)),
-    weights=dict(data=1.0, pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None,
-    imagenet_root=None, variants=[])
-VARIANT_KEYS = ('name', 'config', 'pretrain', 'options', 'alpha_lr_mult')
-
+from .stages import Plan, StageRunner, Step
+# load_spec and parse_variant: the tools import them from here with Study
+from .study_spec import REPO, _repo_path, check_spec, load_spec, parse_variant  # noqa: F401
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -68,117 +61,6 @@ def voc_data_options(voc_root: str, scale: Sequence[int]) -> List[str]:
     (w, h), steps = scale, (('train_dataloader', 2), ('val_dataloader', 1), ('test_dataloader', 1))
     return [f'{loader}.dataset.data_root={voc_root}/' for loader, _ in steps] + [
         f'{loader}.dataset.pipeline.{i}.scale=({w},{h})' for loader, i in steps]
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return out
-
-
-def load_spec(path: Optional[str] = None, overrides: Optional[dict] = None) -> dict:
-    """The spec of a config file (mmengine ``Config``; its keys over :data:`DEFAULTS`) and ``overrides``."""
-    spec = dict(DEFAULTS)
-    if path is not None:
-        if not osp.isfile(path):
-            raise StageError(f'study spec {path} does not exist')
-        from mmengine.config import Config
-        spec = _merge(spec, Config.fromfile(path).to_dict())
-    return _merge(spec, overrides or {})
-
-
-def _repo_path(path: str) -> str:
-    return path if osp.isabs(path) else osp.join(REPO, path)
-
-
-def check_spec(spec: dict) -> dict:
-    """Every mistake the spec can hold, found before any step starts: one :class:`StageError` naming it."""
-    unknown = sorted(set(spec) - set(DEFAULTS))
-    if unknown:
-        raise StageError(f'unknown study keys {unknown}; accepted: {sorted(DEFAULTS)}')
-    if spec['task'] not in TASKS:
-        raise StageError(f'task must be one of {TASKS}, got {spec["task"]!r}')
-    seeds = spec['seeds']
-    if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
-        raise StageError(f'seeds must be distinct integers >= 0 (at least one), got {seeds!r}')
-    for key, minimum in (('threads', 1), ('jobs', 1), ('workers', 0)):
-        if isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < minimum:
-            raise StageError(f'{key} must be an integer >= {minimum}, got {spec[key]!r}')
-    if not 0 < spec['level'] < 1:
-        raise StageError(f'level must lie in (0, 1), e.g. 0.95, got {spec["level"]!r}')
-    variants = spec['variants']
-    if not variants:
-        raise StageError('the study has no variant: give variants in the spec or --variant NAME=CONFIG')
-    names = [v.get('name') for v in variants]
-    if len(set(names)) != len(names) or not all(isinstance(n, str) and n.replace('-', '').replace('+', '').replace(
-            '_', '').replace('.', '').isalnum() for n in names):
-        raise StageError(f'variant names must be distinct words (letters, digits, - + _ .), got {names}')
-    if spec['classifier_sweep'] and spec['task'] != 'detection':
-        raise StageError('classifier_sweep (sweep the pretrained classifiers too) needs task detection')
-    if spec['reference'] is not None and spec['reference'] not in names:
-        raise StageError(f'reference {spec["reference"]!r} is not a variant; variants: {names}')
-    for v in variants:
-        bad = sorted(set(v) - set(VARIANT_KEYS))
-        if bad:
-            raise StageError(f'variant {v["name"]}: unknown keys {bad}; accepted: {list(VARIANT_KEYS)}')
-        needed = ('config', 'pretrain') if spec['task'] == 'detection' else ('config', )
-        for key in needed:
-            if not v.get(key) or not osp.isfile(_repo_path(v[key])):
-                what = 'config' if key == 'config' else 'pretraining config'
-                raise StageError(f'variant {v["name"]}: {what} {v.get(key)!r} does not exist')
-        mult = v.get('alpha_lr_mult')
-        if mult == 'recommended':
-            mult = spec['recommended_alpha_lr_mult']
-        if mult is not None and (isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult < 0):
-            raise StageError(f'variant {v["name"]}: alpha_lr_mult must be a number >= 0 or \'recommended\' '
-                             f'(recommended_alpha_lr_mult), got {mult!r}')
-    from ..evaluation.robustness.cells import resolve_distortions, resolve_levels
-    from ..evaluation.robustness.errors import RobustnessError
-    try:
-        resolve_distortions(list(spec['distortions']), spec['task'])
-        if spec['classifier_sweep']:
-            resolve_distortions(list(spec['classifier_distortions']), 'classification')
-        resolve_levels(list(spec['levels']))
-    except RobustnessError as err:
-        raise StageError(f'distortions: {err}') from None
-    from ..datasets.synthetic_voc import STYLES
-    for name in ('voc', 'imagenet'):
-        style = spec['data'][name].get('style')
-        if style not in STYLES:
-            raise StageError(f'data.{name}.style must be one of {", ".join(STYLES)}, got {style!r}')
-    return spec
-
-
-def parse_variant(text: str, task: str) -> dict:
-    """``NAME=CONFIG[:key=value,...]``: cfg-options, and the study keys ``pretrain=CONFIG``, ``alpha_lr_mult=X``."""
-    name, sep, rest = text.partition('=')
-    if not sep or not name or not rest:
-        raise StageError(f'--variant {text!r}: expected NAME=CONFIG[:key=value,...]')
-    config, _, opts = rest.partition(':')
-    variant = dict(name=name, config=config, options=[])
-    depth, item = 0, ''
-    for ch in opts + ',':  # split at commas outside brackets: values may be lists
-        if ch == ',' and depth == 0:
-            if item:
-                key, eq, value = item.partition('=')
-                if not eq:
-                    raise StageError(f'--variant {text!r}: {item!r} is not key=value')
-                if key in ('pretrain', 'alpha_lr_mult'):
-                    try:
-                        variant[key] = value if key == 'pretrain' or value == 'recommended' else float(value)
-                    except ValueError:
-                        raise StageError(f'--variant {text!r}: alpha_lr_mult must be a number, got {value!r}') \
-                            from None
-                else:
-                    variant['options'].append(item)
-            item = ''
-            continue
-        depth += ch in '([{'
-        depth -= ch in ')]}'
-        item += ch
-    return variant
 
 
 class Study:
@@ -252,8 +134,10 @@ class Study:
                     osp.join(self.work, 'data'))
 
     def plan_pretrain(self, name: str, seed: int, config: str, stage: str = 'pretrain') -> Plan:
-        """A classifier's training (the detection track's pretraining or the classification track's model)."""
-        p, v, work_dir = self.spec['pretrain'], self.variants[name], self.work_dir(stage, name, seed)
+        """A classifier's training (the detection track's pretraining, the classification track's model, or the
+        saliency classifier: ``name`` None)."""
+        p, work_dir = self.spec['pretrain'], self.work_dir(stage, name or 'classifier', seed)
+        v = self.variants[name] if name else {}
         n = p['epochs']
         opts = ['default_hooks.logger.interval=10', 'default_hooks.checkpoint.save_optimizer=False',
                 f'default_hooks.checkpoint.interval={n}', f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
@@ -290,19 +174,30 @@ class Study:
         if detection:
             config, trained, opts = v['config'], self.work_dir('detect', name, seed), (
                 self.det_data() + self.loaders(['test_dataloader']))
-            distortions = spec['distortions']
+            distortions, extra = spec['distortions'], []
         else:
             in_detection = spec['task'] == 'detection'
             config = v['pretrain'] if in_detection else v['config']
             trained = self.work_dir('pretrain' if in_detection else 'train', name, seed)
             opts = self.cls_data(('test_dataloader', ))
             distortions = spec['classifier_distortions'] if in_detection else spec['distortions']
+            extra = self.saliency_args()
         # not cleared: the sweep resumes from its finished cells and starts afresh for another checkpoint itself
         return Plan(self.tool('robustness', self.derived_config(config, v), last_checkpoint(trained),
                               '--distortions', *distortions, '--levels', *spec['levels'], '--seed',
-                              spec['data_seed'], '--work-dir', sweep, '--cfg-options', *opts,
+                              spec['data_seed'], *extra, '--work-dir', sweep, '--cfg-options', *opts,
                               'default_hooks.logger.interval=10'),
                     [osp.join(sweep, 'robustness.json')], log_dir=sweep)
+
+    def saliency_args(self) -> List[str]:
+        """``--saliency-classifier``/``--saliency-checkpoint`` of the study's saliency classifier (none without one):
+        the config its training wrote out (with the data's class count) and its last checkpoint."""
+        saliency = self.spec['saliency']
+        if saliency is None:
+            return []
+        trained = self.work_dir('saliency', 'classifier', saliency['seed'])
+        config = osp.join(trained, osp.basename(saliency['config']))
+        return ['--saliency-classifier', config, '--saliency-checkpoint', last_checkpoint(trained)]
 
     # ---- steps
 
@@ -314,6 +209,12 @@ class Study:
                       weight=w['data'])]
         if detection:
             steps.append(Step('data_voc', self.plan_data_voc, title='generate the VOC-format set', weight=w['data']))
+        saliency = spec['saliency']
+        if saliency is not None:
+            steps.append(Step('pretrain_saliency', lambda: self.plan_pretrain(None, saliency['seed'], saliency['config'],
+                                                                               'saliency'), ['data_imagenet'],
+                              'train the saliency classifier of targeted occlusion', w['pretrain']))
+        classifier_deps = ['pretrain_saliency'] if saliency is not None else []
         for seed in spec['seeds']:
             for name, v in self.variants.items():
                 key = f'{name}_s{seed}'
@@ -328,11 +229,12 @@ class Study:
                                       self.plan_pretrain(n, s, c, 'train'), ['data_imagenet'],
                                       f'train {name} seed {seed}', w['train']))
                 steps.append(Step(f'robustness_{key}', lambda n=name, s=seed: self.plan_robustness(n, s),
-                                  [f'train_{key}'], f'robustness {name} seed {seed}', w['robustness']))
+                                  [f'train_{key}'] + ([] if detection else classifier_deps),
+                                  f'robustness {name} seed {seed}', w['robustness']))
                 if spec['classifier_sweep']:
                     steps.append(Step(f'robustness_classifier_{key}', lambda n=name, s=seed: self.plan_robustness(
-                        n, s, 'classification'), [f'pretrain_{key}'], f'classifier robustness {name} seed {seed}',
-                        w['robustness_classifier']))
+                        n, s, 'classification'), [f'pretrain_{key}'] + classifier_deps,
+                        f'classifier robustness {name} seed {seed}', w['robustness_classifier']))
         for track in self.tracks() if report else []:
             prefix = 'robustness_classifier_' if track != spec['task'] else 'robustness_'
             deps = [s.name for s in steps if s.name.startswith(prefix)
