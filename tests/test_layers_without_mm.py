@@ -111,3 +111,20 @@ def test_benchmark_torch_zf_mirrors_the_zf_backbone(repo_root):
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x)[-1])
+
+
+def test_the_gpu_benchmark_runs_with_torch_alone(repo_root, subprocess_env):
+    """benchmarks/bench_quant_conv_gpu.py is what a GPU machine without OpenMMLab runs from a checkout: the whole
+    script (here on the CPU, one round, the layer table) with the import blocker in place."""
+    run = textwrap.dedent('''
+        import runpy
+        sys.argv = ['bench_quant_conv_gpu.py', '--device', 'cpu', '--repeats', '1', '--warmup', '0', '--skip', 'zf',
+                    'memory', '--malloc', 'system']
+        runpy.run_path('benchmarks/bench_quant_conv_gpu.py', run_name='__main__')
+        loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('mmengine', 'mmcv', 'mmdet'))
+        assert not loaded, loaded
+    ''')
+    proc = _run(BLOCKER + run, repo_root, subprocess_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'malloc: system' in proc.stdout and 'R50 layer4 3x3' in proc.stdout
+    assert 'PowConv L=1, worst shape/batch/dtype' in proc.stdout  # the targets, met or missed
