@@ -298,3 +298,20 @@ def test_mmdet_resnet18_with_each_conv_type_trains(conv_type):
         assert all(e is not None for e in exps)
         if conv_type != 'HPowConv':
             assert any((e.detach() != 0).any() for e in exps)  # the exponents were trained
+
+
+def test_map_revision_benchmark_loads_an_earlier_map_and_refuses_an_unknown_revision(repo_root):
+    """benchmarks/bench_map_revision.py: the table against HEAD's map (one round), and a bad --ref in one line."""
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(repo_root, 'benchmarks', 'bench_map_revision.py')
+    proc = subprocess.run([sys.executable, script, '--ref', 'HEAD', '--repeats', '1', '--threads', '1'],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(('ZF conv', 'R50 layer'))]
+    assert len(rows) == 7 and all(float(v) > 0 for row in rows for v in row[-5:])
+    bad = subprocess.run([sys.executable, script, '--ref', 'no-such-revision'], cwd=repo_root, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        'bench_map_revision.py: error: --ref no-such-revision: no featquant_mmdet/ops/quantize.py there')
