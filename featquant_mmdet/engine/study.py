@@ -211,9 +211,9 @@ class Study:
             steps.append(Step('data_voc', self.plan_data_voc, title='generate the VOC-format set', weight=w['data']))
         saliency = spec['saliency']
         if saliency is not None:
-            steps.append(Step('pretrain_saliency', lambda: self.plan_pretrain(None, saliency['seed'], saliency['config'],
-                                                                               'saliency'), ['data_imagenet'],
-                              'train the saliency classifier of targeted occlusion', w['pretrain']))
+            steps.append(Step('pretrain_saliency', lambda: self.plan_pretrain(
+                None, saliency['seed'], saliency['config'], 'saliency'), ['data_imagenet'],
+                'train the saliency classifier of targeted occlusion', w['pretrain']))
         classifier_deps = ['pretrain_saliency'] if saliency is not None else []
         for seed in spec['seeds']:
             for name, v in self.variants.items():

@@ -114,11 +114,11 @@ class _SignedPower(torch.autograd.Function):
     """x |x|^alpha (= sign(x) |x|^(alpha+1)) with the gradients of eq. 6 (0 where x == 0).
 
     Saves x, alpha and y, and ``log2 max(|x|, tiny)`` (x-sized) when alpha needs a gradient, so that the backward
-    needs no logarithm: on the CPU the eager log is the costliest op of the map (log/log2 ~9x a multiply at ResNet-50
-    layer1's shape, exp ~7x, exp2 ~2x: docs/speed.md), hence also the power as ``exp2(alpha log2 m)``. Exponents
-    that broadcast x along one dimension (the layers' portions, Lambda > 1: x (N, 1, C, H, W), alpha (.., Lambda, C,
-    1, 1)) are processed one portion at a time, so that every temporary is x-sized and stays in cache. Traced by
-    ``torch.compile`` of a model, it uses the functional formulas of :mod:`.kernels` (same values).
+    needs no logarithm: on the CPU the eager log is the costliest op of the map (log/log2 5-9x a multiply at
+    ResNet-50 layer1's shape, exp 4-7x, exp2 1-2x: docs/speed.md), hence also the power as ``exp2(alpha log2 m)``.
+    Exponents that broadcast x along one dimension (the layers' portions, Lambda > 1: x (N, 1, C, H, W), alpha
+    (.., Lambda, C, 1, 1)) are processed one portion at a time, so that every temporary is x-sized and stays in
+    cache. Traced by ``torch.compile`` of a model, it uses the functional formulas of :mod:`.kernels` (same values).
     """
 
     @staticmethod
