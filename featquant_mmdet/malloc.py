@@ -8,9 +8,11 @@ gradients) are page-faulted and zeroed by the kernel again at every step. :func:
     M_MMAP_THRESHOLD = 32 MiB     (glibc's largest on 64-bit: blocks below it are reused from the heap)
     M_TRIM_THRESHOLD = 2 GiB - 1  (freed heap memory stays with the process for the next step)
 
-Measured on 2 cores (docs/speed.md): a ZF Faster R-CNN inference 12 % faster, a training iteration 8 % faster, and
-PowConv with Lambda = 4 at ZF's shapes from 1.50-1.88x to 1.16-1.29x of a plain conv. The cost: the process keeps
-freed memory instead of returning it (resident memory stays near its peak; the peak itself is unchanged).
+Measured on 2 cores (docs/speed.md, two runs of ``benchmarks/bench_zf_detector.py``): a ZF Faster R-CNN inference
+12-22 % faster, a training iteration 8-9 % faster; PowConv with Lambda = 4 at ZF's shapes 1.18-1.29x of a plain conv
+instead of 1.42-1.93x (``benchmarks/bench_map_revision.py``). The cost: the process keeps freed memory instead of
+returning it (resident memory stays near its peak), and the peak itself rose 2.8 % in the detector benchmark
+(2,727 against 2,654 MB).
 
 ``tools/train.py``, ``tools/test.py`` and ``tools/robustness.py`` apply it through
 :func:`featquant_mmdet.engine.loading.build_runner`; the environment variable ``FEATQUANT_MALLOC`` chooses
