@@ -41,4 +41,9 @@ variants = [
          config='configs/faster_rcnn_zf_pow1_voc_imagenet_init.py', alpha_lr_mult=1.0),
     dict(name='ZF-POW-1-rec', pretrain='configs/pretrain/zf_pow1_imagenet.py',
          config='configs/faster_rcnn_zf_pow1_voc_imagenet_init.py', alpha_lr_mult='recommended'),
+    # added in a second session: exponents start at -0.5 (a square-root map, compressive from the first step)
+    # instead of the identity, since at 0 they barely move: does a map away from the identity help?
+    dict(name='ZF-POW-1-sqrt', pretrain='configs/pretrain/zf_pow1_imagenet.py',
+         config='configs/faster_rcnn_zf_pow1_voc_imagenet_init.py', alpha_lr_mult=1.0,
+         options=['model.backbone.quant.conv_cfg.alpha_init=-0.5']),
 ]
