@@ -10,7 +10,8 @@
 #   detection: Faster R-CNN started from each classifier (the config-only hand-off), swept on Original, the
 #     distortions (levels 2, 4) and Mix.Minor / Mix.Heavy -> <results>/study.{md,csv,png}, alpha_trajectory.{md,png}.
 # Each with 5 training seeds, alpha's learning-rate multiplier at the plain setting (1) and at the one docs/alpha.md
-# recommended before this study (3: alpha moves 2.5x as far); the study's result made 1 the configs' default.
+# recommended before this study (3: alpha moves 2.5x as far); the study's result made 1 the configs' default. A
+# fourth variant (a second session) starts the exponents at -0.5, a square-root map, instead of the identity.
 # Data and distortions keep seed 0 (data_seed).
 task = 'detection'
 classifier_sweep = True
