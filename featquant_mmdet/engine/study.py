@@ -43,7 +43,7 @@ from .loading import last_checkpoint
 from .reproducibility import reproducible_env
 from .stages import Plan, StageRunner, Step
 # load_spec and parse_variant: the tools import them from here with Study
-from .study_spec import REPO, _repo_path, check_spec, load_spec, parse_variant  # noqa: F401
+from .study_spec import REPO, repo_path, check_spec, load_spec, parse_variant  # noqa: F401
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -85,8 +85,8 @@ class Study:
         mult = variant.get('alpha_lr_mult')
         mult = self.spec['recommended_alpha_lr_mult'] if mult == 'recommended' else mult
         if mult is None:
-            return _repo_path(config)
-        text = (f'_base_ = [{_repo_path(config)!r}]\n'
+            return repo_path(config)
+        text = (f'_base_ = [{repo_path(config)!r}]\n'
                 f"optim_wrapper = dict(paramwise_cfg=dict(custom_keys={{'.alpha': dict(lr_mult={float(mult)!r})}}))\n")
         digest = hashlib.sha256(text.encode()).hexdigest()[:10]
         path = osp.join(self.work, 'configs', f'{osp.splitext(osp.basename(config))[0]}_{digest}.py')

@@ -42,7 +42,8 @@ def load_spec(path: Optional[str] = None, overrides: Optional[dict] = None) -> d
     return _merge(spec, overrides or {})
 
 
-def _repo_path(path: str) -> str:
+def repo_path(path: str) -> str:
+    """``path`` as given when absolute, else relative to the repository (how specs name configs)."""
     return path if osp.isabs(path) else osp.join(REPO, path)
 
 
@@ -79,7 +80,7 @@ def check_spec(spec: dict) -> dict:
             raise StageError(f'variant {v["name"]}: unknown keys {bad}; accepted: {list(VARIANT_KEYS)}')
         needed = ('config', 'pretrain') if spec['task'] == 'detection' else ('config', )
         for key in needed:
-            if not v.get(key) or not osp.isfile(_repo_path(v[key])):
+            if not v.get(key) or not osp.isfile(repo_path(v[key])):
                 what = 'config' if key == 'config' else 'pretraining config'
                 raise StageError(f'variant {v["name"]}: {what} {v.get(key)!r} does not exist')
         mult = v.get('alpha_lr_mult')
@@ -91,7 +92,7 @@ def check_spec(spec: dict) -> dict:
     saliency = spec['saliency']
     if saliency is not None:
         if (not isinstance(saliency, dict) or sorted(saliency) != ['config', 'seed'] or not saliency['config']
-                or not osp.isfile(_repo_path(saliency['config']))):
+                or not osp.isfile(repo_path(saliency['config']))):
             raise StageError(f'saliency must be dict(config=<an existing classifier config>, seed=<int>), got '
                              f'{saliency!r}')
         if isinstance(saliency['seed'], bool) or not isinstance(saliency['seed'], int) or saliency['seed'] < 0 or \
