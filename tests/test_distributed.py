@@ -92,6 +92,30 @@ def test_with_cuda_reported_mmengine_code_runs_unchanged(launcher_env, monkeypat
         MMDistributedDataParallel(module=nn.Linear(3, 2), device_ids=[0])  # device_ids passed through
 
 
+@pytest.mark.skipif(not osp.isdir('/proc/self/task'), reason='counts threads through /proc (Linux)')
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU-only path: this machine has CUDA')
+def test_exit_handler_joins_gloo_threads_of_a_group_held_in_a_cycle(launcher_env):
+    """The handler registered at exit leaves no gloo worker thread behind even when, as in a Runner, the DDP wrapper
+    that holds the group sits in a reference cycle (a worker outliving the interpreter aborts the process)."""
+    from mmengine.dist.utils import _init_dist_pytorch
+    from mmengine.model import MMDistributedDataParallel
+
+    def threads():
+        return len(os.listdir('/proc/self/task'))
+
+    before = threads()
+    _init_dist_pytorch('nccl')
+    ddp = MMDistributedDataParallel(module=nn.Linear(3, 2), device_ids=[0], broadcast_buffers=False)
+    ddp(torch.ones(4, 3)).sum().backward()
+    cycle = {'model': ddp}
+    cycle['self'] = cycle
+    del ddp, cycle
+    assert threads() > before  # gloo's workers and its transport loop
+    compat._destroy_process_group()
+    assert not torch_dist.is_initialized()
+    assert threads() == before
+
+
 # ---------------------------------------------------------------------------------------------- the real tools
 # Two processes of one image each against one process with the same total batch of two images. mmdet normalises a
 # batch's losses over all its sampled anchors/RoIs (a pooled mean), DDP averages the per-process means; the two are
