@@ -1,7 +1,8 @@
-"""The fused (``torch.compile``d) maps against the eager reference: values and eq. 6 gradients, the layers, the
-switch between the paths, and ``torch.compile`` of a whole model containing the layers.
+"""The fused maps against the eager reference: values and eq. 6 gradients, the layers, the switch between the
+paths, and ``torch.compile`` of a whole model containing the layers.
 
-Runs on the CPU (Inductor's C++ backend); ``tests/test_layers_cuda.py`` repeats the comparison on a GPU. Compiling
+Runs on the CPU, with Inductor's C++ backend and with the hand-written kernel (ops/native.py; its own properties:
+tests/test_native_maps.py); ``tests/test_layers_cuda.py`` repeats the comparison on a GPU. Compiling
 costs seconds per new input rank/dtype: the cases share ranks and dtypes so that the file compiles few kernels
 (about 1-2 minutes on 2 loaded cores the first time, much less with Inductor's on-disk cache).
 """
@@ -16,6 +17,17 @@ from featquant_mmdet.ops import fused as fused_mod
 from featquant_mmdet.ops.quantize import floor_signed_power, scaled_floor, signed_power
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
+# The CPU's fused maps are the C++ kernel by default (ops/native.py); this file also runs Inductor's, the compiled
+# path's generic parts that CUDA uses. Tests marked BOTH_BACKENDS run with each.
+BOTH_BACKENDS = pytest.mark.parametrize('cpu_backend', ['inductor', 'native'], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_backend(request, monkeypatch):
+    backend = getattr(request, 'param', 'inductor')
+    monkeypatch.setattr(fused_mod, 'CPU_BACKEND', backend)
+    return backend
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -51,6 +63,7 @@ def _assert_paths_agree(op, x, params, seed=1, tol=TOL):
 
 
 # -------------------------------------------------------------------------------------------------------- the ops
+@BOTH_BACKENDS
 @pytest.mark.parametrize('alpha_values', [(-1.0, 0.0, 5.0), (-0.7, 0.4, 1.9)], ids=['range-ends', 'inside'])
 def test_power_fused_equals_eager_per_channel_including_zero_and_range_ends(alpha_values):
     x = _features((2, 3, 5, 6))
@@ -63,6 +76,7 @@ def test_power_fused_equals_eager_per_channel_including_zero_and_range_ends(alph
     assert torch.isfinite(grad_alpha).all()
 
 
+@BOTH_BACKENDS
 def test_power_fused_equals_eager_per_sample_and_per_portion_exponents():
     x = _features((2, 1, 3, 4, 5))  # Lambda > 1: x (N, 1, C, H, W) against alpha (N, Lambda, C, 1, 1)
     alpha = torch.rand(2, 4, 3, 1, 1, generator=torch.Generator().manual_seed(3)) * 2 - 0.8
@@ -70,6 +84,7 @@ def test_power_fused_equals_eager_per_sample_and_per_portion_exponents():
     assert grad_x.shape == x.shape and grad_alpha.shape == alpha.shape
 
 
+@BOTH_BACKENDS
 def test_floor_and_floor_power_fused_equal_eager():
     x = _features((2, 3, 5, 6))
     beta = torch.tensor([100.0, 7.0, 1.0]).view(3, 1, 1)
@@ -78,6 +93,7 @@ def test_floor_and_floor_power_fused_equal_eager():
     _assert_paths_agree(lambda x_, a, fused: floor_signed_power(x_, beta, a, fused), x, [alpha])
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_half_precision_inputs_agree_and_keep_their_dtype_gradient(dtype):
     # what autocast hands the map: a half-precision activation; the map computes in float32 on both paths
@@ -87,6 +103,7 @@ def test_half_precision_inputs_agree_and_keep_their_dtype_gradient(dtype):
     assert y.dtype == torch.float32 and grad_x.dtype == dtype
 
 
+@BOTH_BACKENDS
 def test_inference_path_is_plain_ops_and_equal():
     x = _features((2, 3, 5, 6))
     alpha = torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
@@ -127,6 +144,7 @@ def _layer_step(layer, x, autocast=False):
     return out.detach().float(), x.grad, {n: p.grad.clone() for n, p in layer.named_parameters()}
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize('name', sorted(LAYERS))
 def test_layers_fused_equal_eager(name):
     eager, fused = _layer_pair(name)
@@ -138,6 +156,7 @@ def test_layers_fused_equal_eager(name):
         torch.testing.assert_close(got[2][key], ref[2][key], rtol=1e-4, atol=1e-4 * max(1, ref[2][key].abs().max()))
 
 
+@BOTH_BACKENDS
 def test_layer_under_bfloat16_autocast_fused_equals_eager():
     eager, fused = _layer_pair('PowConv')
     x = _features((2, 3, 6, 7)).clamp(-3, 3)
@@ -174,7 +193,10 @@ def test_setting_resolution(monkeypatch):
     cpu, cuda = torch.device('cpu'), torch.device('cuda')
     monkeypatch.delenv(fused_mod.ENV_VAR, raising=False)
     assert fused_mod.resolve_fused(None, cuda) is True
-    assert fused_mod.resolve_fused(None, cpu) is ('cpu' in fused_mod.AUTO_FUSED)
+    assert fused_mod.resolve_fused(None, cpu) is False  # auto never picks Inductor on the CPU
+    monkeypatch.setattr(fused_mod, 'CPU_BACKEND', 'native')
+    assert fused_mod.resolve_fused(None, cpu) is True  # the C++ kernel
+    monkeypatch.setattr(fused_mod, 'CPU_BACKEND', 'inductor')
     assert fused_mod.resolve_fused(False, cuda) is False and fused_mod.resolve_fused(True, cpu) is True
     monkeypatch.setenv(fused_mod.ENV_VAR, 'off')
     assert fused_mod.resolve_fused(None, cuda) is False

@@ -12,9 +12,11 @@ Which path runs (``fused`` argument of the ops and the layers, else the environm
 ==========================  ============================================================================
 ``True`` / ``'1'``, ``'on'``  the compiled maps
 ``False`` / ``'0'``, ``'off'``  the eager reference (:mod:`featquant_mmdet.ops.quantize`)
-``None`` / ``'auto'``         per device: see :data:`AUTO_FUSED` (compiled on CUDA, eager on CPU)
+``None`` / ``'auto'``         per device: see :data:`AUTO_FUSED` (fused on CUDA and on the CPU)
 ==========================  ============================================================================
 
+On the CPU the fused power and floor + power are a hand-written C++ kernel instead (:mod:`.native`, built once
+per machine; :data:`CPU_BACKEND`); the floor alone and layouts the kernel does not cover run the eager path there.
 A device where compiling fails (no C++ compiler, no Triton) warns once and runs the eager path from then on.
 Inside ``torch.compile`` of a whole model, ``torch.export`` and ONNX export the ops never call these compiled
 functions: they hand the plain formulas to the outer compiler or exporter instead.
@@ -27,16 +29,20 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from . import kernels
+from . import kernels, native
 
 ENV_VAR = 'FEATQUANT_FUSED_MAPS'
 _ON, _OFF, _AUTO = ('1', 'on', 'true', 'fused'), ('0', 'off', 'false', 'eager'), ('', 'auto')
 
-#: Device types where ``fused=None`` (auto) picks the compiled maps. CUDA: Triton kernels. The CPU is left out by
-#: measurement (docs/speed.md): there the compiled maps take 1-4% off a PowConv step at ZF's shapes (Lambda = 4:
-#: about 10%) and nothing measurable off a ZF backbone step, while each new process pays 13-48 s of compilation
-#: (warm/cold on-disk cache) before its first step: a loss for the CPU's typical short runs (tests, demo, study).
-AUTO_FUSED = frozenset({'cuda'})
+#: Device types where ``fused=None`` (auto) picks the fused maps. CUDA: Triton kernels. CPU: the C++ kernel
+#: (measured, docs/speed.md: a PowConv step at ResNet-50's shapes 1.15-1.31x -> 1.11-1.15x of a plain conv; a ZF
+#: detector unchanged) when :data:`CPU_BACKEND` is ``'native'``; Inductor's CPU kernels are never picked by default
+#: (no faster than eager there, and 13-48 s of compilation in every new process).
+AUTO_FUSED = frozenset({'cuda', 'cpu'})
+
+#: The CPU's fused maps: ``'native'`` (the C++ kernel of :mod:`.native`) or ``'inductor'`` (``torch.compile`` as
+#: on CUDA: how the tests exercise the compiled path's generic parts without a GPU).
+CPU_BACKEND = 'native'
 
 _RECOMPILE_LIMIT = 64
 # torch < 2.6 calls it cache_size_limit (GPU machines bring their own torch)
@@ -55,7 +61,7 @@ def resolve_fused(fused: Optional[Union[bool, str]], device: torch.device) -> bo
         elif key in _OFF:
             fused = False
         elif key in _AUTO:
-            fused = device.type in AUTO_FUSED
+            fused = device.type in AUTO_FUSED and (device.type != 'cpu' or CPU_BACKEND == 'native')
         else:
             source = f'environment variable {ENV_VAR}' if fused is None else 'fused'
             raise ValueError(f'{source}={setting!r}: accepted are auto (default), 1/on/true/fused, 0/off/false/eager')
@@ -166,3 +172,13 @@ class FusedFloorSignedPower(torch.autograd.Function):
 def compiled_forward(name: str, *args) -> Tensor:
     """A map's compiled forward without autograd (inference: nothing needs a gradient)."""
     return _call(name, args[0].device, getattr(kernels, name), *args)
+
+
+def native_on(device: torch.device) -> bool:
+    """Whether the fused maps on ``device`` are the C++ kernel (the CPU with :data:`CPU_BACKEND` ``'native'``)."""
+    return device.type == 'cpu' and CPU_BACKEND == 'native'
+
+
+def native_map(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) -> Optional[Tensor]:
+    """The kernel's psi(x, alpha) (after the floor when ``beta`` is given); None where it does not apply."""
+    return native.signed_power(x, alpha, beta)

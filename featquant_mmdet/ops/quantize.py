@@ -28,7 +28,8 @@ Three implementations of the same formulas, chosen per call (the ``fused`` argum
 :mod:`featquant_mmdet.ops.fused`):
 
 * eager (this module's autograd functions): the reference; in-place vectorised ops on few fresh buffers;
-* fused: the forward and the backward each compiled into one kernel (``torch.compile``), default on CUDA;
+* fused: the forward and the backward each compiled into one kernel (``torch.compile``), default on CUDA; on the
+  CPU a hand-written C++ kernel (:mod:`featquant_mmdet.ops.native`);
 * plain (:mod:`featquant_mmdet.ops.kernels`, no autograd function): when nothing needs a gradient, and always
   inside ``torch.compile``/``torch.export``/ONNX export of a model, so that those see plain torch ops (ONNX gets
   ``Abs``/``Max``/``Log``/``Exp``/``Mul`` nodes, no ``PythonOp``). With gradients inside ``torch.compile`` the
@@ -105,7 +106,7 @@ def scaled_floor(x: Tensor, beta, fused: Optional[bool] = None) -> Tensor:
     path = _path(x, (), fused)
     if path == 'plain':
         return kernels.floor_forward(x, beta)
-    if path == 'fused':
+    if path == 'fused' and not _fused.native_on(x.device):  # the CPU kernel fuses the floor only with a power
         return _fused.FusedScaledFloor.apply(x, beta)
     return _ScaledFloorSTE.apply(x, beta)
 
@@ -241,7 +242,11 @@ def signed_power(x: Tensor, alpha, fused: Optional[bool] = None) -> Tensor:
     if path == 'plain':
         return kernels.power_forward(x, alpha)
     if path == 'fused':
-        return _fused.FusedSignedPower.apply(x, alpha)
+        if not _fused.native_on(x.device):
+            return _fused.FusedSignedPower.apply(x, alpha)
+        y = _fused.native_map(x, alpha)
+        if y is not None:
+            return y
     return _SignedPower.apply(x, alpha)
 
 
@@ -259,7 +264,11 @@ def floor_signed_power(x: Tensor, beta, alpha, fused: Optional[bool] = None) -> 
     if path == 'plain':
         return kernels.floor_power_forward(x, beta, alpha)
     if path == 'fused':
-        return _fused.FusedFloorSignedPower.apply(x, beta, alpha)
+        if not _fused.native_on(x.device):
+            return _fused.FusedFloorSignedPower.apply(x, beta, alpha)
+        y = _fused.native_map(x, alpha, beta)
+        if y is not None:
+            return y
     return _SignedPower.apply(_ScaledFloorSTE.apply(x, beta), alpha)
 
 

@@ -1,0 +1,142 @@
+"""The CPU's C++ maps kernel (featquant_mmdet/ops/native.py): built here, chosen by default on the CPU, exact zeros
+of eq. 6 on ReLU features, results independent of the thread count, no process-wide floating-point side effect, the
+layouts it leaves to the eager path, and a failed build. Values and gradients against the eager reference, layers
+included: tests/test_fused_maps.py (BOTH_BACKENDS)."""
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from featquant_mmdet.layers.quant_conv import PowConv, portioned_power_map
+from featquant_mmdet.ops import fused as fused_mod
+from featquant_mmdet.ops import native
+from featquant_mmdet.ops.quantize import floor_signed_power, signed_power
+
+HAS_COMPILER = any(shutil.which(cc) for cc in ('c++', 'g++'))
+
+
+def _relu_features(shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).relu_()
+
+
+def _step(x, alpha, fused, beta=None, threads=None):
+    x, alpha = x.clone().requires_grad_(), alpha.clone().requires_grad_()
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        y = signed_power(x, alpha, fused) if beta is None else floor_signed_power(x, beta, alpha, fused)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
+    finally:
+        torch.set_num_threads(previous)
+    return y.detach(), x.grad, alpha.grad, type(y.grad_fn).__name__
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine: the eager path runs')
+def test_kernel_builds_here_and_is_the_cpu_default(monkeypatch):
+    assert native.available(), repr(native._state.get('error'))
+    monkeypatch.delenv(fused_mod.ENV_VAR, raising=False)
+    x, alpha = _relu_features((2, 3, 4, 5)), torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
+    assert _step(x, alpha, None)[3] == '_NativePowerBackward'
+    monkeypatch.setenv(fused_mod.ENV_VAR, '0')
+    assert _step(x, alpha, None)[3] == '_SignedPowerBackward'
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_relu_features_zeros_give_exact_zero_gradients_and_match_eager():
+    x = _relu_features((2, 16, 9, 11))  # half exact zeros, as after a ReLU (the kernel's special lanes)
+    alpha = torch.linspace(-1.0, 1.5, 16).view(16, 1, 1)
+    y, grad_x, grad_alpha, kind = _step(x, alpha, True)
+    y_e, grad_x_e, grad_alpha_e, _ = _step(x, alpha, False)
+    assert kind == '_NativePowerBackward'
+    zeros = x == 0
+    assert zeros.float().mean() > 0.3
+    assert (y[zeros] == 0).all() and (grad_x[zeros] == 0).all()
+    torch.testing.assert_close(y, y_e, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad_x, grad_x_e, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_alpha, grad_alpha_e, rtol=1e-5, atol=1e-5 * float(grad_alpha_e.abs().max()))
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+@pytest.mark.parametrize('case', ['per-channel', 'per-sample-portions', 'floor-power'])
+def test_results_do_not_depend_on_the_thread_count(case):
+    x = torch.randn(3, 8, 7, 9, generator=torch.Generator().manual_seed(2))
+    beta = None
+    if case == 'per-channel':
+        alpha = torch.rand(8, 1, 1, generator=torch.Generator().manual_seed(3)) - 0.5
+    elif case == 'floor-power':
+        alpha, beta = torch.rand(8, 1, 1) - 0.5, torch.full((8, 1, 1), 10.0)
+    else:
+        x, alpha = x.unsqueeze(1), torch.rand(3, 4, 8, 1, 1, generator=torch.Generator().manual_seed(3)) - 0.5
+    one, four = _step(x, alpha, True, beta, threads=1), _step(x, alpha, True, beta, threads=4)
+    assert one[3] == '_NativePowerBackward'
+    for a, b in zip(one[:3], four[:3]):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_loading_the_kernel_leaves_subnormal_arithmetic_alone():
+    """Built without -ffast-math: its startup code would switch the whole process to flush-to-zero."""
+    assert native.available()
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # subnormal in float32
+    assert float(tiny / 10) != 0.0
+    x = torch.tensor([[[[1e-39, -3e-40, 2.0]]]])
+    y = signed_power(x, torch.zeros(1, 1, 1), fused=True)  # alpha = 0: the identity, subnormal inputs included
+    assert torch.equal(y, x)
+
+
+def test_layouts_the_kernel_leaves_to_the_eager_path():
+    x = torch.randn(2, 3, 4, 5)
+    alpha = torch.rand(3, 1, 1) - 0.5
+    assert native.layout_supported(x, alpha)
+    assert native.layout_supported(x.unsqueeze(1), torch.rand(2, 4, 3, 1, 1))  # per sample and per portion
+    assert native.layout_supported(x, torch.tensor(0.3))  # one exponent for all channels
+    assert not native.layout_supported(x.double(), alpha.double())  # float64
+    assert not native.layout_supported(x, torch.rand(3, 4, 1))  # exponents varying over space
+    assert not native.layout_supported(x[0], alpha)  # 3-d input
+    assert not native.layout_supported(x, alpha, beta=torch.rand(3, 4, 1) + 1)
+    # and the ops still compute them, on the eager path
+    y, _, _, kind = _step(x.double(), alpha.double(), True)
+    assert kind == '_SignedPowerBackward'
+    torch.testing.assert_close(y, _step(x.double(), alpha.double(), False)[0])
+
+
+def test_a_failed_build_warns_once_and_the_eager_path_runs(monkeypatch):
+    def broken():
+        raise OSError('g++: not found')
+
+    monkeypatch.setattr(native, '_state', {})
+    monkeypatch.setattr(native, '_build', broken)
+    x, alpha = torch.randn(2, 3, 4, 5), torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
+    with pytest.warns(RuntimeWarning, match=r'building the CPU maps kernel failed \(OSError: g\+\+: not found\); '
+                                            r'using the eager maps'):
+        y, grad_x, grad_alpha, kind = _step(x, alpha, True)
+    assert kind == '_SignedPowerBackward'
+    reference = _step(x, alpha, False)
+    for a, b in zip((y, grad_x, grad_alpha), reference[:3]):
+        assert torch.equal(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no second warning
+        assert _step(x, alpha, True)[3] == '_SignedPowerBackward'
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_layer_with_portions_and_memory_efficient_backward_uses_the_kernel():
+    torch.manual_seed(0)
+    layer = PowConv(8, 8, 3, padding=1, num_portions=4, memory_efficient=True, fused=True)
+    reference = PowConv(8, 8, 3, padding=1, num_portions=4, memory_efficient=True, fused=False)
+    with torch.no_grad():
+        layer.alpha.uniform_(-0.6, 0.8)
+    reference.load_state_dict(layer.state_dict())
+    x = _relu_features((2, 8, 6, 7))
+    grads = []
+    for module in (layer, reference):
+        xi = x.clone().requires_grad_()
+        module(xi).square().sum().backward()
+        grads.append((xi.grad, module.alpha.grad, module.weight.grad))
+    for got, ref in zip(*grads):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(ref.abs().max())))
+    mapped = portioned_power_map(x, layer.alpha.detach().requires_grad_(), True)
+    assert type(mapped.grad_fn).__name__ == 'ViewBackward0'
+    assert type(mapped.grad_fn.next_functions[0][0]).__name__ == '_NativePowerBackward'
