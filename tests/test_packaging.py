@@ -146,6 +146,7 @@ def test_built_wheel_ships_configs_and_tools_and_works_unpacked(tmp_path):
         assert prefix + 'tools/' + tool in names
     assert prefix + 'tools/setup_env.sh' not in names  # the checkout's environment script is not a user tool
     assert 'featquant_mmdet/version_check.py' in names
+    assert 'featquant_mmdet/ops/csrc/maps_cpu.cpp' in names  # the CPU maps kernel's source, built at first use
 
     site = str(tmp_path / 'site')
     with zipfile.ZipFile(wheel) as zf:  # a pure-Python wheel: unpacking it is installing it

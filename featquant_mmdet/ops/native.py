@@ -13,7 +13,9 @@ floor scales per channel. Computes in float32 (float16/bfloat16 inputs are conve
 """
 import glob
 import logging
+import os
 import os.path as osp
+import shutil
 import sys
 import threading
 import warnings
@@ -46,6 +48,10 @@ def _build():
     logger = logging.getLogger('torch.utils.cpp_extension')
     level = logger.level
     logger.setLevel(logging.ERROR)  # "No CUDA runtime is found" (at import): irrelevant for a CPU extension
+    path = os.environ.get('PATH', '')
+    venv_bin = osp.dirname(sys.executable)
+    if shutil.which('ninja') is None and shutil.which('ninja', path=venv_bin):
+        os.environ['PATH'] = venv_bin + os.pathsep + path  # ninja installed in the venv that is not activated
     try:
         from torch.utils import cpp_extension
         name = f'featquant_maps_cpu_{capability.lower()}'
@@ -57,6 +63,7 @@ def _build():
                                   extra_ldflags=['-fopenmp', '-lmvec'], build_directory=build_dir, verbose=False)
     finally:
         logger.setLevel(level)
+        os.environ['PATH'] = path
 
 
 def extension():
