@@ -126,12 +126,12 @@ def test_one_exponent_per_input_output_pair_when_lambda_equals_out_channels():
 @pytest.mark.parametrize('conv_type', ['PowConv', 'SFPowConv', 'HPowConv'])
 def test_memory_efficient_layers_keep_only_x_for_backward(conv_type):
     """memory_efficient: only x (alive anyway), the weight and small tensors are saved; f(x) is recomputed.
-    Default: two more input-sized buffers, f(x) (shared by the power op and the conv) and log2|x| (the power's
-    backward then needs no logarithm); SF-POW on the eager path keeps tau(x) too, the CPU kernel (fused) recomputes
-    tau(x) and log2|tau(x)| instead."""
+    Default on the eager path: two more input-sized buffers, f(x) (shared by the power op and the conv) and log2|x|
+    (the power's backward then needs no logarithm); SF-POW keeps tau(x) too. The CPU kernel (fused) keeps only f(x)
+    and recomputes tau(x) and log2|tau(x)| in backward."""
     x = torch.randn(2, 8, 16, 16, requires_grad=True)
     cases = [(True, fused, 0) for fused in (False, True)]
-    cases += [(False, False, 3 if conv_type == 'SFPowConv' else 2), (False, True, 1 if conv_type == 'SFPowConv' else 2)]
+    cases += [(False, False, 3 if conv_type == 'SFPowConv' else 2), (False, True, 1)]
     for memory_efficient, fused, extra_buffers in cases:
         conv = randomize(build_conv_layer(dict(type=conv_type, memory_efficient=memory_efficient, fused=fused), 8,
                                           8, 3, padding=1))

@@ -1,7 +1,7 @@
 """The CPU's fused maps: a C++ kernel (``csrc/maps_cpu.cpp``) for the signed power and floor + power.
 
-One vectorised pass for the forward (y and, when the exponents need a gradient, log2 m) and one for the eq. 6
-backward, parallel over channels. Built with torch's C++ extension loader at first use and cached on disk
+One vectorised pass for the forward and one for the eq. 6 backward (which recomputes log2 m from x), parallel over
+channels. Built with torch's C++ extension loader at first use and cached on disk
 (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 20 s once per machine and CPU type, then a
 load); a machine without a C++ compiler, ninja or glibc's vector maths (libmvec) warns once and keeps the eager
 path. Written by hand because Inductor's CPU kernels for these maps were no faster than the eager ops at ResNet-50's
@@ -122,28 +122,27 @@ def _layout(x: Tensor, alpha: Tensor, beta: Optional[Tensor]):
 
 
 class _NativePower(torch.autograd.Function):
-    """psi(x, alpha) or psi(floor(beta x) / beta, alpha) by the C++ kernel; saves x, alpha, y and, for the power
-    with exponents that need a gradient, log2 m (as the eager path does)."""
+    """psi(x, alpha) or psi(floor(beta x) / beta, alpha) by the C++ kernel; saves x, alpha and y (the backward
+    recomputes log2 m and the floor: one x-sized tensor per layer less than the eager path keeps)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, alpha: Tensor, beta: Optional[Tensor], layout) -> Tensor:
         alpha3, beta1, y_shape, alpha_wide = layout
         n, channels = x.shape[0], alpha3.shape[2]
         x3 = x.to(torch.float32).reshape(n, channels, -1).contiguous()
-        keep_log = ctx.needs_input_grad[1] and beta1 is None
-        y4, log2m = _state['module'].power_forward(x3, alpha3, beta1, keep_log)
-        ctx.save_for_backward(x3, alpha3, y4, log2m if keep_log else None, beta1)
+        y4 = _state['module'].power_forward(x3, alpha3, beta1)
+        ctx.save_for_backward(x3, alpha3, y4, beta1)
         ctx.shapes = (x.shape, x.dtype, alpha.shape, alpha.dtype, alpha_wide)
         return y4.view(y_shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y: Tensor):
-        x3, alpha3, y4, log2m, beta1 = ctx.saved_tensors
+        x3, alpha3, y4, beta1 = ctx.saved_tensors
         x_shape, x_dtype, alpha_shape, alpha_dtype, alpha_wide = ctx.shapes
         need_x, need_alpha = ctx.needs_input_grad[:2]
         grad_x, grad_alpha = _state['module'].power_backward(
-            x3, alpha3, beta1, y4, log2m, grad_y.to(torch.float32).reshape(y4.shape).contiguous(), need_x,
+            x3, alpha3, beta1, y4, grad_y.to(torch.float32).reshape(y4.shape).contiguous(), need_x,
             need_alpha)
         if need_x:
             grad_x = grad_x.view(x_shape).to(x_dtype)

@@ -10,7 +10,10 @@
 //   grad_x (N, C, S)     sum_p dL/dy_p * (alpha_p + 1) * y_p / (sign(t) m)      (0 where t == 0, since y == 0)
 //   grad_alpha (Na, P, C)  ln 2 * sum dL/dy * y * log2 m
 //
-// The same formulas as the eager reference (ops/quantize.py), which tests compare against. Compiled without
+// The backward recomputes t and log2 m from x (a row at a time, in cache) rather than keeping an x-sized log2 m per
+// layer: measured at ResNet-50 layer1's shape inside a PowConv step, keeping it gained nothing (the backward is then
+// bound by reading five x-sized arrays). The same formulas as the eager reference (ops/quantize.py), which tests
+// compare against. Compiled without
 // -ffast-math (IEEE division, no flush-to-zero); log2f/exp2f are declared SIMD so that GCC calls glibc's vector
 // versions (libmvec). Parallel over channels: every sum has one owner thread and a fixed order, so results do not
 // depend on the number of threads.
@@ -104,26 +107,24 @@ void check(const torch::Tensor& x, const torch::Tensor& alpha, const torch::Tens
 
 }  // namespace
 
-// y (N, P, C, S), and log2 m (N, C, S) when keep_log
-std::vector<torch::Tensor> power_forward(const torch::Tensor& x, const torch::Tensor& alpha,
-                                         const c10::optional<torch::Tensor>& beta_opt, bool keep_log) {
+// y (N, P, C, S)
+torch::Tensor power_forward(const torch::Tensor& x, const torch::Tensor& alpha,
+                            const c10::optional<torch::Tensor>& beta_opt) {
   const torch::Tensor beta = beta_opt.has_value() ? *beta_opt : torch::Tensor();
   check(x, alpha, beta);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2), Na = alpha.size(0), P = alpha.size(1);
   const bool floor = beta.defined();
   auto y = torch::empty({N, P, C, S}, x.options());
-  torch::Tensor log2m = keep_log ? torch::empty_like(x) : torch::Tensor();
   const float* xp = x.data_ptr<float>();
   const float* ap = alpha.data_ptr<float>();
   const float* bp = floor ? beta.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  float* lp = keep_log ? log2m.data_ptr<float>() : nullptr;
   at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(static_cast<size_t>(2 * S));
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / C, c = nc % C;
       float* t = scratch.data();
-      float* l = keep_log ? lp + nc * S : scratch.data() + S;
+      float* l = scratch.data() + S;
       log_row(xp + nc * S, t, l, floor ? bp[c] : 1.f, floor, S);
       for (int64_t p = 0; p < P; ++p) {
         const float a = ap[((Na == 1 ? 0 : n) * P + p) * C + c];
@@ -131,24 +132,20 @@ std::vector<torch::Tensor> power_forward(const torch::Tensor& x, const torch::Te
       }
     }
   });
-  return {y, log2m};
+  return y;
 }
 
-// (grad_x (N, C, S) or undefined, grad_alpha (Na, P, C) or undefined); log2m may be undefined (recomputed)
+// (grad_x (N, C, S) or undefined, grad_alpha (Na, P, C) or undefined); t and log2 m recomputed from x
 std::vector<torch::Tensor> power_backward(const torch::Tensor& x, const torch::Tensor& alpha,
                                           const c10::optional<torch::Tensor>& beta_opt, const torch::Tensor& y,
-                                          const c10::optional<torch::Tensor>& log2m_opt, const torch::Tensor& grad_y,
-                                          bool need_x, bool need_alpha) {
+                                          const torch::Tensor& grad_y, bool need_x, bool need_alpha) {
   const torch::Tensor beta = beta_opt.has_value() ? *beta_opt : torch::Tensor();
-  const torch::Tensor log2m = log2m_opt.has_value() ? *log2m_opt : torch::Tensor();
   check(x, alpha, beta);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2), Na = alpha.size(0), P = alpha.size(1);
   TORCH_CHECK(y.is_contiguous() && grad_y.is_contiguous() && y.sizes() == grad_y.sizes() && y.dim() == 4 &&
                   y.size(0) == N && y.size(1) == P && y.size(2) == C && y.size(3) == S &&
                   y.scalar_type() == at::kFloat && grad_y.scalar_type() == at::kFloat,
               "y and grad_y must be contiguous float32 tensors (N, P, C, S)");
-  TORCH_CHECK(!log2m.defined() || (log2m.is_contiguous() && log2m.sizes() == x.sizes()),
-              "log2m must be a contiguous tensor shaped like x");
   const bool floor = beta.defined();
   torch::Tensor grad_x = need_x ? torch::empty_like(x) : torch::Tensor();
   torch::Tensor grad_alpha = need_alpha ? torch::empty({Na, P, C}, x.options()) : torch::Tensor();
@@ -157,7 +154,6 @@ std::vector<torch::Tensor> power_backward(const torch::Tensor& x, const torch::T
   const float* bp = floor ? beta.data_ptr<float>() : nullptr;
   const float* yp = y.data_ptr<float>();
   const float* gp = grad_y.data_ptr<float>();
-  const float* lp = log2m.defined() ? log2m.data_ptr<float>() : nullptr;
   float* gxp = need_x ? grad_x.data_ptr<float>() : nullptr;
   float* gap = need_alpha ? grad_alpha.data_ptr<float>() : nullptr;
   at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
@@ -169,12 +165,7 @@ std::vector<torch::Tensor> power_backward(const torch::Tensor& x, const torch::T
         const int64_t row = (n * C + c) * S;
         float* t = scratch.data();
         float* l = scratch.data() + S;
-        if (lp != nullptr && !floor) {
-          t = const_cast<float*>(xp + row);  // read only
-          l = const_cast<float*>(lp + row);
-        } else {
-          log_row(xp + row, t, l, floor ? bp[c] : 1.f, floor, S);  // the floored input is recomputed
-        }
+        log_row(xp + row, t, l, floor ? bp[c] : 1.f, floor, S);
         float* g = need_x ? gxp + row : scratch.data() + 2 * S;
         for (int64_t p = 0; p < P; ++p) {
           const int64_t a_index = ((Na == 1 ? 0 : n) * P + p) * C + c;
