@@ -11,8 +11,8 @@ timing every variant once in turn (load drifts hit all alike), medians over roun
 
 1. layers, forward + backward: ZF conv3-conv5 (38x63 maps of a ~600x1000 image) and ResNet-50's four 3x3 conv
    shapes, at batch 2 and 16, in float32 and under bfloat16 autocast (CUDA defaults; CPU: batch 2, float32).
-   Rows marked ``eager``/``fused`` force that path; the others use the device's default (compiled on CUDA, eager on
-   the CPU, see featquant_mmdet/ops/fused.py).
+   Rows marked ``eager``/``fused`` force that path; the others use the device's default (compiled on CUDA, the C++
+   kernel on the CPU, see featquant_mmdet/ops/fused.py).
 2. ZF backbone forward + backward: plain ZF vs ZF-POW-1 (PowConv, Lambda = 1, on conv3-conv5). The backbone is
    built here from torch modules with exactly the layer shapes of ``featquant_mmdet/models/backbones/zf.py`` (conv1
    7x7/2, conv2 5x5/2 with Caffe's within-channel LRN and ceil-mode pools, conv3-5 3x3), because that class needs

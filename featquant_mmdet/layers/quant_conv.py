@@ -29,19 +29,20 @@ Memory: ``memory_efficient=True`` recomputes the mapped input in backward
 ----------------------------------------------------------------------
 By default ``conv(f(x))`` is differentiated by autograd: the conv keeps ``f(x)`` for its weight gradient, one extra
 input-sized tensor per quantized layer between forward and backward (``x`` is alive anyway and ``f(x)`` is shared
-with the conv); the eager power (the CPU default) also keeps ``log2|x|`` so that its backward needs no logarithm,
-and SF-POW's eager path ``tau(x)`` (the fused path keeps neither: it recomputes them). With
+with the conv); the eager power also keeps ``log2|x|`` so that its backward needs no logarithm, and SF-POW's eager
+path ``tau(x)`` (the fused paths, the CPU's C++ kernel included, keep neither: they recompute them). With
 ``memory_efficient=True`` (like timm's memory-efficient activations) forward computes ``f(x)`` without autograd,
 runs the conv and saves only ``x`` and the small parameter tensors; backward recomputes ``f(x)`` once, takes the
 conv's input and weight gradients with ``aten.convolution_backward`` and differentiates ``f`` with autograd. Same
 values and gradients; it costs one more forward pass of the map in backward and removes the layer's extra activation
 memory, which matters when every conv of a deep net is quantized: in a stack of six PowConv + ReLU blocks on the CPU
-the activations kept for backward drop from 2.72x to 1.00x those of plain convs (Lambda = 4: from 5.29x to 1.00x),
-peak memory from 1.78x to 1.20x (Lambda = 4: 3.34x to 1.72x) (``benchmarks/bench_quant_conv_gpu.py``, section 3;
-docs/speed.md).
+(the C++ kernel) the activations kept for backward drop from 1.86x to 1.00x those of plain convs (Lambda = 4: from
+4.43x to 1.00x), peak memory from 1.39x to 1.07x (Lambda = 4: 2.95x to 1.65x) (``benchmarks/bench_quant_conv_gpu.py``,
+section 3; docs/speed.md).
 
 Speed: ``fused`` (None: auto) picks the implementation of the maps, see :mod:`featquant_mmdet.ops.fused`: compiled
-kernels (one forward and one backward pass over the data) by default on CUDA, the eager reference on the CPU.
+kernels (one forward and one backward pass over the data) by default on CUDA, a C++ kernel on the CPU
+(:mod:`featquant_mmdet.ops.native`), the eager reference where neither can be built.
 
 Precision: the map is computed in float32 (float16/bfloat16 inputs under ``torch.autocast`` included); the conv then
 runs in whatever precision autocast picks, exactly as a plain conv would.
