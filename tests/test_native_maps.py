@@ -140,3 +140,17 @@ def test_layer_with_portions_and_memory_efficient_backward_uses_the_kernel():
     mapped = portioned_power_map(x, layer.alpha.detach().requires_grad_(), True)
     assert type(mapped.grad_fn).__name__ == 'ViewBackward0'
     assert type(mapped.grad_fn.next_functions[0][0]).__name__ == '_NativePowerBackward'
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_exponents_outside_the_range_are_clamped_by_the_kernel_with_the_eager_gradients():
+    """The kernel takes the stored exponents and clamps them itself: outside [-1, 5] gradient 0, on a bound eq. 6."""
+    x = torch.randn(2, 5, 4, 3, generator=torch.Generator().manual_seed(4)).clamp(-20, 20)
+    alpha = torch.tensor([-1.5, -1.0, 0.3, 5.0, 5.5]).view(5, 1, 1)
+    got, ref = _step(x, alpha, True), _step(x, alpha, False)
+    assert got[3] == '_NativePowerBackward' and ref[3] == '_SignedPowerBackward'
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5)
+    grad_alpha = got[2].flatten()
+    assert grad_alpha[0] == 0 and grad_alpha[4] == 0 and (grad_alpha[1:4] != 0).all()
+    torch.testing.assert_close(got[2], ref[2], rtol=1e-5, atol=1e-5 * float(ref[2].abs().max()))

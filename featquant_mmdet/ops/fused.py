@@ -179,6 +179,7 @@ def native_on(device: torch.device) -> bool:
     return device.type == 'cpu' and CPU_BACKEND == 'native'
 
 
-def native_map(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) -> Optional[Tensor]:
-    """The kernel's psi(x, alpha) (after the floor when ``beta`` is given); None where it does not apply."""
-    return native.signed_power(x, alpha, beta)
+def native_map(x: Tensor, alpha: Tensor, beta: Optional[Tensor], alpha_range) -> Optional[Tensor]:
+    """The kernel's psi(x, alpha) (after the floor when ``beta`` is given; ``alpha`` clamped into ``alpha_range``
+    by the kernel); None where it does not apply."""
+    return native.signed_power(x, alpha, beta, alpha_range)

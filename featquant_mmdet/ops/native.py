@@ -126,12 +126,13 @@ class _NativePower(torch.autograd.Function):
     recomputes log2 m and the floor: one x-sized tensor per layer less than the eager path keeps)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, alpha: Tensor, beta: Optional[Tensor], layout) -> Tensor:
+    def forward(ctx, x: Tensor, alpha: Tensor, beta: Optional[Tensor], layout, alpha_range) -> Tensor:
         alpha3, beta1, y_shape, alpha_wide = layout
         n, channels = x.shape[0], alpha3.shape[2]
         x3 = x.to(torch.float32).reshape(n, channels, -1).contiguous()
-        y4 = _state['module'].power_forward(x3, alpha3, beta1)
+        y4 = _state['module'].power_forward(x3, alpha3, beta1, *alpha_range)
         ctx.save_for_backward(x3, alpha3, y4, beta1)
+        ctx.alpha_range = alpha_range
         ctx.shapes = (x.shape, x.dtype, alpha.shape, alpha.dtype, alpha_wide)
         return y4.view(y_shape)
 
@@ -143,21 +144,23 @@ class _NativePower(torch.autograd.Function):
         need_x, need_alpha = ctx.needs_input_grad[:2]
         grad_x, grad_alpha = _state['module'].power_backward(
             x3, alpha3, beta1, y4, grad_y.to(torch.float32).reshape(y4.shape).contiguous(), need_x,
-            need_alpha)
+            need_alpha, *ctx.alpha_range)
         if need_x:
             grad_x = grad_x.view(x_shape).to(x_dtype)
         if need_alpha:
             grad_alpha = grad_alpha.view(alpha_wide).sum_to_size(alpha_shape).to(alpha_dtype)
-        return (grad_x if need_x else None), (grad_alpha if need_alpha else None), None, None
+        return (grad_x if need_x else None), (grad_alpha if need_alpha else None), None, None, None
 
 
-def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) -> Optional[Tensor]:
-    """psi(x, alpha) (after the scaled floor when ``beta`` is given) by the kernel; None where it does not apply
-    (layout, dtype, device) or could not be built: the caller then runs the eager path."""
+def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor], alpha_range: Tuple[float, float]) -> Optional[Tensor]:
+    """psi(x, clamp(alpha, *alpha_range)) (after the scaled floor when ``beta`` is given) by the kernel, the gradient
+    to an exponent outside the range 0 (on a bound eq. 6's); None where it does not apply (layout, dtype, device)
+    or could not be built: the caller then runs the eager path. The clamp is the kernel's, so that the layers'
+    steps have no extra small ops and autograd nodes for it (about 50 us a step)."""
     layout = _layout(x, alpha, beta)
     if layout is None or not available():
         return None
-    return _NativePower.apply(x, alpha, beta, layout)
+    return _NativePower.apply(x, alpha, beta, layout, alpha_range)
 
 
 def layout_supported(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) -> bool:

@@ -237,16 +237,17 @@ def signed_power(x: Tensor, alpha, fused: Optional[bool] = None) -> Tensor:
     Gradients are summed over broadcast dimensions, so a per-channel alpha gets the sum over batch and space.
     ``fused``: see :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
-    alpha = _clamped_alpha(alpha, x)
+    alpha = _alpha_tensor(alpha, x)
     path = _path(x, (alpha,), fused)
-    if path == 'plain':
-        return kernels.power_forward(x, alpha)
-    if path == 'fused':
-        if not _fused.native_on(x.device):
-            return _fused.FusedSignedPower.apply(x, alpha)
-        y = _fused.native_map(x, alpha)
+    if path == 'fused' and _fused.native_on(x.device):
+        y = _fused.native_map(x, alpha, None, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
         if y is not None:
             return y
+    alpha = _clamped_alpha(alpha)
+    if path == 'plain':
+        return kernels.power_forward(x, alpha)
+    if path == 'fused' and not _fused.native_on(x.device):
+        return _fused.FusedSignedPower.apply(x, alpha)
     return _SignedPower.apply(x, alpha)
 
 
@@ -259,22 +260,28 @@ def floor_signed_power(x: Tensor, beta, alpha, fused: Optional[bool] = None) -> 
     if not isinstance(beta, Tensor):
         beta = check_beta(beta)
     beta = beta.to(x.device)
-    alpha = _clamped_alpha(alpha, x)
+    alpha = _alpha_tensor(alpha, x)
     path = _path(x, (alpha,), fused)
-    if path == 'plain':
-        return kernels.floor_power_forward(x, beta, alpha)
-    if path == 'fused':
-        if not _fused.native_on(x.device):
-            return _fused.FusedFloorSignedPower.apply(x, beta, alpha)
-        y = _fused.native_map(x, alpha, beta)
+    if path == 'fused' and _fused.native_on(x.device):
+        y = _fused.native_map(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
         if y is not None:
             return y
+    alpha = _clamped_alpha(alpha)
+    if path == 'plain':
+        return kernels.floor_power_forward(x, beta, alpha)
+    if path == 'fused' and not _fused.native_on(x.device):
+        return _fused.FusedFloorSignedPower.apply(x, beta, alpha)
     return _SignedPower.apply(_ScaledFloorSTE.apply(x, beta), alpha)
 
 
-def _clamped_alpha(alpha, x: Tensor) -> Tensor:
-    if not isinstance(alpha, Tensor):
-        return torch.tensor(check_alpha(alpha), dtype=torch.float32, device=x.device)
+def _alpha_tensor(alpha, x: Tensor) -> Tensor:
+    """A tensor exponent as it is; a number checked against the range, as a float32 tensor on x's device."""
+    if isinstance(alpha, Tensor):
+        return alpha
+    return torch.tensor(check_alpha(alpha), dtype=torch.float32, device=x.device)
+
+
+def _clamped_alpha(alpha: Tensor) -> Tensor:
     clamped = alpha.clamp(ALPHA_MIN, ALPHA_MAX)
     if not (alpha.requires_grad and torch.is_grad_enabled()):
         return clamped

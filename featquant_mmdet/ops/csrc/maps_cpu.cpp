@@ -3,7 +3,9 @@
 // extension loader); the Python side checks and lays out the arguments:
 //
 //   x      (N, C, S)     float32, contiguous     input features (S = H * W)
-//   alpha  (Na, P, C)    float32, contiguous     exponents: Na = 1 (shared) or N (per sample), P output portions
+//   alpha  (Na, P, C)    float32, contiguous     exponents as stored: Na = 1 (shared) or N (per sample), P output
+//                                                portions; used clamped into [lo, hi], and an exponent outside
+//                                                gets gradient 0 (one on a bound gets eq. 6's)
 //   beta   (C) or empty  float32                 floor scale per channel (floor + power), else the power alone
 //   y      (N, P, C, S)                          t * 2^(alpha * log2 m),  t = x or floor(beta x) / beta,
 //                                                m = max(|t|, FLT_MIN)
@@ -36,6 +38,8 @@ namespace {
 
 constexpr double kLn2 = 0.69314718055994530942;
 constexpr float kLog2Tiny = -126.f;  // log2(FLT_MIN), exact
+
+inline float clamped(float a, float lo, float hi) { return a < lo ? lo : (a > hi ? hi : a); }
 
 inline float floored(float x, float beta, bool floor) { return floor ? std::floor(x * beta) / beta : x; }
 
@@ -109,7 +113,7 @@ void check(const torch::Tensor& x, const torch::Tensor& alpha, const torch::Tens
 
 // y (N, P, C, S)
 torch::Tensor power_forward(const torch::Tensor& x, const torch::Tensor& alpha,
-                            const c10::optional<torch::Tensor>& beta_opt) {
+                            const c10::optional<torch::Tensor>& beta_opt, double lo, double hi) {
   const torch::Tensor beta = beta_opt.has_value() ? *beta_opt : torch::Tensor();
   check(x, alpha, beta);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2), Na = alpha.size(0), P = alpha.size(1);
@@ -127,7 +131,7 @@ torch::Tensor power_forward(const torch::Tensor& x, const torch::Tensor& alpha,
       float* l = scratch.data() + S;
       log_row(xp + nc * S, t, l, floor ? bp[c] : 1.f, floor, S);
       for (int64_t p = 0; p < P; ++p) {
-        const float a = ap[((Na == 1 ? 0 : n) * P + p) * C + c];
+        const float a = clamped(ap[((Na == 1 ? 0 : n) * P + p) * C + c], lo, hi);
         power_row(t, l, yp + ((n * P + p) * C + c) * S, a, S);
       }
     }
@@ -138,7 +142,8 @@ torch::Tensor power_forward(const torch::Tensor& x, const torch::Tensor& alpha,
 // (grad_x (N, C, S) or undefined, grad_alpha (Na, P, C) or undefined); t and log2 m recomputed from x
 std::vector<torch::Tensor> power_backward(const torch::Tensor& x, const torch::Tensor& alpha,
                                           const c10::optional<torch::Tensor>& beta_opt, const torch::Tensor& y,
-                                          const torch::Tensor& grad_y, bool need_x, bool need_alpha) {
+                                          const torch::Tensor& grad_y, bool need_x, bool need_alpha, double lo,
+                                          double hi) {
   const torch::Tensor beta = beta_opt.has_value() ? *beta_opt : torch::Tensor();
   check(x, alpha, beta);
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2), Na = alpha.size(0), P = alpha.size(1);
@@ -171,12 +176,15 @@ std::vector<torch::Tensor> power_backward(const torch::Tensor& x, const torch::T
           const int64_t a_index = ((Na == 1 ? 0 : n) * P + p) * C + c;
           const int64_t y_row = ((n * P + p) * C + c) * S;
           sums[(Na == 1 ? 0 : n) * P + p] +=
-              backward_row(gp + y_row, yp + y_row, l, g, ap[a_index] + 1.f, p == 0, need_alpha, S);
+              backward_row(gp + y_row, yp + y_row, l, g, clamped(ap[a_index], lo, hi) + 1.f, p == 0, need_alpha, S);
         }
         if (need_x) divide_row(t, g, S);
       }
       if (need_alpha) {
-        for (int64_t i = 0; i < Na * P; ++i) gap[i * C + c] = static_cast<float>(sums[i] * kLn2);
+        for (int64_t i = 0; i < Na * P; ++i) {
+          const float a = ap[i * C + c];
+          gap[i * C + c] = a >= lo && a <= hi ? static_cast<float>(sums[i] * kLn2) : 0.f;
+        }
       }
     }
   });
