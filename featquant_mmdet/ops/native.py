@@ -152,7 +152,8 @@ class _NativePower(torch.autograd.Function):
         return (grad_x if need_x else None), (grad_alpha if need_alpha else None), None, None, None
 
 
-def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor], alpha_range: Tuple[float, float]) -> Optional[Tensor]:
+def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor],
+                 alpha_range: Tuple[float, float]) -> Optional[Tensor]:
     """psi(x, clamp(alpha, *alpha_range)) (after the scaled floor when ``beta`` is given) by the kernel, the gradient
     to an exponent outside the range 0 (on a bound eq. 6's); None where it does not apply (layout, dtype, device)
     or could not be built: the caller then runs the eager path. The clamp is the kernel's, so that the layers'

@@ -237,18 +237,7 @@ def signed_power(x: Tensor, alpha, fused: Optional[bool] = None) -> Tensor:
     Gradients are summed over broadcast dimensions, so a per-channel alpha gets the sum over batch and space.
     ``fused``: see :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
-    alpha = _alpha_tensor(alpha, x)
-    path = _path(x, (alpha,), fused)
-    if path == 'fused' and _fused.native_on(x.device):
-        y = _fused.native_map(x, alpha, None, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
-        if y is not None:
-            return y
-    alpha = _clamped_alpha(alpha)
-    if path == 'plain':
-        return kernels.power_forward(x, alpha)
-    if path == 'fused' and not _fused.native_on(x.device):
-        return _fused.FusedSignedPower.apply(x, alpha)
-    return _SignedPower.apply(x, alpha)
+    return _power(x, None, alpha, fused)
 
 
 def floor_signed_power(x: Tensor, beta, alpha, fused: Optional[bool] = None) -> Tensor:
@@ -260,18 +249,25 @@ def floor_signed_power(x: Tensor, beta, alpha, fused: Optional[bool] = None) -> 
     if not isinstance(beta, Tensor):
         beta = check_beta(beta)
     beta = beta.to(x.device)
+    return _power(x, beta, alpha, fused)
+
+
+def _power(x: Tensor, beta: Optional[Tensor], alpha, fused: Optional[bool]) -> Tensor:
+    """psi(x, alpha), after the floor when ``beta`` is given, on this call's path."""
     alpha = _alpha_tensor(alpha, x)
     path = _path(x, (alpha,), fused)
-    if path == 'fused' and _fused.native_on(x.device):
+    native = path == 'fused' and _fused.native_on(x.device)
+    if native:
         y = _fused.native_map(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
         if y is not None:
             return y
     alpha = _clamped_alpha(alpha)
     if path == 'plain':
-        return kernels.floor_power_forward(x, beta, alpha)
-    if path == 'fused' and not _fused.native_on(x.device):
-        return _fused.FusedFloorSignedPower.apply(x, beta, alpha)
-    return _SignedPower.apply(_ScaledFloorSTE.apply(x, beta), alpha)
+        return kernels.power_forward(x, alpha) if beta is None else kernels.floor_power_forward(x, beta, alpha)
+    if path == 'fused' and not native:
+        return (_fused.FusedSignedPower.apply(x, alpha) if beta is None
+                else _fused.FusedFloorSignedPower.apply(x, beta, alpha))
+    return _SignedPower.apply(x if beta is None else _ScaledFloorSTE.apply(x, beta), alpha)
 
 
 def _alpha_tensor(alpha, x: Tensor) -> Tensor:
