@@ -249,3 +249,12 @@ def test_variant_parsing_and_the_exponents_lr_multiplier_reaches_the_config(tmp_
     assert cfg.model.backbone.quant.include == ('conv3', 'conv4', 'conv5')  # the rest of the config kept
     plain = dict(v, alpha_lr_mult=None)
     assert study.derived_config(v['config'], plain) == osp.join(REPO, v['config'])
+
+
+@pytest.mark.parametrize('spec_file', sorted(f for f in os.listdir(osp.join(REPO, 'configs', 'studies'))
+                                             if f.endswith('.py')))
+def test_shipped_study_specs_pass_the_checks(spec_file):
+    """Every spec under configs/studies/ loads and passes every check a study makes before its first step."""
+    from featquant_mmdet.engine.study_spec import check_spec, load_spec
+    spec = check_spec(load_spec(osp.join(REPO, 'configs', 'studies', spec_file)))
+    assert spec['variants'] and spec['seeds']
