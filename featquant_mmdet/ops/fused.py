@@ -29,7 +29,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from . import kernels, native
+from . import kernels
 
 ENV_VAR = 'FEATQUANT_FUSED_MAPS'
 _ON, _OFF, _AUTO = ('1', 'on', 'true', 'fused'), ('0', 'off', 'false', 'eager'), ('', 'auto')
@@ -177,9 +177,3 @@ def compiled_forward(name: str, *args) -> Tensor:
 def native_on(device: torch.device) -> bool:
     """Whether the fused maps on ``device`` are the C++ kernel (the CPU with :data:`CPU_BACKEND` ``'native'``)."""
     return device.type == 'cpu' and CPU_BACKEND == 'native'
-
-
-def native_map(x: Tensor, alpha: Tensor, beta: Optional[Tensor], alpha_range) -> Optional[Tensor]:
-    """The kernel's psi(x, alpha) (after the floor when ``beta`` is given; ``alpha`` clamped into ``alpha_range``
-    by the kernel); None where it does not apply."""
-    return native.signed_power(x, alpha, beta, alpha_range)

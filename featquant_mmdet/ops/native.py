@@ -169,4 +169,4 @@ def layout_supported(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) ->
     return _layout(x, alpha, beta) is not None
 
 
-__all__: Tuple[str, ...] = ('available', 'extension', 'layout_supported', 'signed_power')
+__all__ = ('available', 'extension', 'layout_supported', 'signed_power')

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from . import fused as _fused
-from . import kernels
+from . import kernels, native
 
 ALPHA_MIN = -1.0
 ALPHA_MAX = 5.0
@@ -256,15 +256,15 @@ def _power(x: Tensor, beta: Optional[Tensor], alpha, fused: Optional[bool]) -> T
     """psi(x, alpha), after the floor when ``beta`` is given, on this call's path."""
     alpha = _alpha_tensor(alpha, x)
     path = _path(x, (alpha,), fused)
-    native = path == 'fused' and _fused.native_on(x.device)
-    if native:
-        y = _fused.native_map(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
+    kernel = path == 'fused' and _fused.native_on(x.device)
+    if kernel:
+        y = native.signed_power(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
         if y is not None:
             return y
     alpha = _clamped_alpha(alpha)
     if path == 'plain':
         return kernels.power_forward(x, alpha) if beta is None else kernels.floor_power_forward(x, beta, alpha)
-    if path == 'fused' and not native:
+    if path == 'fused' and not kernel:
         return (_fused.FusedSignedPower.apply(x, alpha) if beta is None
                 else _fused.FusedFloorSignedPower.apply(x, beta, alpha))
     return _SignedPower.apply(x if beta is None else _ScaledFloorSTE.apply(x, beta), alpha)

@@ -15,10 +15,9 @@
 // The backward recomputes t and log2 m from x (a row at a time, in cache) rather than keeping an x-sized log2 m per
 // layer: measured at ResNet-50 layer1's shape inside a PowConv step, keeping it gained nothing (the backward is then
 // bound by reading five x-sized arrays). The same formulas as the eager reference (ops/quantize.py), which tests
-// compare against. Compiled without
-// -ffast-math (IEEE division, no flush-to-zero); log2f/exp2f are declared SIMD so that GCC calls glibc's vector
-// versions (libmvec). Parallel over channels: every sum has one owner thread and a fixed order, so results do not
-// depend on the number of threads.
+// compare against. Compiled without -ffast-math (IEEE division, no flush-to-zero); log2f/exp2f are declared SIMD so
+// that GCC calls glibc's vector versions (libmvec). Parallel over channels: every sum has one owner thread and a
+// fixed order, so results do not depend on the number of threads.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
