@@ -61,7 +61,7 @@ def resolve_fused(fused: Optional[Union[bool, str]], device: torch.device) -> bo
         elif key in _OFF:
             fused = False
         elif key in _AUTO:
-            fused = device.type in AUTO_FUSED and (device.type != 'cpu' or CPU_BACKEND == 'native')
+            fused = device.type in AUTO_FUSED and (device.type != 'cpu' or native_on(device))
         else:
             source = f'environment variable {ENV_VAR}' if fused is None else 'fused'
             raise ValueError(f'{source}={setting!r}: accepted are auto (default), 1/on/true/fused, 0/off/false/eager')

@@ -158,8 +158,10 @@ def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor],
     to an exponent outside the range 0 (on a bound eq. 6's); None where it does not apply (layout, dtype, device)
     or could not be built: the caller then runs the eager path. The clamp is the kernel's, so that the layers'
     steps have no extra small ops and autograd nodes for it (about 50 us a step)."""
+    if not available():  # checked first: a failed build then costs no layout work per call
+        return None
     layout = _layout(x, alpha, beta)
-    if layout is None or not available():
+    if layout is None:
         return None
     return _NativePower.apply(x, alpha, beta, layout, alpha_range)
 
