@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+from featquant_mmdet.layers import quant_conv
 from featquant_mmdet.layers.quant_conv import PowConv, portioned_power_map
 from featquant_mmdet.ops import fused as fused_mod
 from featquant_mmdet.ops import native
@@ -30,7 +31,12 @@ def _step(x, alpha, fused, beta=None, threads=None):
         y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)))
     finally:
         torch.set_num_threads(previous)
-    return y.detach(), x.grad, alpha.grad, type(y.grad_fn).__name__
+    return y.detach(), x.grad, alpha.grad, _kind(y.grad_fn)
+
+
+def _kind(grad_fn) -> str:
+    """'kernel' for the C++ autograd function (a CppNode), else the Python node's class name."""
+    return 'kernel' if 'NativePower' in grad_fn.name() else type(grad_fn).__name__
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine: the eager path runs')
@@ -38,7 +44,7 @@ def test_kernel_builds_here_and_is_the_cpu_default(monkeypatch):
     assert native.available(), repr(native._state.get('error'))
     monkeypatch.delenv(fused_mod.ENV_VAR, raising=False)
     x, alpha = _relu_features((2, 3, 4, 5)), torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
-    assert _step(x, alpha, None)[3] == '_NativePowerBackward'
+    assert _step(x, alpha, None)[3] == 'kernel'
     monkeypatch.setenv(fused_mod.ENV_VAR, '0')
     assert _step(x, alpha, None)[3] == '_SignedPowerBackward'
 
@@ -49,7 +55,7 @@ def test_relu_features_zeros_give_exact_zero_gradients_and_match_eager():
     alpha = torch.linspace(-1.0, 1.5, 16).view(16, 1, 1)
     y, grad_x, grad_alpha, kind = _step(x, alpha, True)
     y_e, grad_x_e, grad_alpha_e, _ = _step(x, alpha, False)
-    assert kind == '_NativePowerBackward'
+    assert kind == 'kernel'
     zeros = x == 0
     assert zeros.float().mean() > 0.3
     assert (y[zeros] == 0).all() and (grad_x[zeros] == 0).all()
@@ -70,7 +76,7 @@ def test_results_do_not_depend_on_the_thread_count(case):
     else:
         x, alpha = x.unsqueeze(1), torch.rand(3, 4, 8, 1, 1, generator=torch.Generator().manual_seed(3)) - 0.5
     one, four = _step(x, alpha, True, beta, threads=1), _step(x, alpha, True, beta, threads=4)
-    assert one[3] == '_NativePowerBackward'
+    assert one[3] == 'kernel'
     for a, b in zip(one[:3], four[:3]):
         assert torch.equal(a, b)
 
@@ -137,9 +143,44 @@ def test_layer_with_portions_and_memory_efficient_backward_uses_the_kernel():
         grads.append((xi.grad, module.alpha.grad, module.weight.grad))
     for got, ref in zip(*grads):
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(ref.abs().max())))
-    mapped = portioned_power_map(x, layer.alpha.detach().requires_grad_(), True)
-    assert type(mapped.grad_fn).__name__ == 'ViewBackward0'
-    assert type(mapped.grad_fn.next_functions[0][0]).__name__ == '_NativePowerBackward'
+    alpha = layer.alpha.detach().requires_grad_()
+    mapped = portioned_power_map(x, alpha, True)
+    assert mapped.shape == (2, 32, 6, 7) and _kind(mapped.grad_fn) == 'kernel'
+    accumulate = mapped.grad_fn.next_functions[1][0]  # the layers' layout goes straight in: no view/squeeze nodes
+    assert type(accumulate).__name__ == 'AccumulateGrad' and accumulate.variable is alpha
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+@pytest.mark.parametrize('layer_type', ['SFPowConv', 'HPowConv'])
+def test_floor_power_and_per_sample_exponents_of_the_layers_match_eager(layer_type):
+    """The layers' layout (featquant_mmdet.ops.native.portioned_power): SF-POW's floor scales and HPOW's per-sample
+    exponents (N, Lambda, C), Lambda = 2, against the same layer on the eager path."""
+    torch.manual_seed(0)
+    kwargs = dict(num_portions=2) if layer_type == 'HPowConv' else dict(num_portions=2, beta=8.0)
+    layers = [getattr(quant_conv, layer_type)(6, 8, 3, padding=1, fused=fused, **kwargs) for fused in (True, False)]
+    layers[1].load_state_dict(layers[0].state_dict())
+    x = torch.randn(3, 6, 5, 7, generator=torch.Generator().manual_seed(5))
+    results = []
+    for layer in layers:
+        xi = x.clone().requires_grad_()
+        mapped = layer.mapped_input(xi)
+        results.append((_kind(mapped.grad_fn), mapped.detach()))
+        layer(xi).square().sum().backward()
+        results[-1] += (xi.grad, *(p.grad for p in layer.parameters()))
+    assert results[0][0] == 'kernel' and results[1][0] != 'kernel'
+    for got, ref in zip(results[0][1:], results[1][1:]):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * max(1.0, float(ref.abs().max())))
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_double_backward_through_the_kernel_is_a_clear_error():
+    x = torch.randn(2, 3, 4, 5).requires_grad_()
+    alpha = torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1).requires_grad_()
+    y = signed_power(x, alpha, fused=True)
+    with pytest.raises(RuntimeError, match=r'no double backward \(create_graph=True\).*fused=False'):
+        torch.autograd.grad(y.square().sum(), alpha, create_graph=True)
+    grad_eager, = torch.autograd.grad(signed_power(x, alpha, fused=False).square().sum(), alpha, create_graph=True)
+    assert grad_eager.requires_grad  # the eager path it names has one
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
@@ -148,7 +189,7 @@ def test_exponents_outside_the_range_are_clamped_by_the_kernel_with_the_eager_gr
     x = torch.randn(2, 5, 4, 3, generator=torch.Generator().manual_seed(4)).clamp(-20, 20)
     alpha = torch.tensor([-1.5, -1.0, 0.3, 5.0, 5.5]).view(5, 1, 1)
     got, ref = _step(x, alpha, True), _step(x, alpha, False)
-    assert got[3] == '_NativePowerBackward' and ref[3] == '_SignedPowerBackward'
+    assert got[3] == 'kernel' and ref[3] == '_SignedPowerBackward'
     torch.testing.assert_close(got[0], ref[0], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5)
     grad_alpha = got[2].flatten()

@@ -58,8 +58,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops.fused import check_fused_setting
-from ..ops.quantize import (ALPHA_MAX, ALPHA_MIN, check_alpha, check_beta, floor_signed_power, scaled_floor,
-                            signed_power)
+from ..ops.quantize import (ALPHA_MAX, ALPHA_MIN, check_alpha, check_beta, floor_signed_power,
+                            portioned_power_kernel, scaled_floor, signed_power)
 from .registry import register_in_mmengine
 
 _CONV2D_KWARGS = tuple(p for p in inspect.signature(nn.Conv2d.__init__).parameters if p != 'self')
@@ -79,12 +79,18 @@ def portioned_power_map(x: Tensor, alpha: Tensor, fused: Optional[bool] = None) 
 
     Returns (N, C, H, W) for Lambda = 1, else the Lambda mapped copies stacked along channels, (N, Lambda*C, H, W).
     """
+    y = portioned_power_kernel(x, None, alpha, fused)
+    if y is not None:
+        return y
     x, alpha = _portioned(x, alpha)
     return _stacked(signed_power(x, alpha, fused))
 
 
 def floor_power_map(x: Tensor, beta: Tensor, alpha: Tensor, fused: Optional[bool] = None) -> Tensor:
     """psi(tau(x, beta), alpha) per output portion (see :func:`portioned_power_map`)."""
+    y = portioned_power_kernel(x, beta, alpha, fused)
+    if y is not None:
+        return y
     x, alpha = _portioned(x, alpha)
     return _stacked(floor_signed_power(x, _per_channel(beta), alpha, fused))
 

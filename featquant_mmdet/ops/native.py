@@ -1,15 +1,17 @@
 """The CPU's fused maps: a C++ kernel (``csrc/maps_cpu.cpp``) for the signed power and floor + power.
 
-One vectorised pass for the forward and one for the eq. 6 backward (which recomputes log2 m from x), parallel over
-channels. Built with torch's C++ extension loader at first use and cached on disk
-(``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 20 s once per machine and CPU type, then a
-load); a machine without a C++ compiler, ninja or glibc's vector maths (libmvec) warns once and keeps the eager
-path. Written by hand because Inductor's CPU kernels for these maps were no faster than the eager ops at ResNet-50's
-shapes (docs/speed.md) and cost 13-48 s of compilation in every new process.
+A C++ autograd function: one vectorised pass for the forward (reads x, writes y) and one for the eq. 6 backward
+(reads x and dL/dy: it recomputes log2 m and 2^(alpha log2 m) rather than reading y), parallel over channels, with
+no Python between the conv and the map in either direction. Built with torch's C++ extension loader at first use
+and cached on disk (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 30 s once per machine and
+CPU type, then a load); a machine without a C++ compiler or ninja warns once and keeps the eager path. Written by
+hand because Inductor's CPU kernels for these maps were no faster than the eager ops at ResNet-50's shapes
+(docs/speed.md) and cost 13-48 s of compilation in every new process.
 
 Layouts it takes (anything else, and float64, runs the eager path): x ``(N, C, H, W)`` with exponents broadcast to
-``(N or 1, C, 1, 1)``, and the layers' portions, x ``(N, 1, C, H, W)`` with exponents ``(N or 1, Lambda, C, 1, 1)``;
-floor scales per channel. Computes in float32 (float16/bfloat16 inputs are converted, as on the eager path).
+``(N or 1, C, 1, 1)``, x ``(N, 1, C, H, W)`` with exponents ``(N or 1, Lambda, C, 1, 1)``, and the layers' own
+(:func:`portioned_power`); floor scales per channel. Computes in float32 (float16/bfloat16 inputs are converted,
+as on the eager path). No double backward (``create_graph=True`` raises, naming ``fused=False``).
 """
 import glob
 import logging
@@ -60,7 +62,7 @@ def _build():
             print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 20 s)',
                   file=sys.stderr, flush=True)
         return cpp_extension.load(name=name, sources=[_SOURCE], extra_cflags=flags,
-                                  extra_ldflags=['-fopenmp', '-lmvec'], build_directory=build_dir, verbose=False)
+                                  extra_ldflags=['-fopenmp'], build_directory=build_dir, verbose=False)
     finally:
         logger.setLevel(level)
         os.environ['PATH'] = path
@@ -88,10 +90,14 @@ def available() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------- layouts
+def _takes(x: Tensor, alpha: Tensor) -> bool:
+    return (x.dtype in (torch.float32, torch.float16, torch.bfloat16) and alpha.dtype == torch.float32
+            and x.device.type == 'cpu' and x.numel() > 0)
+
+
 def _layout(x: Tensor, alpha: Tensor, beta: Optional[Tensor]):
-    """(alpha as (Na, P, C), beta as (C) or None, y's shape, alpha's broadcast shape), or None if unsupported."""
-    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16) or alpha.dtype != torch.float32 \
-            or x.device.type != 'cpu' or x.numel() == 0:
+    """(beta as (C) or None, Na, P, alpha's broadcast shape, y's shape) for the kernel, or None if unsupported."""
+    if not _takes(x, alpha):
         return None
     if x.dim() == 4:
         channels, portion_dims = x.shape[1], 0
@@ -102,12 +108,11 @@ def _layout(x: Tensor, alpha: Tensor, beta: Optional[Tensor]):
     ndim = x.dim()
     if alpha.dim() > ndim:
         return None
-    a = alpha.reshape((1, ) * (ndim - alpha.dim()) + tuple(alpha.shape))
-    if a.shape[0] not in (1, x.shape[0]) or a.shape[-3] not in (1, channels) or a.shape[-2:] != (1, 1):
+    shape = (1, ) * (ndim - alpha.dim()) + tuple(alpha.shape)
+    if shape[0] not in (1, x.shape[0]) or shape[-3] not in (1, channels) or shape[-2:] != (1, 1):
         return None
-    portions = a.shape[1] if portion_dims else 1
-    wide = (a.shape[0], portions, channels) if portion_dims else (a.shape[0], channels)
-    alpha3 = a.expand(*wide, 1, 1).reshape(a.shape[0], portions, channels).contiguous()
+    portions = shape[1] if portion_dims else 1
+    wide = (shape[0], portions, channels, 1, 1) if portion_dims else (shape[0], channels, 1, 1)
     beta1 = None
     if beta is not None:
         b = beta.to(torch.float32)
@@ -116,40 +121,9 @@ def _layout(x: Tensor, alpha: Tensor, beta: Optional[Tensor]):
         b = b.reshape(b.shape[-3:] if b.dim() > 3 else b.shape)
         if torch.broadcast_shapes(b.shape, (channels, 1, 1)) != (channels, 1, 1):
             return None
-        beta1 = b.expand(channels, 1, 1).reshape(channels).contiguous()
+        beta1 = b.expand(channels, 1, 1).reshape(channels)
     y_shape = (x.shape[0], portions, *x.shape[2:]) if portion_dims else tuple(x.shape)
-    return alpha3, beta1, y_shape, (*wide, 1, 1)
-
-
-class _NativePower(torch.autograd.Function):
-    """psi(x, alpha) or psi(floor(beta x) / beta, alpha) by the C++ kernel; saves x, alpha and y (the backward
-    recomputes log2 m and the floor: one x-sized tensor per layer less than the eager path keeps)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, alpha: Tensor, beta: Optional[Tensor], layout, alpha_range) -> Tensor:
-        alpha3, beta1, y_shape, alpha_wide = layout
-        n, channels = x.shape[0], alpha3.shape[2]
-        x3 = x.to(torch.float32).reshape(n, channels, -1).contiguous()
-        y4 = _state['module'].power_forward(x3, alpha3, beta1, *alpha_range)
-        ctx.save_for_backward(x3, alpha3, y4, beta1)
-        ctx.alpha_range = alpha_range
-        ctx.shapes = (x.shape, x.dtype, alpha.shape, alpha.dtype, alpha_wide)
-        return y4.view(y_shape)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y: Tensor):
-        x3, alpha3, y4, beta1 = ctx.saved_tensors
-        x_shape, x_dtype, alpha_shape, alpha_dtype, alpha_wide = ctx.shapes
-        need_x, need_alpha = ctx.needs_input_grad[:2]
-        grad_x, grad_alpha = _state['module'].power_backward(
-            x3, alpha3, beta1, y4, grad_y.to(torch.float32).reshape(y4.shape).contiguous(), need_x,
-            need_alpha, *ctx.alpha_range)
-        if need_x:
-            grad_x = grad_x.view(x_shape).to(x_dtype)
-        if need_alpha:
-            grad_alpha = grad_alpha.view(alpha_wide).sum_to_size(alpha_shape).to(alpha_dtype)
-        return (grad_x if need_x else None), (grad_alpha if need_alpha else None), None, None, None
+    return beta1, shape[0], portions, wide, y_shape
 
 
 def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor],
@@ -163,7 +137,29 @@ def signed_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor],
     layout = _layout(x, alpha, beta)
     if layout is None:
         return None
-    return _NativePower.apply(x, alpha, beta, layout, alpha_range)
+    beta1, na, portions, wide, y_shape = layout
+    return _state['module'].power(x, alpha, beta1, na, portions, wide, y_shape, *alpha_range)
+
+
+def portioned_power(x: Tensor, alpha: Tensor, beta: Optional[Tensor],
+                    alpha_range: Tuple[float, float]) -> Optional[Tensor]:
+    """The layers' layout in one call: x (N, C, H, W), exponents (Lambda, C) or per sample (N, Lambda, C), beta
+    (C) or None; returns the Lambda mapped copies stacked along channels, (N, Lambda*C, H, W), or None as
+    :func:`signed_power`. No reshaping ops around the kernel, so no extra autograd nodes in the step."""
+    if not available() or x.dim() != 4 or alpha.dim() not in (2, 3) or not _takes(x, alpha):
+        return None
+    n, channels = x.shape[:2]
+    na = alpha.shape[0] if alpha.dim() == 3 else 1
+    portions = alpha.shape[-2]
+    if alpha.shape[-1] != channels or na not in (1, n):
+        return None
+    if beta is not None:
+        beta = beta.reshape(-1)
+        if beta.numel() not in (1, channels):
+            return None
+        beta = beta.expand(channels)
+    return _state['module'].power(x, alpha, beta, na, portions, (na, portions, channels),
+                                  (n, portions * channels, *x.shape[2:]), *alpha_range)
 
 
 def layout_supported(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) -> bool:
@@ -171,4 +167,4 @@ def layout_supported(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) ->
     return _layout(x, alpha, beta) is not None
 
 
-__all__ = ('available', 'extension', 'layout_supported', 'signed_power')
+__all__ = ('available', 'extension', 'layout_supported', 'portioned_power', 'signed_power')

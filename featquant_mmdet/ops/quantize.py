@@ -270,6 +270,16 @@ def _power(x: Tensor, beta: Optional[Tensor], alpha, fused: Optional[bool]) -> T
     return _SignedPower.apply(x if beta is None else _ScaledFloorSTE.apply(x, beta), alpha)
 
 
+def portioned_power_kernel(x: Tensor, beta: Optional[Tensor], alpha: Tensor,
+                           fused: Optional[bool] = None) -> Optional[Tensor]:
+    """The layers' maps in one call to the CPU kernel where this call's path is the kernel: x (N, C, H, W), alpha
+    (Lambda, C) or (N, Lambda, C), beta (C) or None -> (N, Lambda*C, H, W); else None (the caller lays the
+    arguments out for :func:`signed_power` / :func:`floor_signed_power`)."""
+    if x.device.type != 'cpu' or _path(x, (alpha, ), fused) != 'fused' or not _fused.native_on(x.device):
+        return None
+    return native.portioned_power(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))
+
+
 def _alpha_tensor(alpha, x: Tensor) -> Tensor:
     """A tensor exponent as it is; a number checked against the range, as a float32 tensor on x's device."""
     if isinstance(alpha, Tensor):
