@@ -42,7 +42,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from featquant_mmdet.layers import HPowConv, PowConv, SFConv, SFPowConv, WithinChannelLRN  # noqa: E402
 from featquant_mmdet.malloc import ENV_VAR as MALLOC_ENV, SETTINGS, tune_malloc  # noqa: E402
-from featquant_mmdet.ops.fused import ENV_VAR, resolve_fused  # noqa: E402
+from featquant_mmdet.ops.fused import ENV_VAR, describe_default, resolve_fused  # noqa: E402
 
 SHAPES = [  # name, in, out, height, width
     ('ZF conv3', 256, 384, 38, 63),
@@ -349,8 +349,7 @@ def main(argv=None):
     start = time.perf_counter()
     name = (torch.cuda.get_device_name() if device.type == 'cuda'
             else f'CPU, {torch.get_num_threads()} threads, {args.clock} clock')
-    print(f'torch {torch.__version__}, {name}; maps by default: '
-          f'{"compiled (fused)" if resolve_fused(None, device) else "eager"} '
+    print(f'torch {torch.__version__}, {name}; maps by default: {describe_default(device)} '
           f'({ENV_VAR}={os.environ.get(ENV_VAR, "auto")}); malloc: {malloc}')
     layer_results = [] if 'layers' in args.skip else bench_layers(args, device)
     zf_results = [] if 'zf' in args.skip else bench_zf(args, device)

@@ -73,7 +73,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     from featquant_mmdet.layers import QuantConv2d
-    from featquant_mmdet.ops.fused import resolve_fused
+    from featquant_mmdet.ops.fused import describe_default, resolve_fused
     fused_default = resolve_fused(None, torch.device('cpu'))
     variants = [('ZF', 'faster_rcnn_zf_voc.py', None), ('ZF-POW-1', 'faster_rcnn_zf_pow1_voc.py', None)]
     if args.both_paths:
@@ -116,7 +116,7 @@ def main(argv=None):
 
     print(f'Faster R-CNN, {height}x{width} image, batch 1, CPU, {torch.get_num_threads()} threads, '
           f'median of {args.repeats} (after {args.warmup} warm-up), torch {torch.__version__}; maps by default: '
-          f'{"fused" if fused_default else "eager"}; malloc: {malloc}')
+          f'{describe_default(torch.device("cpu"))}; malloc: {malloc}')
     for label in [label for label in models if label != 'ZF']:
         print(f'{"":30s}{"ZF (s)":>10s}{label + " (s)":>20s}{"ratio":>8s}{"target":>9s}   '
               f'spread (min-max of ZF | {label})')

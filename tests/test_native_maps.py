@@ -195,3 +195,22 @@ def test_exponents_outside_the_range_are_clamped_by_the_kernel_with_the_eager_gr
     grad_alpha = got[2].flatten()
     assert grad_alpha[0] == 0 and grad_alpha[4] == 0 and (grad_alpha[1:4] != 0).all()
     torch.testing.assert_close(got[2], ref[2], rtol=1e-5, atol=1e-5 * float(ref[2].abs().max()))
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_kernel_revision_benchmark_builds_an_earlier_kernel_and_refuses_an_unknown_revision(repo_root):
+    """benchmarks/bench_native_kernel.py: HEAD's kernel source built beside the current one (one round; about 25 s
+    to build), every row timed; a bad --ref in one line."""
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(repo_root, 'benchmarks', 'bench_native_kernel.py')
+    proc = subprocess.run([sys.executable, script, '--ref', 'HEAD', '--repeats', '1', '--threads', '1'],
+                          cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(('ZF conv', 'R50 layer'))]
+    assert len(rows) == 6 * 2 * 2 and all(float(v) > 0 for row in rows for v in row[-4:])
+    bad = subprocess.run([sys.executable, script, '--ref', 'no-such-revision'], cwd=repo_root, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        'bench_native_kernel.py: error: git show no-such-revision:featquant_mmdet/ops/csrc/maps_cpu.cpp')

@@ -177,3 +177,10 @@ def compiled_forward(name: str, *args) -> Tensor:
 def native_on(device: torch.device) -> bool:
     """Whether the fused maps on ``device`` are the C++ kernel (the CPU with :data:`CPU_BACKEND` ``'native'``)."""
     return device.type == 'cpu' and CPU_BACKEND == 'native'
+
+
+def describe_default(device: torch.device) -> str:
+    """The path ``fused=None`` takes on ``device``, in words (for benchmark headers)."""
+    if not resolve_fused(None, device):
+        return 'eager'
+    return 'fused (the C++ kernel)' if native_on(device) else 'fused (compiled)'
