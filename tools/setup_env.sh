@@ -123,7 +123,7 @@ assert out.shape == (1, 1, 2, 2)
 print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet {mmdet.__version__}, mmengine {mmengine.__version__}")
 PY
 step="build the CPU maps kernel"
-# built here once (about 20 s, cached per machine) rather than at the first training step; a failure only warns:
+# built here once (about 25 s, cached per machine) rather than at the first training step; a failure only warns:
 # the eager maps run then (featquant_mmdet/ops/native.py)
 "$VENV/bin/python" -c "from featquant_mmdet.ops import native; print('CPU maps kernel:', 'built' if native.available() else 'not built, the eager maps will run')"
 want="$(digest)"

@@ -59,7 +59,7 @@ def _build():
         name = f'featquant_maps_cpu_{capability.lower()}'
         build_dir = cpp_extension._get_build_directory(name, verbose=False)
         if not glob.glob(osp.join(build_dir, '*.so')):
-            print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 20 s)',
+            print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 25 s)',
                   file=sys.stderr, flush=True)
         return cpp_extension.load(name=name, sources=[_SOURCE], extra_cflags=flags,
                                   extra_ldflags=['-fopenmp'], build_directory=build_dir, verbose=False)
