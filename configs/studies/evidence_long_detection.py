@@ -7,8 +7,8 @@
 #
 #   python tools/study.py configs/studies/evidence_long_detection.py --work-dir work_dirs/evidence_long_detection
 #
-# 1 h 19 min wall on 2 idle cores, measured (10 pretrainings of 325-356 s, 10 detectors of 178-191 s, their sweeps, 2 at a
-# time, and the saliency classifier). Results: docs/robustness_study.md ("Longer training").
+# 1 h 19 min wall on 2 idle cores, measured (10 pretrainings of 325-356 s, 10 detectors of 178-191 s, their sweeps,
+# 2 at a time, and the saliency classifier). Results: docs/robustness_study.md ("Longer training").
 task = 'detection'
 classifier_sweep = True  # the classifiers are trained as evidence_long.py's (same seeds, data and settings)
 seeds = [0, 1, 2, 3, 4]
