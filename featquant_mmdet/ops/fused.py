@@ -35,8 +35,8 @@ ENV_VAR = 'FEATQUANT_FUSED_MAPS'
 _ON, _OFF, _AUTO = ('1', 'on', 'true', 'fused'), ('0', 'off', 'false', 'eager'), ('', 'auto')
 
 #: Device types where ``fused=None`` (auto) picks the fused maps. CUDA: Triton kernels. CPU: the C++ kernel when
-#: :data:`CPU_BACKEND` is ``'native'`` (measured, docs/speed.md: a PowConv step at ResNet-50's shapes 1.08-1.12x of
-#: a plain conv against eager's 1.14-1.27x in the same run; a ZF detector unchanged); Inductor's CPU kernels are
+#: :data:`CPU_BACKEND` is ``'native'`` (measured, docs/speed.md: a PowConv step at ResNet-50's shapes 1.03-1.06x of
+#: a plain conv against eager's 1.17-1.29x in the same runs; a ZF detector unchanged); Inductor's CPU kernels are
 #: never picked by default (no faster than eager there, and 13-48 s of compilation in every new process).
 AUTO_FUSED = frozenset({'cuda', 'cpu'})
 

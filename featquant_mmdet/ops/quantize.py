@@ -275,7 +275,7 @@ def portioned_power_kernel(x: Tensor, beta: Optional[Tensor], alpha: Tensor,
     """The layers' maps in one call to the CPU kernel where this call's path is the kernel: x (N, C, H, W), alpha
     (Lambda, C) or (N, Lambda, C), beta (C) or None -> (N, Lambda*C, H, W); else None (the caller lays the
     arguments out for :func:`signed_power` / :func:`floor_signed_power`)."""
-    if x.device.type != 'cpu' or _path(x, (alpha, ), fused) != 'fused' or not _fused.native_on(x.device):
+    if not _fused.native_on(x.device) or _path(x, (alpha, ), fused) != 'fused':
         return None
     return native.portioned_power(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))
 

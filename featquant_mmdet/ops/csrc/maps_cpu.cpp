@@ -29,11 +29,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace {
-
 using torch::Tensor;
-using torch::autograd::AutogradContext;
-using torch::autograd::tensor_list;
+
+namespace {
 
 constexpr double kLn2 = 0.69314718055994530942;
 
@@ -245,7 +243,6 @@ std::pair<Tensor, Tensor> power_backward(const Tensor& x, const Tensor& alpha, c
 // ------------------------------------------------------------------------------------------ autograd function
 namespace featquant {
 
-using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
@@ -310,8 +307,6 @@ Tensor power(const Tensor& x, const Tensor& alpha, const c10::optional<Tensor>& 
 }  // namespace featquant
 
 namespace {
-
-using torch::Tensor;
 
 // The kernels on laid-out float32 tensors without autograd (tests and benchmarks)
 void check_layout(const Tensor& x, const Tensor& alpha, const c10::optional<Tensor>& beta) {
