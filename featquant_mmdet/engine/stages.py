@@ -147,6 +147,7 @@ class StageRunner:
         self.steps, self.state_dir, self.jobs = list(steps), osp.abspath(state_dir), jobs
         self.env, self.cwd, self.out, self.tail_lines = env, cwd, out, tail_lines
         self.timings: Dict[str, dict] = {}
+        self._reused: Dict[str, Plan] = {}  # steps whose markers match before the run: left out of the time left
         self._start = time.perf_counter()
         self.load_at_start = os.getloadavg()
         self._tty = hasattr(out, 'isatty') and out.isatty()
@@ -167,7 +168,7 @@ class StageRunner:
         ran = [(s.weight, self.timings[s.name]['wall_s']) for s in done if self.timings[s.name]['status'] == 'ran']
         now = time.perf_counter()
         left = estimate_left(ran, [(r.step.weight, now - r.start) for r in running],
-                             [s.weight for s in self.steps if s.name not in self.timings
+                             [s.weight for s in self.steps if s.name not in self.timings and s.name not in self._reused
                               and all(r.step is not s for r in running)], self.jobs)
         estimate = (f'about {format_seconds(left)} left' if left is not None else 'estimating the time left') \
             if len(done) < len(self.steps) else 'nothing left'
@@ -196,11 +197,23 @@ class StageRunner:
             return None
         return marker if all(osp.exists(p) for p in plan.outputs) else None
 
+    def find_reused(self) -> Dict[str, Plan]:
+        """The steps that a run will skip, with their plans: those whose marker matches now and whose needed steps
+        are skipped too (steps are listed after what they need; only steps with a marker are planned). A resumed
+        study's time-left estimate counts only the work still to do."""
+        reused: Dict[str, Plan] = {}
+        for step in self.steps:
+            if osp.exists(self.marker_path(step.name)) and all(d in reused for d in step.deps):
+                plan = step.plan()
+                if self.finished_marker(step, plan, self.step_key(step, plan)) is not None:
+                    reused[step.name] = plan
+        return reused
+
     # ---- steps
 
     def start(self, step: Step) -> Optional[_Running]:
         """Skip the step when its marker matches, else clear its unfinished outputs and start its command."""
-        plan = step.plan()
+        plan = self._reused.pop(step.name, None) or step.plan()
         key = self.step_key(step, plan)
         done = self.finished_marker(step, plan, key)
         title = step.title or step.name
@@ -250,6 +263,7 @@ class StageRunner:
         """Run every step (or reuse it); returns the timings. :class:`StageError` on a failed step, once the steps
         running beside it have ended; :class:`StagesInterrupted` on SIGINT/SIGTERM of a command."""
         os.makedirs(self.state_dir, exist_ok=True)
+        self._reused = self.find_reused()
         pending, running, finished, failures = list(self.steps), [], set(), []
         ended = False  # a step ended: the progress line follows once the next steps have started
         try:
