@@ -2,7 +2,10 @@
 of eq. 6 on ReLU features, results independent of the thread count, no process-wide floating-point side effect, the
 layouts it leaves to the eager path, and a failed build. Values and gradients against the eager reference, layers
 included: tests/test_fused_maps.py (BOTH_BACKENDS)."""
+import os.path as osp
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -125,6 +128,52 @@ def test_a_failed_build_warns_once_and_the_eager_path_runs(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # no second warning
         assert _step(x, alpha, True)[3] == '_SignedPowerBackward'
+
+
+def _build_directory():
+    from torch.utils import cpp_extension
+    return cpp_extension._get_build_directory(native._build_name(), verbose=False)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_a_lock_file_left_by_a_killed_build_is_removed_before_the_loader_runs(monkeypatch):
+    """torch < 2.14 waits while ``build_dir/lock`` exists, and a build killed half-way leaves it: every later process
+    hung. Emulated here with a loader that refuses to start while the file exists (torch 2.14 itself does not wait)."""
+    from torch.utils import cpp_extension
+    assert native.available()
+    build_dir = _build_directory()
+    assert native._build_name().startswith('featquant_maps_cpu_')
+    assert torch.__version__.split('+')[0].replace('.', '_') in native._build_name()
+    open(osp.join(build_dir, 'lock'), 'w').close()  # what the killed build left
+    load = cpp_extension.load
+
+    def old_torch_load(*args, build_directory, **kwargs):
+        if osp.exists(osp.join(build_directory, 'lock')):
+            raise AssertionError('torch < 2.14 would wait here forever')
+        return load(*args, build_directory=build_directory, **kwargs)
+
+    monkeypatch.setattr(cpp_extension, 'load', old_torch_load)
+    monkeypatch.setattr(native, '_state', {})
+    assert native.available()  # a load of the cached build, no warning of a failed build
+    assert 'error' not in native._state
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
+def test_a_second_process_waits_for_a_build_in_progress_and_says_so(subprocess_env):
+    fcntl = pytest.importorskip('fcntl')
+    assert native.available()
+    script = 'from featquant_mmdet.ops import native; assert native.available(); print("loaded")'
+    with open(osp.join(_build_directory(), 'featquant.flock'), 'a') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a process building the kernel holds it
+        proc = subprocess.Popen([sys.executable, '-c', script], env=subprocess_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)  # still waiting while the lock is held
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip() == 'loaded'
+    assert 'waiting for another process building the CPU maps kernel in' in err
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')

@@ -3,16 +3,18 @@
 A C++ autograd function: one vectorised pass for the forward (reads x, writes y) and one for the eq. 6 backward
 (reads x and dL/dy: it recomputes log2 m and 2^(alpha log2 m) rather than reading y), parallel over channels, with
 no Python between the conv and the map in either direction. Built with torch's C++ extension loader at first use
-and cached on disk (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 30 s once per machine and
-CPU type, then a load); a machine without a C++ compiler or ninja warns once and keeps the eager path. Written by
-hand because Inductor's CPU kernels for these maps were no faster than the eager ops at ResNet-50's shapes
-(docs/speed.md) and cost 13-48 s of compilation in every new process.
+and cached on disk (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 30 s once per machine,
+CPU type and torch version, then a load; a build killed half-way does not block the next one); a machine without
+a C++ compiler or ninja warns once and keeps the eager path. Written by hand because Inductor's CPU kernels for
+these maps were no faster than the eager ops at ResNet-50's shapes (docs/speed.md) and cost 13-48 s of compilation
+in every new process.
 
 Layouts it takes (anything else, and float64, runs the eager path): x ``(N, C, H, W)`` with exponents broadcast to
 ``(N or 1, C, 1, 1)``, x ``(N, 1, C, H, W)`` with exponents ``(N or 1, Lambda, C, 1, 1)``, and the layers' own
 (:func:`portioned_power`); floor scales per channel. Computes in float32 (float16/bfloat16 inputs are converted,
 as on the eager path). No double backward (``create_graph=True`` raises, naming ``fused=False``).
 """
+import contextlib
 import glob
 import logging
 import os
@@ -44,6 +46,42 @@ def _capability() -> str:
         return 'DEFAULT'
 
 
+def _build_name() -> str:
+    """One build per CPU capability and torch version: a module built against another torch's headers does not load
+    (and two versions sharing a directory would rebuild each other's in turn)."""
+    version = ''.join(c if c.isalnum() else '_' for c in torch.__version__)
+    return f'featquant_maps_cpu_{_capability().lower()}_torch{version}'
+
+
+@contextlib.contextmanager
+def _exclusive(build_dir: str):
+    """Hold an advisory lock on the build directory and remove a leftover ``lock`` file in it.
+
+    torch before 2.14 marks a build in progress by the mere existence of ``build_dir/lock`` and waits, forever, while
+    it exists: a build killed half-way (Ctrl-C during the first quantized conv) left every later process hanging
+    without a word. An ``flock`` is released by the kernel when its holder dies, and only builders of this module use
+    this directory, so whoever holds ours may remove that file. (No ``fcntl``, e.g. Windows: torch's lock alone.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(osp.join(build_dir, 'featquant.flock'), 'a') as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f'featquant_mmdet: waiting for another process building the CPU maps kernel in {build_dir}',
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(osp.join(build_dir, 'lock'))
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _build():
     capability = _capability()
     flags = ['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', *_ARCH_FLAGS.get(capability, [])]
@@ -56,13 +94,14 @@ def _build():
         os.environ['PATH'] = venv_bin + os.pathsep + path  # ninja installed in the venv that is not activated
     try:
         from torch.utils import cpp_extension
-        name = f'featquant_maps_cpu_{capability.lower()}'
+        name = _build_name()
         build_dir = cpp_extension._get_build_directory(name, verbose=False)
-        if not glob.glob(osp.join(build_dir, '*.so')):
-            print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 25 s)',
-                  file=sys.stderr, flush=True)
-        return cpp_extension.load(name=name, sources=[_SOURCE], extra_cflags=flags,
-                                  extra_ldflags=['-fopenmp'], build_directory=build_dir, verbose=False)
+        with _exclusive(build_dir):
+            if not glob.glob(osp.join(build_dir, '*.so')):
+                print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 25 s)',
+                      file=sys.stderr, flush=True)
+            return cpp_extension.load(name=name, sources=[_SOURCE], extra_cflags=flags,
+                                      extra_ldflags=['-fopenmp'], build_directory=build_dir, verbose=False)
     finally:
         logger.setLevel(level)
         os.environ['PATH'] = path
