@@ -318,3 +318,24 @@ def test_map_revision_benchmark_loads_an_earlier_map_and_refuses_an_unknown_revi
                          text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         'bench_map_revision.py: error: --ref no-such-revision: no featquant_mmdet/ops/quantize.py there')
+
+
+def test_conv_layout_benchmark_prints_every_row_and_refuses_an_unknown_shape(repo_root):
+    """benchmarks/bench_conv_layout.py (docs/speed.md, Lambda = 4 on the CPU): one round at the smallest shape, and a
+    bad --shapes in one line with exit status 2."""
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(repo_root, 'benchmarks', 'bench_conv_layout.py')
+    proc = subprocess.run([sys.executable, script, '--repeats', '1', '--warmup', '0', '--threads', '1', '--shapes',
+                           'R50 layer4 3x3'], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('R50 layer4 3x3')]
+    assert len(rows) == 1
+    ratios = [float(v.rstrip('x')) for v in rows[0].split()[3:] if v.endswith('x')]
+    assert len(ratios) == 6 and ratios[0] == 1.0 and all(r > 0 for r in ratios)
+    bad = subprocess.run([sys.executable, script, '--shapes', 'R50 layer5'], cwd=repo_root, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith(
+        "bench_conv_layout.py: error: unknown shape(s) ['R50 layer5']; accepted: ['ZF conv3'")
