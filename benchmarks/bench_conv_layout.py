@@ -1,7 +1,7 @@
 """Lambda > 1 on the CPU: does a channels-last (NHWC) grouped convolution beat the NCHW one the layers run?
 
 PowConv with Lambda = 4 runs one ``groups=4`` convolution over the four mapped copies of its input (docs/speed.md);
-at ResNet-50 layer1 that convolution alone is about 1.25x of the plain one in NCHW. This measures, side by side in
+at ResNet-50 layer1 that convolution alone is 1.15-1.3x of the plain one in NCHW, run to run. This measures, side by side in
 one process (each round times every row once, medians; fwd + bwd, batch 2, float32), against ``nn.Conv2d`` on
 the NCHW input:
 
@@ -14,7 +14,7 @@ the NCHW input:
   NHWC, four copies concatenated, the grouped NHWC convolution, the output converted back to NCHW (the layer's
   contract: output layout = input layout).
 
-    python benchmarks/bench_conv_layout.py --threads 2 --repeats 21     # about 2 minutes
+    python benchmarks/bench_conv_layout.py --threads 2 --repeats 21     # about 35 s on 2 cores
 """
 import argparse
 import os.path as osp
@@ -55,6 +55,11 @@ def cases(cin: int, cout: int, height: int, width: int, batch: int):
     layer = PowConv(cin, cout, 3, padding=1, bias=False, num_portions=PORTIONS)
     weight = plain.weight.detach()
 
+    def reset():
+        x.grad = None
+        plain.zero_grad(set_to_none=True)
+        layer.zero_grad(set_to_none=True)
+
     def conv():
         plain(x).backward(grad)
 
@@ -72,20 +77,16 @@ def cases(cin: int, cout: int, height: int, width: int, batch: int):
 
     return {'nn.Conv2d': conv, 'grouped NCHW': _raw_grouped(x4, weight, grad, torch.contiguous_format),
             'grouped NHWC': _raw_grouped(x4, weight, grad, NHWC), 'PowConv L=4': powconv,
-            'NCHW step, copies': nchw_step, 'NHWC step, copies': nhwc_step}, (x, plain, layer)
+            'NCHW step, copies': nchw_step, 'NHWC step, copies': nhwc_step}, reset
 
 
 def measure(shape, batch: int, repeats: int, warmup: int):
     name, cin, cout, height, width = shape
-    steps, params = cases(cin, cout, height, width, batch)
+    steps, reset = cases(cin, cout, height, width, batch)
     times = {key: [] for key in steps}
     for round_ in range(warmup + repeats):
         for key, step in steps.items():
-            for module in params:
-                if isinstance(module, torch.Tensor):
-                    module.grad = None
-                else:
-                    module.zero_grad(set_to_none=True)
+            reset()
             start = time.perf_counter()
             step()
             if round_ >= warmup:
