@@ -67,17 +67,18 @@ def build_revision(rev: str) -> Kernel:
     from torch.utils import cpp_extension
     source = git('show', f'{rev}:{SOURCE}')
     commit = git('rev-parse', '--short', rev).strip()
-    name = f'featquant_maps_cpu_ref_{commit}'
+    name = f'featquant_maps_cpu_ref_{commit}_{native.torch_tag()}'
     directory = cpp_extension._get_build_directory(name, verbose=False)  # cached like the kernel itself
     path = osp.join(directory, 'maps_cpu.cpp')
-    with open(path, 'w') as f:
-        f.write(source)
     capability = native._capability()
     flags = ['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', *native._ARCH_FLAGS.get(capability, [])]
     ldflags = ['-fopenmp'] + (['-lmvec'] if 'libmvec' in source else [])
     print(f'building (or loading) {SOURCE} at {commit} in {directory}', file=sys.stderr, flush=True)
-    module = cpp_extension.load(name=name, sources=[path], extra_cflags=flags,
-                                extra_ldflags=ldflags, build_directory=directory, verbose=False)
+    with native.exclusive(directory):  # the kernel's own lock: no stale-lock hang on torch < 2.14
+        with open(path, 'w') as f:
+            f.write(source)
+        module = cpp_extension.load(name=name, sources=[path], extra_cflags=flags,
+                                    extra_ldflags=ldflags, build_directory=directory, verbose=False)
     return Kernel(module)
 
 

@@ -46,15 +46,19 @@ def _capability() -> str:
         return 'DEFAULT'
 
 
+def torch_tag() -> str:
+    """``torch<version>`` for build names: a module built against another torch's headers does not load (and two
+    versions sharing a directory would rebuild each other's in turn)."""
+    return 'torch' + ''.join(c if c.isalnum() else '_' for c in torch.__version__)
+
+
 def _build_name() -> str:
-    """One build per CPU capability and torch version: a module built against another torch's headers does not load
-    (and two versions sharing a directory would rebuild each other's in turn)."""
-    version = ''.join(c if c.isalnum() else '_' for c in torch.__version__)
-    return f'featquant_maps_cpu_{_capability().lower()}_torch{version}'
+    """One build per CPU capability and torch version."""
+    return f'featquant_maps_cpu_{_capability().lower()}_{torch_tag()}'
 
 
 @contextlib.contextmanager
-def _exclusive(build_dir: str):
+def exclusive(build_dir: str):
     """Hold an advisory lock on the build directory and remove a leftover ``lock`` file in it.
 
     torch before 2.14 marks a build in progress by the mere existence of ``build_dir/lock`` and waits, forever, while
@@ -96,7 +100,7 @@ def _build():
         from torch.utils import cpp_extension
         name = _build_name()
         build_dir = cpp_extension._get_build_directory(name, verbose=False)
-        with _exclusive(build_dir):
+        with exclusive(build_dir):
             if not glob.glob(osp.join(build_dir, '*.so')):
                 print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 25 s)',
                       file=sys.stderr, flush=True)
@@ -206,4 +210,4 @@ def layout_supported(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) ->
     return _layout(x, alpha, beta) is not None
 
 
-__all__ = ('available', 'extension', 'layout_supported', 'portioned_power', 'signed_power')
+__all__ = ('available', 'exclusive', 'extension', 'layout_supported', 'portioned_power', 'signed_power', 'torch_tag')
