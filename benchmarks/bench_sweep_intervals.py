@@ -103,7 +103,7 @@ def main(argv=None):
             t0 = time.perf_counter()
             bootstrap_results(results, plan.results_path, plan.metric, args.resamples)
             repeats.append(time.perf_counter() - t0)
-        from featquant_mmdet.stats.voc_matches import load_per_image
+        from featquant_mmdet.stats.records import load_per_image
         records = {k: load_per_image(osp.join(osp.dirname(plan.results_path), c['per_image']['file']))
                    for k, c in results['cells'].items()}
         matched = []

@@ -10,6 +10,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from .checks import StatsInputError, check_counts
+from .records import FORMAT, save_npz
 
 
 def correct_at_k(scores: np.ndarray, labels: np.ndarray, topk: Sequence[int] = (1, 5)) -> Dict[int, np.ndarray]:
@@ -87,7 +88,6 @@ class Correctness:
         return counts @ hits / counts.sum(axis=1) * 100
 
     def save(self, path: str) -> str:
-        from .voc_matches import FORMAT, save_npz
         meta = dict(self.meta, format=FORMAT, kind=self.kind, metric=self.metric, keys=sorted(self.correct))
         meta.pop('file', None)
         arrays = {f'correct_{i}': self.correct[k] for i, k in enumerate(sorted(self.correct))}

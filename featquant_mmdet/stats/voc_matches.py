@@ -22,16 +22,13 @@ formulas, tested equal to the former).
 Storage (:meth:`VOCMatches.save`): one ``.npz`` per cell (records sorted class-major as mmdet orders them, ``n_gt``
 per image and class, the image ids and a JSON ``meta``), no pickle.
 """
-import json
-import os
-import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .checks import StatsInputError, check_counts
+from .records import FORMAT, load_per_image, save_npz  # noqa: F401 (load_per_image: its former home)
 
-FORMAT = 'featquant-per-image/1'
 TPFP_KINDS = ('default', 'imagenet')
 EVAL_MODES = ('11points', 'area')
 # np.arange(0, 1 + 1e-3, 0.1) as mmdet's average_precision iterates it (0.30000000000000004 etc.: recall
@@ -250,6 +247,16 @@ class VOCMatches:
         return self.map_batch(counts)
 
     # ---------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_arrays(cls, arrays: dict, meta: dict) -> 'VOCMatches':
+        """The records of a loaded per-image file (:func:`.records.load_per_image`)."""
+        required = ('scores', 'tp', 'fp', 'labels', 'images', 'n_gt')
+        missing = [k for k in required if k not in arrays]
+        if missing:
+            raise StatsInputError(f'{meta.get("file")}: per-image VOC data incomplete, missing {missing}')
+        return cls(arrays['scores'], arrays['tp'], arrays['fp'], arrays['labels'], arrays['images'],
+                   arrays['n_gt'], arrays['image_ids'].tolist(), meta)
+
     def save(self, path: str) -> str:
         """Write the records to ``path`` (``.npz``) atomically; returns the path."""
         meta = dict(self.meta, format=FORMAT, kind=self.kind)
@@ -257,55 +264,6 @@ class VOCMatches:
         arrays = dict(scores=self.scores, tp=self.tp, fp=self.fp, labels=self.labels, images=self.images,
                       n_gt=self.n_gt.astype(np.int32), image_ids=np.array(self.image_ids, dtype=str))
         return save_npz(path, arrays, meta)
-
-
-def save_npz(path: str, arrays: Dict[str, np.ndarray], meta: dict) -> str:
-    """``np.savez_compressed`` to a temporary file beside ``path`` and ``os.replace`` (readers never see half)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f:
-        np.savez_compressed(f, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-    os.replace(tmp, path)
-    return path
-
-
-def load_npz(path: str, required: Sequence[str]) -> Tuple[Dict[str, np.ndarray], dict]:
-    """Arrays and meta of a per-image file; a clear error names the file and what is missing."""
-    if not osp.isfile(path):
-        raise StatsInputError(f'per-image file not found: {path}')
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
-        raise StatsInputError(f'{path} is not a per-image results file (.npz): {err}') from None
-    if 'meta' not in arrays:
-        raise StatsInputError(f'{path} is not a per-image results file: no meta entry')
-    meta = json.loads(str(arrays.pop('meta')))
-    if meta.get('format') != FORMAT:
-        raise StatsInputError(f'{path}: format {meta.get("format")!r}, expected {FORMAT!r}')
-    missing = [k for k in required if k not in arrays]
-    if missing:
-        raise StatsInputError(f'{path}: per-image data incomplete, missing {missing}')
-    meta['file'] = path
-    return arrays, meta
-
-
-def load_per_image(path: str) -> Union['VOCMatches', 'Correctness']:
-    """A cell's per-image file: :class:`VOCMatches` or :class:`.correctness.Correctness`."""
-    from .correctness import Correctness
-    arrays, meta = load_npz(path, ('image_ids', ))
-    kind = meta.get('kind')
-    if kind == 'voc':
-        required = ('scores', 'tp', 'fp', 'labels', 'images', 'n_gt')
-        missing = [k for k in required if k not in arrays]
-        if missing:
-            raise StatsInputError(f'{path}: per-image VOC data incomplete, missing {missing}')
-        return VOCMatches(arrays['scores'], arrays['tp'], arrays['fp'], arrays['labels'], arrays['images'],
-                          arrays['n_gt'], arrays['image_ids'].tolist(), meta)
-    if kind == 'classification':
-        return Correctness.from_arrays(arrays, meta)
-    raise StatsInputError(f'{path}: unknown per-image kind {kind!r}; accepted: voc, classification')
 
 
 def _ap_batch(tp_cum: np.ndarray, fp_cum: np.ndarray, n_gt: np.ndarray, mode: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from ...stats.bootstrap import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSummary, Resamples, bootstrap_summary,
                                 check_level)
 from ...stats.checks import StatsInputError, check_cells_match_identity, check_same_identity
-from ...stats.voc_matches import load_per_image
+from ...stats.records import load_per_image
 from .errors import RobustnessError
 from .results_file import file_sha256
 from .summary import metric_full_scale, task_of
