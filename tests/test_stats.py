@@ -404,11 +404,11 @@ def test_formatting_of_intervals_and_tables():
     assert F.format_interval(1.5, 0.2, 2.0, signed=True, marker=True) == '+1.50 [+0.20, +2.00]*'
     assert F.format_interval(None) == '-'
     est = B.Estimate(0.5, np.linspace(0.4, 0.6, 101))
-    assert F.format_entry(est, scale=100) == '50.00 [40.50, 59.50]'
+    assert F.format_entry(est, scale=100) == '50.00 [40.20, 59.80]'  # 2nd smallest / largest of 101
     lines = F.markdown_table(['Original', 'mPC'], [[est, (0.1, -0.05, 0.2)], [None, (0.2, 0.1, 0.3)]],
                              ['ZF', 'POW'], 0.95, scale=100, signed=True, mark=True)
     assert lines[0] == '| Model | Original (95% CI) | mPC (95% CI) |'
-    assert lines[2] == '| ZF | +50.00 [+40.50, +59.50]* | +10.00 [-5.00, +20.00] |'
+    assert lines[2] == '| ZF | +50.00 [+40.20, +59.80]* | +10.00 [-5.00, +20.00] |'
     assert lines[3] == '| POW | - | +20.00 [+10.00, +30.00]* |'
     text = F.csv_table(['mPC'], [[(0.2, 0.1, 0.3)]], ['POW'], 0.9, row_kind='diff_to_ZF', scale=100)
     assert text.splitlines() == ['model,row,mPC,mPC low (90%),mPC high (90%),mPC excludes 0',

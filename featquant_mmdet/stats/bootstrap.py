@@ -1,4 +1,5 @@
-"""Percentile bootstrap over test images: intervals for every cell and summary, and paired differences.
+"""Bootstrap over test images: intervals (bias-corrected or percentile) and p-values for every cell and summary,
+and paired differences.
 
 One :class:`Resamples` holds a (B, n) matrix of image indices drawn with replacement (seeded): resample b is the
 multiset ``indices[b]`` of the n test images. The SAME matrix is used for every cell of a sweep and for every
@@ -11,12 +12,21 @@ For every resample b each cell's metric ``P^b_{d,l}`` is recomputed on its multi
     P^b, P^b_d = mean_l P^b_{d,l}, mPC^b = mean_d P^b_d, rPC^b = mPC^b / P^b,
     CE^b_d = sum_l (F - P^b_{d,l}) / sum_l (F - R^b_{d,l}), mCE^b = mean_d CE^b_d   (R: reference model, F: 100%)
 
-The interval of a quantity at level 1 - a is the percentile interval ``[q_{a/2}, q_{1-a/2}]`` of its B values;
-its point value is the quantity on all images (the number the tables already show). A paired difference B - A
-takes the quantiles of ``X^b_B - X^b_A``; it *excludes 0* when both ends lie on one side of 0. A model compared
-with itself gives exactly [0, 0].
+The point value of a quantity is its value on all images (the number the tables show); its interval at level
+1 - a is made of order statistics of its B values (:attr:`Estimate.interval`), by one of :data:`METHODS`:
+
+* ``percentile``: the a/2 and 1 - a/2 quantiles;
+* ``bc`` (default, Efron's bias-corrected percentile): the quantiles ``Phi(2 z0 -/+ z_{1-a/2})`` with
+  ``z0 = Phi^-1(share of resampled values below the point)``. Interpolated AP runs high on resamples (a max over a
+  noisy PR curve); the percentile interval inherits that bias, bc moves against it (docs/statistics.md has the
+  coverage measured by simulation).
+
+A paired difference B - A uses ``X^b_B - X^b_A``; it *excludes 0* when both ends lie on one side of 0, which is
+exactly when its two-sided :attr:`Estimate.p_value` is <= 1 - level. A model compared with itself gives exactly
+[0, 0] (p = 1).
 """
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Dict, Mapping, Optional
 
 import numpy as np
@@ -25,6 +35,15 @@ from .checks import StatsInputError, check_resamples
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
+METHODS = ('bc', 'percentile')
+DEFAULT_METHOD = 'bc'
+_NORMAL = NormalDist()
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise StatsInputError(f'interval method {method!r} not supported; accepted: {", ".join(METHODS)}')
+    return method
 
 
 def check_level(level: float) -> float:
@@ -57,12 +76,13 @@ class Resamples:
     counts: np.ndarray
     seed: int
     level: float = DEFAULT_LEVEL
+    method: str = DEFAULT_METHOD
 
     @classmethod
     def draw(cls, n_images: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-             level: float = DEFAULT_LEVEL) -> 'Resamples':
+             level: float = DEFAULT_LEVEL, method: str = DEFAULT_METHOD) -> 'Resamples':
         indices = resample_indices(n_images, n_resamples, seed)
-        return cls(indices, resample_counts(indices, n_images), seed, check_level(level))
+        return cls(indices, resample_counts(indices, n_images), seed, check_level(level), check_method(method))
 
     @property
     def n_images(self) -> int:
@@ -75,25 +95,59 @@ class Resamples:
 
 @dataclass
 class Estimate:
-    """A quantity: ``point`` on all images, its ``samples`` (B,) over the resamples, and the interval level."""
+    """A quantity: ``point`` on all images, its ``samples`` (B,) over the resamples, the interval's ``level`` and
+    ``method`` (:data:`METHODS`)."""
 
     point: float
     samples: np.ndarray
     level: float = DEFAULT_LEVEL
+    method: str = DEFAULT_METHOD
+
+    def __post_init__(self):
+        check_method(self.method)
+
+    @property
+    def _undefined(self) -> bool:
+        return bool(np.isnan(self.samples).any() or (self.method == 'bc' and np.isnan(self.point)))
+
+    @property
+    def z0(self) -> float:
+        """The bias-correction constant ``z0 = Phi^-1(p0)``, ``p0`` the share of samples below the point (ties
+        count half), kept within ``[1/(2B), 1 - 1/(2B)]``; 0 for the percentile method."""
+        if self.method == 'percentile':
+            return 0.0
+        s, b = self.samples, self.samples.size
+        p0 = ((s < self.point).sum() + 0.5 * (s == self.point).sum()) / b
+        return _NORMAL.inv_cdf(min(max(p0, 0.5 / b), 1 - 0.5 / b))
+
+    def _tails(self, level: float):
+        """The probability left out below and above the interval: ``a/2, a/2`` (percentile) or
+        ``Phi(2 z0 - z), Phi(-2 z0 - z)`` with ``z = Phi^-1(1 - a/2)`` (bc), ``a = 1 - level``."""
+        a = 1 - level
+        z0 = self.z0
+        if z0 == 0.0:
+            return a / 2, a / 2
+        z = _NORMAL.inv_cdf(1 - a / 2)
+        return _NORMAL.cdf(2 * z0 - z), _NORMAL.cdf(-2 * z0 - z)
 
     @property
     def interval(self):
-        """``(low, high)``: percentile interval of the samples (NaN if any sample is undefined). Infinite samples
-        (a CE whose reference makes no error on a resample) take the order statistics without interpolation, so an
-        unbounded end is ``inf``, not the NaN of ``inf - inf``."""
-        if np.isnan(self.samples).any():
+        """``(low, high)``: order statistics of the samples, ``low`` the k1-th smallest and ``high`` the k2-th
+        largest, ``k = floor((B + 1) tail)`` with the tails of :meth:`_tails` (Davison & Hinkley's rule; the
+        percentile interval of 999 resamples at 95% is the 25th smallest and largest); an end whose k is 0 is
+        unbounded (B too small for the level and the bias).
+        NaN if any sample is undefined; infinite samples (a CE whose reference makes no error) are order
+        statistics like any other."""
+        if self._undefined:
             return float('nan'), float('nan')
-        a = (1 - self.level) / 2
-        if np.isfinite(self.samples).all():
-            low, high = np.quantile(self.samples, [a, 1 - a])
-        else:
-            low, high = np.quantile(self.samples, a, method='lower'), np.quantile(self.samples, 1 - a, method='higher')
-        return float(low), float(high)
+        s = np.sort(self.samples)
+        b = s.size
+        tail_low, tail_high = self._tails(self.level)
+        k1 = min(int(np.floor((b + 1) * tail_low)), b)
+        k2 = min(int(np.floor((b + 1) * tail_high)), b)
+        low = float(s[k1 - 1]) if k1 >= 1 else float('-inf')
+        high = float(s[b - k2]) if k2 >= 1 else float('inf')
+        return low, high
 
     @property
     def low(self) -> float:
@@ -106,20 +160,42 @@ class Estimate:
     @property
     def bias(self) -> float:
         """Bootstrap estimate of the bias: mean of the samples minus the point value. Interpolated AP is a max
-        over a noisy PR curve, so resampled mAPs run high (docs/statistics.md); a bias comparable to the
-        interval's half-width means the percentile interval may not contain the point value."""
+        over a noisy PR curve, so resampled mAPs run high (docs/statistics.md); the percentile interval is then
+        shifted up by about the bias, the bias-corrected one (``bc``) is not."""
         return float(self.samples.mean() - self.point)
 
     @property
     def excludes_zero(self) -> bool:
-        """Both ends on one side of 0 (the meaning of the difference's marker)."""
+        """Both ends on one side of 0 (the meaning of the difference's marker); the same as
+        ``p_value <= 1 - level``."""
         low, high = self.interval
         return bool(low > 0 or high < 0)
 
+    @property
+    def p_value(self) -> float:
+        """Two-sided p-value of ``true value = 0``, the inverse of the interval: the largest ``a`` at which the
+        ``1 - a`` interval of this method still contains 0 (so ``p <= 1 - level`` exactly when :attr:`interval`
+        excludes 0). With ``u_le = (#{s <= 0} + 1) / (B + 1)`` and ``u_ge = (#{s >= 0} + 1) / (B + 1)``::
+
+            percentile:  p = min(1, 2 u_le, 2 u_ge)                 (>= 2 / (B + 1))
+            bc:          p = min(1, 2 Phi(Phi^-1(u_le) - 2 z0), 2 Phi(Phi^-1(u_ge) + 2 z0))
+
+        NaN where the interval is."""
+        if self._undefined:
+            return float('nan')
+        s, b = self.samples, self.samples.size
+        u_le, u_ge = ((s <= 0).sum() + 1) / (b + 1), ((s >= 0).sum() + 1) / (b + 1)
+        z0 = self.z0
+        if z0 == 0.0:
+            return float(min(1.0, 2 * u_le, 2 * u_ge))
+        p_le = 2 * _NORMAL.cdf(_NORMAL.inv_cdf(u_le) - 2 * z0) if u_le < 1 else 2.0
+        p_ge = 2 * _NORMAL.cdf(_NORMAL.inv_cdf(u_ge) + 2 * z0) if u_ge < 1 else 2.0
+        return float(min(1.0, p_le, p_ge))
+
     def as_dict(self) -> dict:
         low, high = self.interval
-        return {'value': self.point, 'low': low, 'high': high, 'level': self.level, 'bias': self.bias,
-                'resamples': int(self.samples.size)}
+        return {'value': self.point, 'low': low, 'high': high, 'level': self.level, 'method': self.method,
+                'bias': self.bias, 'p_value': self.p_value, 'resamples': int(self.samples.size)}
 
 
 @dataclass
@@ -165,7 +241,7 @@ def cell_estimates(cells: Mapping[str, object], resamples: Resamples) -> Dict[st
             raise StatsInputError(f'cell {key!r} ({_where(cell)}) has {cell.num_images} images, the resamples '
                                   f'were drawn for {resamples.n_images}: not the same test set')
         out[key] = Estimate(float(cell.value()), np.asarray(cell.values(resamples.counts), np.float64),
-                            resamples.level)
+                            resamples.level, resamples.method)
     return out
 
 
@@ -176,10 +252,11 @@ def summarize_estimates(cells: Dict[str, Estimate], reference: Optional[Dict[str
     ``reference``: the reference model's cell estimates (same resamples) for CE / mCE (classifiers; ``full_scale``
     is then 100, accuracies being in percent).
     """
-    level = next(iter(cells.values())).level if cells else DEFAULT_LEVEL
+    first = next(iter(cells.values()), None)
+    level, method = (first.level, first.method) if first is not None else (DEFAULT_LEVEL, DEFAULT_METHOD)
 
     def combine(points, samples, fn):
-        return Estimate(float(fn(np.array(points))), fn(np.stack(samples)), level)
+        return Estimate(float(fn(np.array(points))), fn(np.stack(samples)), level, method)
 
     clean = cells.get('clean')
     groups: Dict[str, list] = {}
@@ -196,7 +273,7 @@ def summarize_estimates(cells: Dict[str, Estimate], reference: Optional[Dict[str
         with np.errstate(divide='ignore', invalid='ignore'):
             rpc_samples = np.where(clean.samples != 0, mpc.samples / np.where(clean.samples != 0, clean.samples, 1),
                                    np.nan)
-        rpc = Estimate(mpc.point / clean.point if clean.point else float('nan'), rpc_samples, level)
+        rpc = Estimate(mpc.point / clean.point if clean.point else float('nan'), rpc_samples, level, method)
     summary = BootstrapSummary(dict(cells), clean, per, mpc, rpc, resamples=resamples)
     if reference is not None:
         ce = {}
@@ -211,7 +288,7 @@ def summarize_estimates(cells: Dict[str, Estimate], reference: Optional[Dict[str
             point_ref = sum(full_scale - reference[k].point for k in keys)
             with np.errstate(divide='ignore', invalid='ignore'):
                 samples = np.where(err_ref > 0, err / np.where(err_ref > 0, err_ref, 1), np.inf)
-            ce[name] = Estimate(point_err / point_ref if point_ref > 0 else float('inf'), samples, level)
+            ce[name] = Estimate(point_err / point_ref if point_ref > 0 else float('inf'), samples, level, method)
         summary.CE = ce
         summary.mCE = combine([e.point for e in ce.values()], [e.samples for e in ce.values()], mean0) if ce else None
     return summary
@@ -231,7 +308,7 @@ def paired_difference(a: Estimate, b: Estimate) -> Estimate:
     if a.samples.shape != b.samples.shape:
         raise StatsInputError(f'paired difference of estimates from different resamples ({a.samples.shape} vs '
                               f'{b.samples.shape})')
-    return Estimate(b.point - a.point, b.samples - a.samples, a.level)
+    return Estimate(b.point - a.point, b.samples - a.samples, a.level, a.method)
 
 
 def paired_differences(a: BootstrapSummary, b: BootstrapSummary) -> Dict[str, Estimate]:
