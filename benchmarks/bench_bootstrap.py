@@ -1,31 +1,35 @@
-"""What bootstrap intervals add to a robustness sweep: per-image VOC records + 1000 resamples of every cell.
+"""Cost of bootstrap intervals per cell against the size of the test set: time and peak memory (issue 26).
 
-A detector sweep's cells on the demo's test split (80 images, VOC's 20 classes), with generated ground truth and
-detections of a model of middling quality (up to ``--dets-per-image`` boxes per image: the ZF config keeps at most
-100 at score >= 0.05). ``--cells`` is the number of cells (43: the detector preset ``all``, 10 distortions x 4
-levels + 2 mixtures + clean; the demo itself sweeps 3). Measured in this process, medians of ``--repeats``:
+VOC (``--kind voc``): one cell of the project's record generator (:func:`make_cell`: VOC's 20 classes, 1-5
+ground-truth boxes per image of which 10% difficult, 50-100% of ``--dets-per-image`` detections per image from a
+middling model), matched once (``match_records``, mmdet's ``tpfp_default``), then its metric on ``--resamples``
+resamples (``VOCMatches.values``, what ``bootstrap_summary`` calls per cell). Per size, in this process:
 
-* ``records``: matching every image's detections once (``match_records``, mmdet's ``tpfp_default``), all cells;
-* ``bootstrap``: ``bootstrap_summary`` (every cell and summary) on ``--resamples`` resamples, all cells;
-* reference 1, ``eval_map``: mmdet's ``eval_map`` of one cell as VOCMetric runs it (11 points, legacy
-  coordinates, its default 4 processes), i.e. what each cell of the sweep already pays for its mAP;
-* reference 2, ``naive``: ``eval_map`` from scratch on each resample (single process), timed on
-  ``--naive-resamples`` resamples and scaled to ``--resamples``: the way the records avoid.
+* ``match``: ``match_records`` (once per cell; in a sweep it runs while the cell is evaluated);
+* ``bootstrap``: ``values`` on a fresh object (nothing cached), median of ``--repeats``;
+* ``peak``: tracemalloc's peak during ``values`` (numpy and scipy allocate through it; the shared (B, n) resample
+  counts are allocated before and not counted), a separate run from the timing;
+* ``kept``: bytes the cell holds afterwards (its arrays and the cached sparse matrices);
+* ``old``: the same for the former quadratic implementation (``stats.voc_reference.map_batch_dense``) up to
+  ``--old-max`` images, and whether both give the same values.
 
-The share of a sweep's wall time uses the measured time per cell of the demo (docs/demo.md: 3 cells x 80 images
-in 129 s, 43 s per cell; ``--cell-seconds``), since a sweep with a model cannot run in this benchmark's budget.
+``--sweep-cells N``: also ``bootstrap_summary`` of N such cells (every cell and summary) at the largest size, the
+interval step of an N-cell sweep (51: the classifier preset, the largest).
 
-    python benchmarks/bench_bootstrap.py [--cells 43] [--resamples 1000] [--dets-per-image 100] [--repeats 3]
+COCO (``--kind coco``): not yet measured (:func:`bench_coco`).
+
+    python benchmarks/bench_bootstrap.py [--kind voc] [--sizes 80 1250 2500 5000] [--resamples 1000]
+        [--dets-per-image 100] [--repeats 3] [--old-max 2500] [--sweep-cells 51]
 
 ``--population N``: instead, the bias check of docs/statistics.md: mAP on N generated images (the "population")
-against 80-image subsets of it (mean over disjoint subsets), and the bootstrap bias and percentile interval of
-three subsets.
+against 80-image subsets of it (mean over disjoint subsets), and the bootstrap bias and interval of three subsets.
 """
 import argparse
 import os.path as osp
 import statistics
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -33,7 +37,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 NUM_CLASSES = 20
-TARGET_SHARE = 0.10
+TARGETS = {'voc': (2.0, 100e6), 'coco': (10.0, 500e6)}  # per cell at 5000 images: seconds, bytes
 
 
 def make_cell(n_images, dets_per_image, seed, quality=0.6, num_classes=NUM_CLASSES):
@@ -70,77 +74,127 @@ def median_time(fn, repeats):
     return statistics.median(times), out
 
 
+def median_time(fn, repeats):
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def peak_bytes(fn):
+    """tracemalloc's peak (bytes) during ``fn()`` above what was allocated before."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def kept_bytes(obj, seen=None) -> int:
+    """Bytes of the arrays (numpy, scipy.sparse) an object holds through its attributes, lists, tuples, dicts."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if hasattr(obj, 'indptr') and hasattr(obj, 'data'):
+        return obj.data.nbytes + obj.indices.nbytes + obj.indptr.nbytes
+    if isinstance(obj, dict):
+        return sum(kept_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(kept_bytes(v, seen) for v in obj)
+    return kept_bytes(vars(obj), seen) if hasattr(obj, '__dict__') else 0
+
+
+def bench_voc(args):
+    from featquant_mmdet.stats.bootstrap import Resamples, bootstrap_summary
+    from featquant_mmdet.stats.voc_matches import VOCMatches, match_records
+    from featquant_mmdet.stats.voc_reference import map_batch_dense
+
+    def fresh(m):
+        return VOCMatches(m.scores, m.tp, m.fp, m.labels, m.images, m.n_gt, m.image_ids, m.meta)
+
+    print(f'VOC: {args.classes} classes, <= {args.dets_per_image} detections per image, {args.resamples} resamples, '
+          f'time: median of {args.repeats}; peak: tracemalloc; kept: arrays held after the call')
+    print('| images | detections | TPs | match | bootstrap | peak | kept | old bootstrap | old peak | old kept | '
+          'same values |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    rows, records = [], None
+    for n in args.sizes:
+        results = make_cell(n, args.dets_per_image, seed=0, num_classes=args.classes)
+        t_match, records = median_time(lambda: match_records(results, args.classes, 0.5, '11points'), 1)
+        counts = Resamples.draw(n, args.resamples, seed=0).counts
+        t_new, new = median_time(lambda: fresh(records).values(counts), args.repeats)
+        cell = fresh(records)
+        peak = peak_bytes(lambda: cell.values(counts))
+        kept = kept_bytes(cell)
+        old = ['-'] * 4
+        if n <= args.old_max:
+            t_old, ref = median_time(lambda: map_batch_dense(fresh(records), counts), args.repeats)
+            # the former map_batch cached its two dense matrices on the cell: their bytes are what it kept
+            n_tp = int(records.tp[:, 0].sum())
+            old_peak = peak_bytes(lambda: map_batch_dense(fresh(records), counts))
+            old_kept = kept_bytes(fresh(records)) + 2 * 4 * n * n_tp
+            old = [f'{t_old:.2f} s', f'{old_peak / 1e6:.0f} MB', f'{old_kept / 1e6:.0f} MB',
+                   str(bool(np.array_equal(new, ref)))]
+        print(f'| {n} | {records.scores.size} | {int(records.tp[:, 0].sum())} | {t_match:.2f} s | {t_new:.2f} s | '
+              f'{peak / 1e6:.0f} MB | {kept / 1e6:.1f} MB | ' + ' | '.join(old) + ' |', flush=True)
+        rows.append(dict(images=n, match=t_match, bootstrap=t_new, peak=peak, kept=kept))
+    seconds, nbytes = TARGETS['voc']
+    last = rows[-1]
+    print(f'target at 5000 images: <= {seconds:.0f} s and <= {nbytes / 1e6:.0f} MB per cell; at {last["images"]}: '
+          f'{last["bootstrap"]:.2f} s, peak {last["peak"] / 1e6:.0f} MB')
+    if args.sweep_cells:
+        n = args.sizes[-1]
+        keys = ['clean'] + [f'd{i // 5}@{i % 5 + 1}' for i in range(args.sweep_cells - 1)]
+        cells = {k: fresh(records) if i == 0 else match_records(
+            make_cell(n, args.dets_per_image, seed=i, num_classes=args.classes), args.classes, 0.5, '11points')
+            for i, k in enumerate(keys)}
+        resamples = Resamples.draw(n, args.resamples, seed=0)
+        start = time.perf_counter()
+        summary = bootstrap_summary(cells, resamples)
+        wall = time.perf_counter() - start
+        print(f'{args.sweep_cells}-cell sweep at {n} images: bootstrap_summary (every cell and summary, '
+              f'{args.resamples} resamples) {wall:.1f} s (target <= 120 s); mPC = {summary.mPC.point:.4f} '
+              f'[{summary.mPC.low:.4f}, {summary.mPC.high:.4f}] ({summary.mPC.method}, bias {summary.mPC.bias:+.4f})')
+        rows.append(dict(sweep_cells=args.sweep_cells, wall=wall))
+    return rows
+
+
+def bench_coco(args):
+    """COCO per-image records (80 categories, 100 detections per image): issue 26's second kind, to be added here
+    with the same columns as :func:`bench_voc`."""
+    raise SystemExit('--kind coco: not measured yet (COCO per-image records come with stats.coco_records)')
+
+
+KINDS = {'voc': bench_voc, 'coco': bench_coco}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--cells', type=int, default=43)
-    parser.add_argument('--images', type=int, default=80)
+    parser.add_argument('--kind', choices=sorted(KINDS), default='voc')
+    parser.add_argument('--sizes', type=int, nargs='+', default=[80, 1250, 2500, 5000], help='test images')
+    parser.add_argument('--images', type=int, default=80, help='--population: the subsets\' size')
     parser.add_argument('--resamples', type=int, default=1000)
     parser.add_argument('--dets-per-image', type=int, default=100)
-    parser.add_argument('--naive-resamples', type=int, default=10)
     parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--cell-seconds', type=float, default=43.0,
-                        help='wall time of one sweep cell (demo: 129 s for 3 cells of 80 images, docs/demo.md)')
+    parser.add_argument('--old-max', type=int, default=2500, help='largest size the quadratic reference runs at')
+    parser.add_argument('--sweep-cells', type=int, default=0)
     parser.add_argument('--classes', type=int, default=NUM_CLASSES, help='20: VOC; the demo\'s generated set has 3')
     parser.add_argument('--population', type=int, default=0)
     args = parser.parse_args(argv)
+    for name in ('sizes', 'resamples', 'repeats', 'classes', 'dets_per_image'):
+        value = getattr(args, name)
+        if min(value if isinstance(value, list) else [value]) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got {value}')
     if args.population:
         return population_check(args)
-
-    from mmdet.evaluation.functional import eval_map
-
-    from featquant_mmdet.stats.bootstrap import Resamples, bootstrap_summary
-    from featquant_mmdet.stats.voc_matches import match_records
-
-    cells_results = [make_cell(args.images, args.dets_per_image, seed, num_classes=args.classes)
-                     for seed in range(args.cells)]
-    keys = ['clean'] + [f'd{i // 4}@{i % 4 + 1}' for i in range(args.cells - 1)]
-    ids = [f'{i:06d}' for i in range(args.images)]
-
-    def build():
-        return {k: match_records(r, args.classes, 0.5, '11points', True, 'default', ids)
-                for k, r in zip(keys, cells_results)}
-
-    t_records, cells = median_time(build, args.repeats)
-    resamples = Resamples.draw(args.images, args.resamples, seed=0)
-
-    def boot():
-        for cell in cells.values():
-            cell._points = None  # cold: the per-cell matrices are built inside the timed call
-        return bootstrap_summary(cells, resamples)
-
-    t_boot, summary = median_time(boot, args.repeats)
-
-    dets0, anns0 = [d for _, d in cells_results[0]], [a for a, _ in cells_results[0]]
-    t_eval, (map0, _) = median_time(lambda: eval_map(dets0, anns0, iou_thr=0.5, logger='silent', eval_mode='11points',
-                                                     use_legacy_coordinate=True), args.repeats)
-    assert abs(map0 - cells['clean'].map()) < 1e-6, (map0, cells['clean'].map())
-
-    def naive():
-        for row in resamples.indices[:args.naive_resamples]:
-            eval_map([dets0[i] for i in row], [anns0[i] for i in row], iou_thr=0.5, logger='silent',
-                     eval_mode='11points', use_legacy_coordinate=True, nproc=1)
-
-    t_naive, _ = median_time(naive, 1)
-    t_naive_cell = t_naive / args.naive_resamples * args.resamples
-    n_records = sum(len(c.scores) for c in cells.values())
-
-    per_cell = (t_records + t_boot) / args.cells
-    sweep = args.cells * args.cell_seconds
-    print(f'{args.cells} cells x {args.images} images x {args.resamples} resamples, {args.classes} classes, '
-          f'{n_records / args.cells:.0f} detections per cell (medians of {args.repeats})')
-    print(f'  records (match once, all cells)      {t_records:8.3f} s   ({t_records / args.cells * 1e3:.1f} ms/cell)')
-    print(f'  bootstrap (all cells + summaries)    {t_boot:8.3f} s   ({t_boot / args.cells * 1e3:.1f} ms/cell)')
-    print(f'  reference: eval_map of one cell      {t_eval:8.3f} s   -> records+bootstrap per cell = '
-          f'{per_cell / t_eval:.2f} x one eval_map')
-    print(f'  reference: eval_map per resample     {t_naive_cell:8.1f} s per cell for {args.resamples} resamples '
-          f'(from {args.naive_resamples}) -> bootstrap is {t_naive_cell / (t_boot / args.cells):.0f}x faster')
-    share = (t_records + t_boot) / sweep
-    print(f'  share of the sweep ({args.cells} cells x {args.cell_seconds:.0f} s measured per demo cell = '
-          f'{sweep:.0f} s): {share * 100:.2f}% (target < {TARGET_SHARE * 100:.0f}%)')
-    print(f'  example: P = {summary.P.point:.4f} [{summary.P.low:.4f}, {summary.P.high:.4f}] '
-          f'(bootstrap bias {summary.P.bias:+.4f}), mPC = {summary.mPC.point:.4f} '
-          f'[{summary.mPC.low:.4f}, {summary.mPC.high:.4f}] (bias {summary.mPC.bias:+.4f})')
-    return share
+    return KINDS[args.kind](args)
 
 
 def population_check(args):
@@ -155,13 +209,15 @@ def population_check(args):
         counts = np.zeros(args.population, np.int64)
         counts[k * n:(k + 1) * n] = 1
         subsets.append(records.map(counts))
-    print(f'{args.classes} classes, {args.dets_per_image} detections per image at most: mAP on {args.population} images {population:.4f}; '
+    print(f'{args.classes} classes, {args.dets_per_image} detections per image at most: mAP on {args.population} '
+          f'images {population:.4f}; '
           f'{len(subsets)} disjoint {n}-image subsets: mean {np.mean(subsets):.4f}, sd {np.std(subsets, ddof=1):.4f}'
           f' (excess {np.mean(subsets) - population:+.4f})')
     for k in range(3):
         sub = match_records(results[k * n:(k + 1) * n], args.classes, 0.5, '11points')
         est = bootstrap_summary({'clean': sub}, Resamples.draw(n, args.resamples, seed=0)).P
-        print(f'  subset {k}: mAP {est.point:.4f}, {args.resamples} resamples: [{est.low:.4f}, {est.high:.4f}], '
+        print(f'  subset {k}: mAP {est.point:.4f}, {args.resamples} resamples: [{est.low:.4f}, {est.high:.4f}] '
+              f'({est.method}), '
               f'bootstrap bias {est.bias:+.4f}; covers the subset value: {est.low <= est.point <= est.high}, '
               f'the population value: {est.low <= population <= est.high}')
 

@@ -193,58 +193,94 @@ class VOCMatches:
         """The cell's metric (``pascal_voc/mAP``) on a multiset of images."""
         return self.map(counts)
 
-    def map_batch(self, counts: np.ndarray) -> np.ndarray:
-        """mAP of many multisets at once: ``counts`` (B, n_images) -> (B,).
+    def map_batch(self, counts: np.ndarray, block: int = 256) -> np.ndarray:
+        """mAP of many multisets at once: ``counts`` (B, n_images) -> (B,), in blocks of ``block`` resamples.
 
         Only the points of the PR curve at true positives matter (a false positive lowers precision at an
         unchanged recall, dominated by the point before it), and there the cumulative counts are linear in the
-        image weights: ``cumTP = W @ M_tp``, ``cumFP = W @ M_fp`` with ``M[i, k]`` the number of TP (FP) records
-        of image i ranked at (before) the k-th true positive of a class (:meth:`_tp_points`). One float32
-        matrix product per cell (exact: integer counts < 2^24), then per class the AP of every row.
+        image weights ``w`` (a resample's row of ``counts``). Per threshold and class, with the records in
+        eval_map's order and the k-th true positive at record ``j_k`` (:meth:`_tp_points`)::
+
+            cumTP_k = sum_{k' <= k} w[image of TP k']          (a cumsum over the TPs' image weights)
+            cumFP_k = sum_{k' <= k} (S @ w)_{k'}                (S[k', i]: FP records of image i between
+                                                                 the TPs k'-1 and k', a sparse matrix)
+
+        so time and memory are linear in records + images (times B); per block one (n_images, block) weight
+        matrix, per class (n_tp, block) arrays. The counts are exact integers, cast to float32 as eval_map has
+        them, then the AP of every row (:func:`_ap_batch`): the same values as the former dense formulation
+        (:func:`.voc_reference.map_batch_dense`, quadratic; tested equal).
         """
         counts = np.asarray(counts)
         if counts.ndim != 2 or counts.shape[1] != self.num_images:
             raise StatsInputError(f'counts must be (resamples, {self.num_images}), got {counts.shape}')
-        m_tp, m_fp, segments = self._tp_points()
-        weights = counts.astype(np.float32)
-        tp_cum, fp_cum = weights @ m_tp, weights @ m_fp  # (B, N)
+        points = self._tp_points()
         n_gt = counts.astype(np.float64) @ self.n_gt  # (B, C)
         has_gt = n_gt > 0
         n_valid = has_gt.sum(axis=1)
+        # cumulative counts are integers <= (images in a resample) x (records of one image): exact in float32
+        # below 2^24, as the float32 counts eval_map computes with
+        exact32 = counts.size == 0 or int(counts.sum(axis=1).max()) * self._max_records_per_image < 2 ** 24
+        dtype = np.float32 if exact32 else np.float64
         out = np.zeros(counts.shape[0])
-        for t in range(len(self.iou_thrs)):
-            ap = np.zeros(n_gt.shape, dtype=np.float64)
-            for c in range(self.num_classes):
-                lo, hi = segments[t][c]
-                if hi > lo:
-                    ap[:, c] = _ap_batch(tp_cum[:, lo:hi], fp_cum[:, lo:hi], n_gt[:, c], self.eval_mode)
-            total = np.where(has_gt, ap, 0.0).sum(axis=1)
-            out += np.where(n_valid > 0, total / np.maximum(n_valid, 1), 0.0)
+        for lo in range(0, counts.shape[0], block):
+            hi = min(lo + block, counts.shape[0])
+            rows = counts[lo:hi].astype(dtype)  # (b, n_images)
+            weights = np.ascontiguousarray(rows.T)  # (n_images, b)
+            for t in range(len(self.iou_thrs)):
+                ap = np.zeros((hi - lo, self.num_classes))
+                for c, (tp_images, fp_segments) in enumerate(points[t]):
+                    if tp_images.size:
+                        tp_cum = np.cumsum(rows[:, tp_images], axis=1)  # (b, n_tp)
+                        fp_cum = np.cumsum(np.ascontiguousarray((fp_segments.astype(dtype) @ weights).T), axis=1)
+                        ap[:, c] = _ap_batch(tp_cum.astype(np.float32), fp_cum.astype(np.float32), n_gt[lo:hi, c],
+                                             self.eval_mode)
+                total = np.where(has_gt[lo:hi], ap, 0.0).sum(axis=1)
+                out[lo:hi] += np.where(n_valid[lo:hi] > 0, total / np.maximum(n_valid[lo:hi], 1), 0.0)
         return out / len(self.iou_thrs)
 
     def _tp_points(self):
-        """``(M_tp, M_fp, segments)``: (n_images, N) counts at the N true-positive records of every (threshold,
-        class) in eval_map's order; ``segments[t][c]`` the column range of threshold t, class c. Cached."""
+        """``points[t][c] = (tp_images, S)``: the image of each true positive of threshold t, class c (in eval_map's
+        order) and the sparse (n_tp, n_images) counts of false-positive records between consecutive true
+        positives (before the first one for row 0; those after the last TP never matter). O(records), cached."""
         if getattr(self, '_points', None) is None:
-            m_tp, m_fp, segments, start = [], [], [], 0
+            from scipy.sparse import csr_matrix
+            points = []
             for t in range(len(self.iou_thrs)):
-                segments.append([])
+                points.append([])
                 for img, tp, fp in self._by_class:
                     pos = np.flatnonzero(tp[t])
-                    n = img.size
-                    seen_tp = np.zeros((self.num_images, n), np.float32)
-                    seen_tp[img, np.arange(n)] = tp[t]
-                    seen_fp = np.zeros((self.num_images, n + 1), np.float32)
-                    seen_fp[img, np.arange(1, n + 1)] = fp[t]
-                    m_tp.append(np.cumsum(seen_tp, axis=1)[:, pos])  # TP records at or before the k-th TP
-                    m_fp.append(np.cumsum(seen_fp, axis=1)[:, pos])  # FP records before it
-                    segments[t].append((start, start + pos.size))
-                    start += pos.size
-            self._points = (np.concatenate(m_tp, axis=1), np.concatenate(m_fp, axis=1), segments)
+                    fp_pos = np.flatnonzero(fp[t])
+                    fp_pos = fp_pos[fp_pos < (pos[-1] if pos.size else 0)]
+                    rows = np.searchsorted(pos, fp_pos)  # the TP each FP record precedes
+                    segments = csr_matrix((np.ones(fp_pos.size, np.float32), (rows, img[fp_pos])),
+                                          shape=(pos.size, self.num_images))
+                    segments.sum_duplicates()
+                    points[t].append((img[pos].astype(np.intp), segments))
+            self._points = points
+            self._max_records_per_image = int(np.bincount(self.images).max()) if self.images.size else 0
         return self._points
 
     def values(self, counts: np.ndarray) -> np.ndarray:
         return self.map_batch(counts)
+
+    def subset(self, indices: Sequence[int], image_ids: Optional[Sequence[str]] = None) -> 'VOCMatches':
+        """The records of the images ``indices`` (repeats allowed: a repeated image is a new image with the same
+        records), in that order: what :func:`match_records` gives on ``[results[i] for i in indices]``. O(records)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0 or indices.min() < 0 or indices.max() >= self.num_images:
+            raise StatsInputError(f'subset: need image indices in [0, {self.num_images}), got {indices.size} '
+                                  f'indices' + (f' in [{indices.min()}, {indices.max()}]' if indices.size else ''))
+        order = np.argsort(self.images, kind='stable')  # by image, record order kept within an image
+        starts = np.searchsorted(self.images[order], np.arange(self.num_images + 1))
+        lengths = starts[indices + 1] - starts[indices]
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rec = order[np.repeat(starts[indices], lengths) + offsets]  # image-major in the new order
+        new_image = np.repeat(np.arange(indices.size), lengths)
+        by_class = np.argsort(self.labels[rec], kind='stable')  # class-major, as match_records stores them
+        rec, new_image = rec[by_class], new_image[by_class]
+        ids = [self.image_ids[i] for i in indices] if image_ids is None else image_ids
+        return VOCMatches(self.scores[rec], self.tp[rec], self.fp[rec], self.labels[rec], new_image,
+                          self.n_gt[indices], ids, self.meta)
 
     # ---------------------------------------------------------------------------------------------------------
     @classmethod
@@ -276,10 +312,15 @@ def _ap_batch(tp_cum: np.ndarray, fp_cum: np.ndarray, n_gt: np.ndarray, mode: st
     if mode == 'area':
         steps = np.diff(recalls, axis=1, prepend=0.0)
         return (steps * envelope).sum(axis=1)
-    n = recalls.shape[1]
-    rows = np.arange(recalls.shape[0])
-    ap = np.zeros(recalls.shape[0], dtype=np.float64)
-    for thr in ELEVEN_POINTS:
-        first = (recalls < thr).sum(axis=1)  # the first position with recall >= thr
-        ap += np.where(first < n, envelope[rows, np.minimum(first, n - 1)], 0.0)
+    # 11 points: the first position with recall >= thr is the number of positions with recall < thr, i.e. with
+    # fewer than j + 1 thresholds <= recall (one searchsorted and a per-row histogram instead of 11 passes)
+    b, n = recalls.shape
+    below = np.searchsorted(ELEVEN_POINTS, recalls, side='right')  # thresholds <= recall, 0..11
+    hist = np.bincount((np.arange(b)[:, None] * 12 + below).ravel(), minlength=b * 12).reshape(b, 12)
+    first = np.cumsum(hist, axis=1)[:, :11]  # (b, 11): positions with recall < ELEVEN_POINTS[j]
+    picked = np.take_along_axis(envelope, np.minimum(first, n - 1), axis=1)
+    picked = np.where(first < n, picked, 0).astype(np.float64)
+    ap = np.zeros(b)
+    for j in range(11):  # summed in threshold order, as average_precision does
+        ap += picked[:, j]
     return ap / 11
