@@ -6,28 +6,33 @@ tests/test_native_maps.py); ``tests/test_layers_cuda.py`` repeats the comparison
 costs seconds per new input rank/dtype: the cases share ranks and dtypes so that the file compiles few kernels
 (about 1-2 minutes on 2 loaded cores the first time, much less with Inductor's on-disk cache).
 """
-import warnings
+import shutil
 
 import pytest
 import torch
 import torch.nn as nn
 
 from featquant_mmdet.layers.quant_conv import HPowConv, PowConv, SFConv, SFPowConv
-from featquant_mmdet.ops import fused as fused_mod
+from featquant_mmdet.ops import path
 from featquant_mmdet.ops.quantize import floor_signed_power, scaled_floor, signed_power
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
-# The CPU's fused maps are the C++ kernel by default (ops/native.py); this file also runs Inductor's, the compiled
-# path's generic parts that CUDA uses. Tests marked BOTH_BACKENDS run with each.
-BOTH_BACKENDS = pytest.mark.parametrize('cpu_backend', ['inductor', 'native'], indirect=True)
+# The CPU's fused maps are the C++ kernel by default (ops/native.py); this file also runs the compiled maps on the CPU
+# (FEATQUANT_FUSED_MAPS=compiled: Inductor's C++), the code path that CUDA takes by default. Tests marked
+# BOTH_BACKENDS run with each; the others with the compiled maps.
+BOTH_BACKENDS = pytest.mark.parametrize('cpu_backend', ['compiled', 'kernel'], indirect=True)
 
 
 @pytest.fixture(autouse=True)
 def cpu_backend(request, monkeypatch):
-    backend = getattr(request, 'param', 'inductor')
-    monkeypatch.setattr(fused_mod, 'CPU_BACKEND', backend)
+    backend = getattr(request, 'param', 'compiled')
+    if backend == 'compiled':
+        monkeypatch.setenv(path.ENV_VAR, 'compiled')  # fused=True runs the compiled maps on the CPU too
+    else:
+        monkeypatch.delenv(path.ENV_VAR, raising=False)
     return backend
+
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -190,22 +195,22 @@ def test_torch_compile_of_a_model_with_the_layers_trains_like_eager():
 
 # --------------------------------------------------------------------------------------------- choosing the path
 def test_setting_resolution(monkeypatch):
-    cpu, cuda = torch.device('cpu'), torch.device('cuda')
-    monkeypatch.delenv(fused_mod.ENV_VAR, raising=False)
-    assert fused_mod.resolve_fused(None, cuda) is True
-    assert fused_mod.resolve_fused(None, cpu) is False  # auto never picks Inductor on the CPU
-    monkeypatch.setattr(fused_mod, 'CPU_BACKEND', 'native')
-    assert fused_mod.resolve_fused(None, cpu) is True  # the C++ kernel
-    monkeypatch.setattr(fused_mod, 'CPU_BACKEND', 'inductor')
-    assert fused_mod.resolve_fused(False, cuda) is False and fused_mod.resolve_fused(True, cpu) is True
-    monkeypatch.setenv(fused_mod.ENV_VAR, 'off')
-    assert fused_mod.resolve_fused(None, cuda) is False
-    assert fused_mod.resolve_fused(True, cuda) is True  # the argument wins over the environment
-    monkeypatch.setenv(fused_mod.ENV_VAR, 'fused')
-    assert fused_mod.resolve_fused(None, cpu) is True
-    monkeypatch.setenv(fused_mod.ENV_VAR, 'maybe')
+    cpu, cuda, mps = torch.device('cpu'), torch.device('cuda'), torch.device('mps')
+    monkeypatch.delenv(path.ENV_VAR, raising=False)
+    assert [path.choose(None, d) for d in (cpu, cuda, mps)] == ['kernel', 'compiled', 'eager']  # auto
+    assert [path.choose(True, d) for d in (cpu, cuda, mps)] == ['kernel', 'compiled', 'compiled']
+    assert path.choose(False, cuda) == 'eager'
+    monkeypatch.setenv(path.ENV_VAR, 'off')
+    assert path.choose(None, cuda) == 'eager' and path.choose(None, cpu) == 'eager'
+    assert path.choose(True, cuda) == 'compiled'  # the argument wins over the environment
+    monkeypatch.setenv(path.ENV_VAR, 'fused')
+    assert path.choose(None, cpu) == 'kernel' and path.choose(False, cpu) == 'eager'
+    monkeypatch.setenv(path.ENV_VAR, 'compiled')
+    assert path.choose(None, cpu) == 'compiled' and path.choose(True, cpu) == 'compiled'
+    assert path.choose(False, cpu) == 'eager'
+    monkeypatch.setenv(path.ENV_VAR, 'maybe')
     with pytest.raises(ValueError, match=r"FEATQUANT_FUSED_MAPS='maybe': accepted are auto"):
-        fused_mod.resolve_fused(None, cpu)
+        path.choose(None, cpu)
 
 
 def test_layer_rejects_a_bad_fused_setting():
@@ -216,25 +221,10 @@ def test_layer_rejects_a_bad_fused_setting():
 def test_environment_variable_selects_the_path(monkeypatch):
     x = _features((2, 3, 5, 6)).requires_grad_()
     alpha = torch.zeros(3, 1, 1)
-    monkeypatch.setenv(fused_mod.ENV_VAR, '1')
+    monkeypatch.setenv(path.ENV_VAR, 'compiled')
     assert type(signed_power(x, alpha).grad_fn).__name__.startswith('FusedSignedPower')
-    monkeypatch.setenv(fused_mod.ENV_VAR, '0')
+    monkeypatch.setenv(path.ENV_VAR, '0')
     assert type(signed_power(x, alpha).grad_fn).__name__.startswith('_SignedPower')
-
-
-def test_a_device_where_compiling_fails_falls_back_to_eager_with_one_warning(monkeypatch):
-    def broken(name):
-        def run(*args):
-            raise RuntimeError('no C++ compiler')
-        return run
-    monkeypatch.setattr(fused_mod, '_compiled', broken)
-    monkeypatch.setattr(fused_mod, '_failed_devices', set())
-    monkeypatch.setattr(fused_mod, '_working_devices', set())
-    x = _features((2, 3, 5, 6))
-    alpha = torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
-    with pytest.warns(RuntimeWarning, match='compiling the fused maps failed on cpu .*no C\\+\\+ compiler'):
-        y = signed_power(x.requires_grad_(), alpha, fused=True)
-    torch.testing.assert_close(y, signed_power(x, alpha, fused=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')  # no second warning; the eager path from now on
-        assert type(signed_power(x, alpha, fused=True).grad_fn).__name__.startswith('_SignedPower')
+    if any(shutil.which(cc) for cc in ('c++', 'g++')):
+        monkeypatch.setenv(path.ENV_VAR, '1')
+        assert 'NativePower' in signed_power(x, alpha).grad_fn.name()  # the CPU's fused maps: the C++ kernel

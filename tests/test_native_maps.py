@@ -13,8 +13,7 @@ import torch
 
 from featquant_mmdet.layers import quant_conv
 from featquant_mmdet.layers.quant_conv import PowConv, portioned_power_map
-from featquant_mmdet.ops import fused as fused_mod
-from featquant_mmdet.ops import native
+from featquant_mmdet.ops import native, path
 from featquant_mmdet.ops.quantize import floor_signed_power, signed_power
 
 HAS_COMPILER = any(shutil.which(cc) for cc in ('c++', 'g++'))
@@ -45,10 +44,10 @@ def _kind(grad_fn) -> str:
 @pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine: the eager path runs')
 def test_kernel_builds_here_and_is_the_cpu_default(monkeypatch):
     assert native.available(), repr(native._state.get('error'))
-    monkeypatch.delenv(fused_mod.ENV_VAR, raising=False)
+    monkeypatch.delenv(path.ENV_VAR, raising=False)
     x, alpha = _relu_features((2, 3, 4, 5)), torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
     assert _step(x, alpha, None)[3] == 'kernel'
-    monkeypatch.setenv(fused_mod.ENV_VAR, '0')
+    monkeypatch.setenv(path.ENV_VAR, '0')
     assert _step(x, alpha, None)[3] == '_SignedPowerBackward'
 
 
@@ -118,8 +117,8 @@ def test_a_failed_build_warns_once_and_the_eager_path_runs(monkeypatch):
     monkeypatch.setattr(native, '_state', {})
     monkeypatch.setattr(native, '_build', broken)
     x, alpha = torch.randn(2, 3, 4, 5), torch.tensor([-0.5, 0.2, 1.0]).view(3, 1, 1)
-    with pytest.warns(RuntimeWarning, match=r'building the CPU maps kernel failed \(OSError: g\+\+: not found\); '
-                                            r'using the eager maps'):
+    with pytest.warns(RuntimeWarning, match=r'the CPU maps kernel cannot be built: OSError: g\+\+: not found; '
+                                            r'the eager maps run on the CPU'):
         y, grad_x, grad_alpha, kind = _step(x, alpha, True)
     assert kind == '_SignedPowerBackward'
     reference = _step(x, alpha, False)

@@ -5,11 +5,10 @@ import os.path as osp
 import warnings
 from typing import Optional
 
-import torch
 from mmengine.config import Config, DictAction
 
 from ..malloc import resolve_setting as resolve_malloc
-from ..ops.fused import resolve_fused
+from ..ops.path import log_header_entry, setting as fused_maps_setting
 from .loading import load_config as load_config_file
 
 
@@ -28,7 +27,7 @@ def check_file(parser: argparse.ArgumentParser, path: Optional[str], what: str) 
 
 def check_environment(parser: argparse.ArgumentParser) -> None:
     """A usage error (exit 2) for a ``FEATQUANT_MALLOC`` or ``FEATQUANT_FUSED_MAPS`` value the run would refuse."""
-    for resolve in (resolve_malloc, lambda: resolve_fused(None, torch.device('cpu'))):
+    for resolve in (resolve_malloc, fused_maps_setting):
         try:
             resolve()
         except ValueError as err:
@@ -69,12 +68,15 @@ def saliency_classifier(parser: argparse.ArgumentParser, args: argparse.Namespac
 
 def load_config(args: argparse.Namespace) -> Config:
     """Load ``args.config`` with ``--cfg-options`` applied (:func:`featquant_mmdet.engine.loading.load_config`),
-    then the launcher and the work dir."""
+    then the launcher, the work dir and ``env_cfg.featquant_maps`` (:func:`featquant_mmdet.ops.describe` of the
+    training device, which the Runner logs in its environment header)."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = load_config_file(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     cfg.setdefault('default_scope', 'mmdet')
+    # which maps run where and why, in the "Runtime environment" the Runner logs (mmengine's default env_cfg kept)
+    cfg.env_cfg = {**(cfg.get('env_cfg') or dict(dist_cfg=dict(backend='nccl'))), **log_header_entry()}
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

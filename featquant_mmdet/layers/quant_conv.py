@@ -40,9 +40,9 @@ memory, which matters when every conv of a deep net is quantized: in a stack of 
 4.43x to 1.00x), peak memory from 1.39x to 1.07x (Lambda = 4: 2.95x to 1.65x) (``benchmarks/bench_quant_conv_gpu.py``,
 section 3; docs/speed.md).
 
-Speed: ``fused`` (None: auto) picks the implementation of the maps, see :mod:`featquant_mmdet.ops.fused`: compiled
-kernels (one forward and one backward pass over the data) by default on CUDA, a C++ kernel on the CPU
-(:mod:`featquant_mmdet.ops.native`), the eager reference where neither can be built.
+Speed: ``fused`` (None: auto) picks the maps' implementation (:mod:`featquant_mmdet.ops.path`; ``ops.describe()``
+says which runs where and why): compiled kernels (one pass forward, one backward) by default on CUDA, a C++ kernel on
+the CPU (:mod:`featquant_mmdet.ops.native`), the eager reference where neither can be built or run.
 
 Precision: the map is computed in float32 (float16/bfloat16 inputs under ``torch.autocast`` included); the conv then
 runs in whatever precision autocast picks, exactly as a plain conv would.
@@ -57,7 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops.fused import check_fused_setting
+from ..ops.path import check_fused_setting
 from ..ops.quantize import (ALPHA_MAX, ALPHA_MIN, check_alpha, check_beta, floor_signed_power,
                             portioned_power_kernel, scaled_floor, signed_power)
 from .registry import register_in_mmengine
@@ -68,7 +68,7 @@ _CONV2D_KWARGS = tuple(p for p in inspect.signature(nn.Conv2d.__init__).paramete
 # --------------------------------------------------------------------------------------------------------------------
 # The input maps: pure functions of the input and parameter tensors (so backward can recompute them).
 # --------------------------------------------------------------------------------------------------------------------
-# ``fused``: None (auto), True or False, see featquant_mmdet.ops.fused.
+# ``fused``: None (auto), True or False, see featquant_mmdet.ops.path.
 def floor_map(x: Tensor, beta: Tensor, fused: Optional[bool] = None) -> Tensor:
     """tau(x, beta) per channel; ``beta`` has shape ``()`` or ``(C,)``."""
     return scaled_floor(x, _per_channel(beta), fused)
@@ -173,7 +173,7 @@ class QuantConv2d(nn.Conv2d):
     tensors it needs; ``num_portions`` (Lambda) > 1 turns the conv into a ``groups=Lambda`` conv over the stacked
     maps. The constructor takes ``nn.Conv2d``'s arguments and ``memory_efficient`` (recompute the map in backward
     instead of keeping it, default False) and ``fused`` (None: auto, True/False: force the compiled or the eager
-    maps, see :mod:`featquant_mmdet.ops.fused`); anything else raises a ``TypeError`` naming it.
+    maps, see :mod:`featquant_mmdet.ops.path`); anything else raises a ``TypeError`` naming it.
     """
 
     input_map: Callable = None

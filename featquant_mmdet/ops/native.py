@@ -19,6 +19,7 @@ import glob
 import logging
 import os
 import os.path as osp
+import re
 import shutil
 import sys
 import threading
@@ -86,7 +87,31 @@ def exclusive(build_dir: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class BuildError(RuntimeError):
+    """The kernel cannot be built here; the message names the missing piece in one line."""
+
+
+def _compiler() -> str:
+    """The C++ compiler torch's loader runs: ``$CXX``, else ``c++``."""
+    from torch.utils import cpp_extension
+    return cpp_extension.get_cxx_compiler()
+
+
+def _check_tools() -> None:
+    """A :class:`BuildError` naming the missing tool (compiler or ninja) before the loader runs: its own errors name
+    neither (a missing compiler shows up as ninja's failed command line)."""
+    from torch.utils import cpp_extension
+    compiler = _compiler()
+    program = compiler.split()[0] if compiler.strip() else ''
+    if not program or shutil.which(program) is None:
+        source = f'CXX={compiler!r}' if 'CXX' in os.environ else "'c++' (set CXX to choose one)"
+        raise BuildError(f'no C++ compiler: {source} not found on PATH')
+    if not cpp_extension.is_ninja_available():
+        raise BuildError('no ninja on PATH (install it: pip install ninja)')
+
+
 def _build():
+    """The loaded module; ``_state['how']`` says whether it was built now or loaded from an earlier build."""
     capability = _capability()
     flags = ['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', *_ARCH_FLAGS.get(capability, [])]
     logger = logging.getLogger('torch.utils.cpp_extension')
@@ -98,21 +123,55 @@ def _build():
         os.environ['PATH'] = venv_bin + os.pathsep + path  # ninja installed in the venv that is not activated
     try:
         from torch.utils import cpp_extension
+        _check_tools()
         name = _build_name()
         build_dir = cpp_extension._get_build_directory(name, verbose=False)
+        _state['dir'] = build_dir
         with exclusive(build_dir):
-            if not glob.glob(osp.join(build_dir, '*.so')):
+            before = _built_files(build_dir)
+            if not before:
                 print(f'featquant_mmdet: building the CPU maps kernel in {build_dir} (once per machine, about 25 s)',
                       file=sys.stderr, flush=True)
-            return cpp_extension.load(name=name, sources=[_SOURCE], extra_cflags=flags,
-                                      extra_ldflags=['-fopenmp'], build_directory=build_dir, verbose=False)
+            try:
+                module = cpp_extension.load(name=name, sources=[_SOURCE], extra_cflags=flags,
+                                            extra_ldflags=['-fopenmp'], build_directory=build_dir, verbose=False)
+            except Exception as err:  # noqa: BLE001 - compiler, linker and loader errors come in many types
+                log = osp.join(build_dir, BUILD_LOG)
+                with open(log, 'w') as f:
+                    f.write(f'{type(err).__name__}: {err}\n')
+                raise BuildError(f'build error ({_compiler_error(err)}), the compiler\'s output in {log}') from err
+            _state['how'] = 'loaded from cache' if before and before == _built_files(build_dir) else 'built'
+            return module
     finally:
         logger.setLevel(level)
         os.environ['PATH'] = path
 
 
+#: the file a failed build's compiler output goes to, in the build directory
+BUILD_LOG = 'featquant_build_error.log'
+
+
+def _built_files(build_dir: str) -> dict:
+    return {f: os.stat(f).st_mtime_ns for f in glob.glob(osp.join(build_dir, '*.so'))}
+
+
+def _compiler_error(err: BaseException) -> str:
+    """The compiler's first error line in a failed build's message (which starts with ninja's command line)."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if re.search(r'\berror\b', line, re.IGNORECASE) and not line.startswith(('Error building extension',
+                                                                                  f'{type(err).__name__}:')):
+            return line[:200]
+    return f'{type(err).__name__}: {_first_line(err)}'
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else ''
+
+
 def extension():
-    """The loaded C++ module, or None where it cannot be built (warned once)."""
+    """The loaded C++ module, or None where it cannot be built (warned once, in one line naming why)."""
     if 'module' in _state or 'error' in _state:
         return _state.get('module')
     with _lock:
@@ -121,15 +180,33 @@ def extension():
                 _state['module'] = _build()
             except Exception as err:  # noqa: BLE001 - compiler, linker and loader errors come in many types
                 _state['error'] = err
-                first = str(err).strip().splitlines()[0] if str(err).strip() else ''
-                warnings.warn(f'featquant_mmdet: building the CPU maps kernel failed ({type(err).__name__}: '
-                              f'{first}); using the eager maps on the CPU', RuntimeWarning)
+                message = (f'featquant_mmdet: the CPU maps kernel cannot be built: {failure()}; the eager maps run '
+                           f'on the CPU')
+                warnings.warn(message, RuntimeWarning)
     return _state.get('module')
 
 
 def available() -> bool:
     """Whether the kernel is built and loaded (builds it at the first call)."""
     return extension() is not None
+
+
+def failure() -> Optional[str]:
+    """Why the kernel cannot be built (no C++ compiler, no ninja, a build error and its log), None if it was not
+    tried or was built."""
+    err = _state.get('error')
+    if err is None:
+        return None
+    return str(err) if isinstance(err, BuildError) else f'{type(err).__name__}: {_first_line(err)}'
+
+
+def status() -> str:
+    """The kernel's state in words: not loaded yet, built or loaded from cache (where), or why it cannot be built."""
+    if 'module' in _state:
+        return f"{_state.get('how', 'loaded')} in {_state.get('dir', '?')}"
+    if 'error' in _state:
+        return f'cannot be built: {failure()}'
+    return 'not loaded yet (built or loaded at the first quantized conv on the CPU)'
 
 
 # ------------------------------------------------------------------------------------------------------- layouts
@@ -210,4 +287,5 @@ def layout_supported(x: Tensor, alpha: Tensor, beta: Optional[Tensor] = None) ->
     return _layout(x, alpha, beta) is not None
 
 
-__all__ = ('available', 'exclusive', 'extension', 'layout_supported', 'portioned_power', 'signed_power', 'torch_tag')
+__all__ = ('BUILD_LOG', 'BuildError', 'available', 'exclusive', 'extension', 'failure', 'layout_supported',
+           'portioned_power', 'signed_power', 'status', 'torch_tag')

@@ -24,12 +24,12 @@ so x == 0, where y == 0, gives exactly 0 for both gradients instead of 0 / 0 or 
 ``signed_power`` clamps ``alpha`` into the range (the gradient to alpha is then 0 outside it, like ``torch.clamp``),
 and :func:`check_alpha` gives the error for configured values outside it.
 
-Three implementations of the same formulas, chosen per call (the ``fused`` argument, see
-:mod:`featquant_mmdet.ops.fused`):
+Three implementations of the same formulas, chosen per call and device by :mod:`featquant_mmdet.ops.path` (the
+``fused`` argument, else ``FEATQUANT_FUSED_MAPS``; ``featquant_mmdet.ops.describe()`` says which runs where):
 
 * eager (this module's autograd functions): the reference; in-place vectorised ops on few fresh buffers;
-* fused: the forward and the backward each compiled into one kernel (``torch.compile``), default on CUDA; on the
-  CPU a hand-written C++ kernel (:mod:`featquant_mmdet.ops.native`);
+* fused: on the CPU a hand-written C++ kernel (:mod:`featquant_mmdet.ops.native`); elsewhere the forward and the
+  backward each compiled into one kernel (``torch.compile``, :mod:`featquant_mmdet.ops.fused`), default on CUDA;
 * plain (:mod:`featquant_mmdet.ops.kernels`, no autograd function): when nothing needs a gradient, and always
   inside ``torch.compile``/``torch.export``/ONNX export of a model, so that those see plain torch ops (ONNX gets
   ``Abs``/``Max``/``Log``/``Exp``/``Mul`` nodes, no ``PythonOp``). With gradients inside ``torch.compile`` the
@@ -44,6 +44,7 @@ from torch import Tensor
 
 from . import fused as _fused
 from . import kernels, native
+from . import path as _paths
 
 ALPHA_MIN = -1.0
 ALPHA_MAX = 5.0
@@ -98,7 +99,7 @@ def scaled_floor(x: Tensor, beta, fused: Optional[bool] = None) -> Tensor:
 
     ``beta`` is a positive number or a tensor broadcastable to ``x`` (e.g. shape ``(C, 1, 1)`` for one beta per
     channel of an NCHW tensor); it is a fixed hyper-parameter and receives no gradient. ``fused``: see
-    :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
+    :mod:`featquant_mmdet.ops.path` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
     if not isinstance(beta, Tensor):
         beta = check_beta(beta)
@@ -106,7 +107,7 @@ def scaled_floor(x: Tensor, beta, fused: Optional[bool] = None) -> Tensor:
     path = _path(x, (), fused)
     if path == 'plain':
         return kernels.floor_forward(x, beta)
-    if path == 'fused' and not _fused.native_on(x.device):  # the CPU kernel fuses the floor only with a power
+    if path == _paths.COMPILED:  # the CPU kernel fuses the floor only with a power: eager there
         return _fused.FusedScaledFloor.apply(x, beta)
     return _ScaledFloorSTE.apply(x, beta)
 
@@ -235,7 +236,7 @@ def signed_power(x: Tensor, alpha, fused: Optional[bool] = None) -> Tensor:
     tensor exponents are clamped into ``[ALPHA_MIN, ALPHA_MAX]`` (gradient 0 outside, eq. 6 on the bounds), numbers
     are checked.
     Gradients are summed over broadcast dimensions, so a per-channel alpha gets the sum over batch and space.
-    ``fused``: see :mod:`featquant_mmdet.ops.fused` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
+    ``fused``: see :mod:`featquant_mmdet.ops.path` (None: ``FEATQUANT_FUSED_MAPS`` or per device).
     """
     return _power(x, None, alpha, fused)
 
@@ -256,15 +257,14 @@ def _power(x: Tensor, beta: Optional[Tensor], alpha, fused: Optional[bool]) -> T
     """psi(x, alpha), after the floor when ``beta`` is given, on this call's path."""
     alpha = _alpha_tensor(alpha, x)
     path = _path(x, (alpha,), fused)
-    kernel = path == 'fused' and _fused.native_on(x.device)
-    if kernel:
+    if path == _paths.KERNEL:
         y = native.signed_power(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))  # clamps in the kernel
         if y is not None:
-            return y
+            return y  # else a layout or dtype the kernel leaves to the eager path
     alpha = _clamped_alpha(alpha)
     if path == 'plain':
         return kernels.power_forward(x, alpha) if beta is None else kernels.floor_power_forward(x, beta, alpha)
-    if path == 'fused' and not kernel:
+    if path == _paths.COMPILED:
         return (_fused.FusedSignedPower.apply(x, alpha) if beta is None
                 else _fused.FusedFloorSignedPower.apply(x, beta, alpha))
     return _SignedPower.apply(x if beta is None else _ScaledFloorSTE.apply(x, beta), alpha)
@@ -275,7 +275,7 @@ def portioned_power_kernel(x: Tensor, beta: Optional[Tensor], alpha: Tensor,
     """The layers' maps in one call to the CPU kernel where this call's path is the kernel: x (N, C, H, W), alpha
     (Lambda, C) or (N, Lambda, C), beta (C) or None -> (N, Lambda*C, H, W); else None (the caller lays the
     arguments out for :func:`signed_power` / :func:`floor_signed_power`)."""
-    if not _fused.native_on(x.device) or _path(x, (alpha, ), fused) != 'fused':
+    if x.device.type != 'cpu' or _path(x, (alpha, ), fused) != _paths.KERNEL:
         return None
     return native.portioned_power(x, alpha, beta, (ALPHA_MIN, ALPHA_MAX))
 
@@ -297,13 +297,11 @@ def _clamped_alpha(alpha: Tensor) -> Tensor:
 
 
 def _path(x: Tensor, params, fused: Optional[bool]) -> str:
-    """'plain' (no autograd function), 'fused' or 'eager' for this call."""
+    """'plain' (no autograd function) or this device's path (:func:`featquant_mmdet.ops.path.choose`)."""
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
-    traced = _fused.in_traced_context()
+    traced = _paths.in_traced_context()
     if traced and not (needs_grad and torch.compiler.is_compiling()):
         return 'plain'  # export/tracing, or compile without gradients: plain ops for the outer tool
     if traced:
-        return 'eager'  # compile with gradients: the autograd function, traced with the plain formulas
-    if _fused.resolve_fused(fused, x.device):
-        return 'fused'
-    return 'eager'
+        return _paths.EAGER  # compile with gradients: the autograd function, traced with the plain formulas
+    return _paths.choose(fused, x.device)
