@@ -4,8 +4,9 @@ A C++ autograd function: one vectorised pass for the forward (reads x, writes y)
 (reads x and dL/dy: it recomputes log2 m and 2^(alpha log2 m) rather than reading y), parallel over channels, with
 no Python between the conv and the map in either direction. Built with torch's C++ extension loader at first use
 and cached on disk (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 30 s once per machine,
-CPU type and torch version, then a load; a build killed half-way does not block the next one); a machine without
-a C++ compiler or ninja warns once and keeps the eager path. Written by hand because Inductor's CPU kernels for
+CPU type and torch version, then a load; a build killed half-way does not block the next one). Where it cannot be
+built, one warning line names why (no C++ compiler, no ninja, or a build error with the file that holds the
+compiler's output) and the eager maps run; :func:`status` says the same for ``ops.describe()``. Written by hand because Inductor's CPU kernels for
 these maps were no faster than the eager ops at ResNet-50's shapes (docs/speed.md) and cost 13-48 s of compilation
 in every new process.
 
