@@ -56,7 +56,7 @@ STATS = {
 IOU_TYPES = ('bbox', 'segm')
 FP, TP, IGNORED, IGNORED_MATCHED = 0, 1, 2, 3
 _EPS = np.spacing(1)
-_TARGET_ELEMENTS = 1 << 21  # events x resamples per chunk: ~16 MB per float64 work array
+_TARGET_ELEMENTS = 1 << 18  # events x resamples per chunk: 2 MB per float64 work array (stays in cache)
 
 
 def parse_metric(metric: str) -> Tuple[str, str]:
@@ -282,66 +282,90 @@ class COCORecords:
             return tps / npig[:, None, :]
 
     def _precision_sums(self, w, a, max_det, t_idx, npig) -> np.ndarray:
-        """sum_r q(r) per (resample, threshold, category): (B, T', K) (see the module doc)."""
+        """sum_r q(r) per (resample, threshold, category): (B, T', K) (see the module doc).
+
+        Per category, the true positives of each threshold are the events; at an event, ``TP + FP`` is the number
+        of detections up to it that are not ignored: those not ignored at some threshold (summed per image and
+        event once, a sparse matrix) less those among them ignored at this threshold (rare: crowd boxes, area
+        boundaries)."""
+        from scipy.sparse import csr_matrix
         order = self._sorted(max_det)
         code = self.codes[order, a][:, t_idx]  # (S, T') in sorted order
-        cat = self.cats[order]
-        img = self.images[order]
+        cat, img = self.cats[order], self.images[order]
         tp = code == TP
-        matched = (code & 1).astype(bool)
-        in_x = (code == FP).any(axis=1)  # false positive at some threshold: inside the area range
-        xm = matched & in_x[:, None]  # ... and matched at this one: not a false positive here
+        counted = code <= TP  # FP or TP: not ignored
+        in_x = counted.any(axis=1)
         n_b, n_k, n_t = w.shape[0], npig.shape[1], len(t_idx)
         out = np.zeros((n_b, n_t, n_k))
-        union = np.flatnonzero(tp.any(axis=1) | xm.any(axis=1))  # events of any threshold
+        union = np.flatnonzero(tp.any(axis=1))  # positions of the events of any threshold
         if union.size == 0:
             return out
-        # false-positive candidates summed per (next event, image): cumX at an event = cumsum within its category
         x_pos = np.flatnonzero(in_x)
-        seg = np.searchsorted(union, x_pos)  # first event at or after the candidate
+        seg = np.searchsorted(union, x_pos)  # the first event at or after each counted detection ...
         keep = seg < union.size
-        keep[keep] = cat[union[seg[keep]]] == cat[x_pos[keep]]  # an event of the same category
-        from scipy.sparse import csr_matrix
+        keep[keep] = cat[union[seg[keep]]] == cat[x_pos[keep]]  # ... of its category
         x_mat = csr_matrix((np.ones(int(keep.sum())), (seg[keep], img[x_pos[keep]])),
                            shape=(union.size, self.num_images))
-        u_start = _group_starts(cat[union])
-        # per-threshold events, grouped (threshold, category), in sorted order
-        ev_t, ev_pos = np.nonzero((tp | xm).T)
-        ev_u = np.searchsorted(union, ev_pos)
-        ev_cat = cat[ev_pos]
-        group = ev_t * n_k + ev_cat
-        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-        ev_start = np.repeat(starts, np.diff(np.r_[starts, group.size]))
-        ev_tp = tp[ev_pos, ev_t].astype(np.float64)[:, None]
-        ev_xm = xm[ev_pos, ev_t].astype(np.float64)[:, None] if xm.any() else None
-        ev_img = img[ev_pos]
-        n_groups = starts.size
-        offset = 2.0 * (n_groups - 1 - np.repeat(np.arange(n_groups), np.diff(np.r_[starts, group.size])))[:, None]
+        u_bound = np.searchsorted(cat[union], np.arange(n_k + 1))
+        ev = _events(tp, cat, n_t)  # (k, t, pos) sorted
+        e_bound = np.searchsorted(ev[0], np.arange(n_k + 1))
+        ev_u = np.searchsorted(union, ev[2])
+        cr = _events(in_x[:, None] & ~counted, cat, n_t)  # counted at some threshold, ignored at this one
+        if cr[0].size:
+            c_bound = np.searchsorted(cr[0], np.arange(n_k + 1))
+            c_key, e_key = (cr[0] * n_t + cr[1]) * code.shape[0] + cr[2], (ev[0] * n_t + ev[1]) * code.shape[0]
+            c_hi = np.searchsorted(c_key, e_key + ev[2], 'right')  # corrections up to the event, in its group
+            c_lo = np.searchsorted(c_key, e_key)
         r_last = len(self.rec_thrs) - 1
-        thr = self.rec_thrs
-        chunk = max(1, _TARGET_ELEMENTS // max(group.size, union.size))
-        wt = np.ascontiguousarray(w.T)  # (n_images, B)
-        for b0 in range(0, n_b, chunk):
-            wc = wt[:, b0:b0 + chunk]
-            cum_x = _grouped_cumsum(x_mat @ wc, u_start)[ev_u]  # (E, Bc)
-            we = wc[ev_img]
-            cum_tp = _grouped_cumsum(we * ev_tp, ev_start)
-            cum_fp = cum_x - _grouped_cumsum(we * ev_xm, ev_start) if ev_xm is not None else cum_x
-            pr = cum_tp / (cum_fp + cum_tp + _EPS)
-            n_gt = npig[b0:b0 + chunk].T[ev_cat]  # (E, Bc)
-            with np.errstate(invalid='ignore', divide='ignore'):
-                rc = np.nan_to_num(cum_tp / n_gt, nan=0.0, posinf=0.0)
-            # envelope: suffix max within each group (offsets keep groups apart; rounding < 1e-12)
-            env = np.maximum.accumulate((pr + offset)[::-1], axis=0)[::-1] - offset
-            # number of recall thresholds <= rc: floor(100 rc) corrected by the two neighbouring thresholds
-            j0 = np.minimum(np.floor(rc * r_last).astype(np.int64), r_last)
-            n_le = j0 + (thr[j0] <= rc) + ((j0 < r_last) & (thr[np.minimum(j0 + 1, r_last)] <= rc))
-            n_prev = np.empty_like(n_le)
-            n_prev[1:] = n_le[:-1]
-            n_prev[starts] = 0
-            sums = np.add.reduceat(env * (n_le - n_prev), starts, axis=0)  # (groups, Bc)
-            g_t, g_k = divmod(group[starts], n_k)
-            out[b0:b0 + chunk, g_t, g_k] = sums.T
+        step = 1.0 / r_last
+        uniform = np.array_equal(self.rec_thrs, np.arange(r_last + 1) * step)  # pycocotools' linspace(0, 1, 101)
+        n_gt = np.where(npig > 0, npig, np.inf)  # rc = 0 where the category has no ground truth (left out)
+        wt = np.ascontiguousarray(w.T)  # (n_images, B): the sparse products below read it row by row
+        for k in range(n_k):
+            e0, e1 = e_bound[k], e_bound[k + 1]
+            if e0 == e1:
+                continue  # no true positive: AP 0 (where npig > 0)
+            cum_x = x_mat[u_bound[k]:u_bound[k + 1]] @ wt  # (events of k, B): counted detections per segment ...
+            np.cumsum(cum_x, axis=0, out=cum_x)  # ... and up to each event
+            cum_x = np.ascontiguousarray(cum_x.T)
+            img_k, u_k = img[ev[2][e0:e1]], ev_u[e0:e1] - u_bound[k]
+            g_t = ev[1][e0:e1]
+            starts = np.flatnonzero(np.r_[True, g_t[1:] != g_t[:-1]])
+            bounds = list(zip(starts, np.r_[starts[1:], g_t.size]))
+            if cr[0].size and c_bound[k + 1] > c_bound[k]:
+                c0, c1 = c_bound[k], c_bound[k + 1]
+                c_img = img[cr[2][c0:c1]]
+                hi, lo = c_hi[e0:e1] - c0, c_lo[e0:e1] - c0
+            else:
+                c_img = None
+            chunk = max(1, _TARGET_ELEMENTS // (e1 - e0))
+            for b0 in range(0, n_b, chunk):
+                wc = w[b0:b0 + chunk]
+                cum_tp = wc[:, img_k]
+                for s0, s1 in bounds:  # true positives up to each event, per threshold
+                    np.cumsum(cum_tp[:, s0:s1], axis=1, out=cum_tp[:, s0:s1])
+                den = cum_x[b0:b0 + chunk][:, u_k]  # TP + FP at each event
+                if c_img is not None:
+                    cum_c = np.zeros((wc.shape[0], c_img.size + 1))
+                    np.cumsum(wc[:, c_img], axis=1, out=cum_c[:, 1:])
+                    den = den - (cum_c[:, hi] - cum_c[:, lo])
+                env = den + _EPS
+                np.divide(cum_tp, env, out=env)  # precision, then its suffix max within each group
+                for s0, s1 in bounds:
+                    rev = env[:, s0:s1][:, ::-1]
+                    np.maximum.accumulate(rev, axis=1, out=rev)
+                rc = cum_tp
+                rc /= n_gt[b0:b0 + chunk, k, None]
+                if uniform:  # thresholds <= rc: m = round(100 rc), then thr_m <= rc as searchsorted compares
+                    n_le = np.rint(rc * r_last)
+                    n_le += (n_le * step <= rc)
+                else:
+                    n_le = np.searchsorted(self.rec_thrs, rc.ravel(), 'right').reshape(rc.shape).astype(np.float64)
+                d_n = np.empty_like(n_le)  # thresholds first reached at each event
+                np.subtract(n_le[:, 1:], n_le[:, :-1], out=d_n[:, 1:])
+                d_n[:, starts] = n_le[:, starts]
+                env *= d_n
+                out[b0:b0 + chunk, g_t[starts], k] = np.add.reduceat(env, starts, axis=1)
         return out
 
     # ------------------------------------------------------------------------------------------------------ files
@@ -362,16 +386,10 @@ class COCORecords:
                                                                                             'coco/bbox_mAP'), meta)
 
 
-def _group_starts(keys: np.ndarray) -> np.ndarray:
-    """For each element of a grouped (contiguous) key array, the index where its group starts."""
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return np.repeat(starts, np.diff(np.r_[starts, keys.size]))
-
-
-def _grouped_cumsum(x: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Cumulative sums along axis 0 restarting at each group (``start``: each row's group start); exact for
-    integer-valued float64 below 2**53."""
-    cs = np.cumsum(x, axis=0)
-    before = np.zeros_like(cs)
-    before[1:] = cs[:-1]
-    return cs - before[start]
+def _events(flags: np.ndarray, cat: np.ndarray, n_t: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(category, threshold, position)`` of the True entries of ``flags`` (positions x thresholds, positions
+    sorted by category), sorted by category, threshold, position."""
+    t, pos = np.nonzero(flags.T)  # sorted by (t, pos)
+    k = cat[pos]
+    order = np.argsort(k * n_t + t, kind='stable')
+    return k[order], t[order], pos[order]
