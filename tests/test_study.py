@@ -23,7 +23,7 @@ task = 'classification'
 seeds = [0, 1]
 distortions = ['jpeg', 'targeted_occlusion', 'mix']
 levels = [2]
-saliency = dict(config='configs/pretrain/zf_imagenet.py', seed=9)
+saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=9)  # an architecture none compared has
 threads = 1
 jobs = 2
 data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
@@ -87,6 +87,88 @@ def t_interval_by_hand(values, level=0.95, lower=-math.inf, upper=math.inf):
     return mean, max(mean - half, lower), min(mean + half, upper)
 
 
+def t_p_by_hand(values):
+    """Two-sided p-value of the one-sample t-test of mean 0 (0 or 1 when the values do not vary)."""
+    from scipy import stats
+    n, mean = len(values), sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if sd == 0:
+        return 0.0 if mean else 1.0
+    return 2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1)
+
+
+def holm_by_hand(p: dict) -> dict:
+    """Holm's step-down adjustment of ``{column: p}``: the j-th smallest times (m - j + 1), running max, cap 1."""
+    order = sorted(p, key=p.get)
+    out, running = {}, 0.0
+    for j, column in enumerate(order):
+        running = max(running, min(1.0, (len(order) - j) * p[column]))
+        out[column] = running
+    return out
+
+
+def test_report_verdicts_are_holm_adjusted_over_the_columns_and_the_report_reads_back(tmp_path):
+    """write_report on constructed runs (5 seeds, 15 columns): the p-values are the paired t-tests', the verdicts
+    Holm's over the variant's columns (one column whose unadjusted interval excludes 0 does not survive; one with a
+    large effect does), the family is stated; the per-run table read back gives the same verdicts."""
+    import numpy as np
+
+    from featquant_mmdet.engine.study_report import runs_from_report, write_report
+    rng = np.random.default_rng(1)  # noise columns all with p > 0.05
+    columns = ['Original'] + [f'D{i}' for i in range(12)] + ['mPC', 'rPC']
+    base = {c: 60 + 10 * rng.random() for c in columns}
+    noise = rng.normal(0, 2.0, size=(5, len(columns)))
+    shift = {c: 0.0 for c in columns}
+    shift['D0'] = 30.0  # a large effect: survives Holm
+    runs = {'A': {s: {c: round(base[c] + rng.normal(0, 3), 2) for c in columns} for s in range(5)}}
+    runs['B'] = {s: {c: round(runs['A'][s][c] + shift[c] + noise[s, j], 2) for j, c in enumerate(columns)}
+                 for s in range(5)}
+    # D1: differences 1.0, 1.1, 0.9, 1.05, 0.95: excludes 0 unadjusted (p ~ 1e-4) ...
+    for s, d in enumerate([1.0, 1.1, 0.9, 1.05, 0.95]):
+        runs['B'][s]['D1'] = round(runs['A'][s]['D1'] + d, 2)
+    # ... D2: a marginal one (p ~ 0.008 unadjusted): no detectable difference after Holm over 15 columns
+    for s, d in enumerate([2.0, 1.0, 2.5, 1.5, 0.8]):
+        runs['B'][s]['D2'] = round(runs['A'][s]['D2'] + d, 2)
+    study, lines = write_report(runs, str(tmp_path), 'A', 0.95, 'constructed, 5 training seeds')
+    p = {c: t_p_by_hand([runs['B'][s][c] - runs['A'][s][c] for s in range(5)]) for c in columns}
+    assert p['D2'] < 0.05 and 0.05 < holm_by_hand(p)['D2']  # the case Holm exists for
+    assert {c: study.diffs['B'][c].p for c in columns} == pytest.approx(p, rel=1e-9)
+    assert study.p_adjusted['B'] == pytest.approx(holm_by_hand(p), rel=1e-9)
+    assert study.diffs['B']['D2'].excludes_zero  # the unadjusted interval excludes 0, the table marks it ...
+    verdicts = {line.split(':')[0]: line.rsplit(': ', 1)[1] for line in lines}
+    assert verdicts['D2'] == 'no detectable difference at 95%'  # ... the Holm verdict does not
+    assert verdicts['D0'] == 'better' and verdicts['D1'] == 'better'
+    assert all(v == ('better' if holm_by_hand(p)[c] <= 0.05 else 'no detectable difference at 95%')
+               for c, v in verdicts.items())
+    assert [c for c, v in verdicts.items() if v != 'no detectable difference at 95%'] == ['D0', 'D1']
+    md = (tmp_path / 'study.md').read_text()
+    assert 'Verdicts, Holm-adjusted (Holm over the 15 columns of this table, family-wise level 95 % for each variant ' \
+           'against A; the intervals and * above are unadjusted):' in md
+    assert '| B - A |' in md and '*' in md.split('| B - A |')[1].split('\n')[0]
+    with open(tmp_path / 'study.csv') as f:
+        rows = {(r['model'], r['row']): r for r in csv.DictReader(f)}
+    assert float(rows[('B', 'Holm p to A')]['D2']) == pytest.approx(holm_by_hand(p)['D2'], abs=1e-4)
+    # read back from the written report: the same runs (two decimals), the same verdicts
+    assert runs_from_report(str(tmp_path / 'study.md')) == runs
+    from featquant_mmdet.engine import study_report
+    study_report.main([str(tmp_path / 'study.md')])
+
+
+def test_alpha_section_takes_the_trajectories_handed_in(tmp_path):
+    """The report does not read the runs' alpha files itself: the caller hands in trajectory_report's table."""
+    from featquant_mmdet.engine.study_report import alpha_runs, append_alpha_section
+    (tmp_path / 'study.md').write_text('head\n')
+    runs = alpha_runs({'ZF': {0: '/w/zf0', 1: '/w/zf1'}, 'POW1': {0: '/w/p0', 1: '/w/p1'}})
+    assert runs[0] == ('ZF s0', 'ZF', '/w/zf0')
+    table = [dict(run=f'POW1 s{s}', layer='all', mean_last=m, std_last=0.1, min_last=-0.3, max_last=0.2,
+                  mean_first=0.0, first_iter=10, at_bound_last=0.0) for s, m in ((0, -0.02), (1, -0.04))]
+    md = append_alpha_section(table, runs, str(tmp_path), 'classifier training')
+    row = next(line for line in md if line.startswith('| POW1 | 2 |'))
+    assert '-0.030 +- 0.014' in row
+    assert any('No exponents in ZF' in line for line in md)
+    assert (tmp_path / 'study.md').read_text().startswith('head\n')
+
+
 def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study):
     work = tiny_study['work']
     values = {}  # (variant, column) -> per seed; accuracy in percent, distortion column = mean over its levels
@@ -100,6 +182,7 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
     with open(work / 'results' / 'study.csv') as f:
         rows = list(csv.DictReader(f))
     columns = [c for c in rows[0] if c not in ('model', 'row') and not c.endswith(('(95%)', 'excludes 0'))]
+    rows = [r for r in rows if not r['row'].startswith(('p to', 'Holm p to'))]
     assert {'Clean', 'Mix.'} <= set(columns), columns
     jpeg = next(c for c in columns if c.lower().startswith('jpeg'))
     by_row = {(r['model'], r['row']): r for r in rows}
@@ -121,8 +204,15 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
         assert float(diff['Clean low (95%)']) == pytest.approx(low, abs=1e-3)
         excludes = low > 0 or high < 0
         assert diff['Clean excludes 0'] == str(int(excludes))
+    # the verdict is Holm-adjusted over the table's columns: the Clean p-value by hand, Holm over the p row
     verdict = next(line for line in tiny_study['resumed'].stdout.splitlines() if line.startswith('Clean: POW1 - ZF'))
-    assert ('better' in verdict or 'worse' in verdict) == (low > 0 or high < 0 if low != high else mean != 0)
+    p_row = {c: float(v) for c, v in by_row[('POW1', 'p to ZF')].items() if c in columns and v}
+    assert p_row['Clean'] == pytest.approx(t_p_by_hand(d), abs=1e-4)
+    holm = holm_by_hand(p_row)
+    assert {c: float(v) for c, v in by_row[('POW1', 'Holm p to ZF')].items() if c in p_row} == pytest.approx(
+        holm, abs=1e-4)
+    assert ('better' in verdict or 'worse' in verdict) == (holm['Clean'] <= 0.05 and mean != 0)
+    assert f'Holm-adjusted p' in verdict and f'over the {len(p_row)} columns, family-wise 95%' in verdict
 
 
 def test_every_sweep_occludes_with_the_study_saliency_classifier(tiny_study):
@@ -258,3 +348,146 @@ def test_shipped_study_specs_pass_the_checks(spec_file):
     from featquant_mmdet.engine.study_spec import check_spec, load_spec
     spec = check_spec(load_spec(osp.join(REPO, 'configs', 'studies', spec_file)))
     assert spec['variants'] and spec['seeds']
+
+
+# ---- matched snapshots and the saliency classifier's architecture (issue 27)
+
+MATCH_SPEC = """
+task = 'classification'
+seeds = [0]
+distortions = ['jpeg', 'targeted_occlusion']
+levels = [2]
+saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=9)
+own_saliency = True
+match = dict(pretrain='accuracy/top1', tolerance=100.0, target='common', interval=1, begin=1)
+threads = 1
+jobs = 2
+data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
+pretrain = dict(epochs=3, batch=8, lr=0.01, scale=64)
+variants = [dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
+            dict(name='POW1', config='configs/pretrain/zf_pow1_imagenet.py')]
+"""
+
+
+@pytest.fixture(scope='module')
+def matched_study(tmp_path_factory):
+    base = tmp_path_factory.mktemp('matched')
+    spec, work = base / 'spec.py', base / 'work'
+    spec.write_text(MATCH_SPEC)
+    proc = subprocess.run(study_cmd(spec, work), cwd=REPO, capture_output=True, text=True, timeout=900)
+    return dict(work=work, proc=proc)
+
+
+def test_a_matched_study_sweeps_exactly_the_matched_snapshots(matched_study):
+    """Each classifier validated and kept a snapshot every epoch; the match picked, per run, the snapshot closest to
+    the best top-1 both runs reach (ties: the later), as recomputed here from mmengine's own validation records; the
+    sweeps evaluated exactly those files, the others were deleted, and the report names them."""
+    import glob
+    work, proc = matched_study['work'], matched_study['proc']
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    values = {}
+    for name in ('ZF', 'POW1'):
+        records = [json.loads(line) for path in sorted(glob.glob(str(work / 'train' / f'{name}_s0' / '*' / 'vis_data'
+                                                                     / 'scalars.json')))
+                   for line in open(path) if 'accuracy/top1' in line]
+        values[name] = {r['step']: r['accuracy/top1'] for r in records}
+        assert sorted(values[name]) == [1, 2, 3]  # validated every epoch
+    target = min(max(v.values()) for v in values.values())
+    (record_path, ) = glob.glob(str(work / 'match' / 'train_s0_*.json'))
+    record = json.loads(open(record_path).read())
+    report = (work / 'results' / 'study.md').read_text()
+    for name, by_step in values.items():
+        step = min(by_step, key=lambda k: (abs(by_step[k] - target), -k))
+        match = record['matches'][name]
+        assert match['step'] == step and match['value'] == pytest.approx(by_step[step])
+        assert match['target'] == pytest.approx(target)
+        assert sorted(p.name for p in (work / 'train' / f'{name}_s0').glob('*.pth')) == [f'epoch_{step}.pth']
+        for sweep in ('robustness', 'occlusion_own'):
+            res = json.loads((work / sweep / f'{name}_s0' / 'robustness.json').read_text())
+            assert osp.realpath(res['identity']['checkpoint']) == osp.realpath(match['checkpoint']), (name, sweep)
+        assert f'| {name} s0 | epoch_{step}.pth | {by_step[step]:.2f} |' in report
+    assert (work / 'results' / 'matched_snapshots.md').exists()
+
+
+def test_own_saliency_is_a_second_occlusion_column_made_by_each_model_itself(matched_study):
+    import hashlib
+    work = matched_study['work']
+    with open(work / 'results' / 'study.csv') as f:
+        header = next(csv.reader(f))
+    assert 'Occ.' in header and 'Occ. (own)' in header, header
+    record = json.loads(open(next((work / 'match').glob('train_s0_*.json'))).read())
+    for name in ('ZF', 'POW1'):
+        res = json.loads((work / 'occlusion_own' / f'{name}_s0' / 'robustness.json').read_text())
+        digest = hashlib.sha256(open(record['matches'][name]['checkpoint'], 'rb').read()).hexdigest()
+        assert res['cells']['targeted_occlusion@2']['inputs']['saliency_checkpoint_sha256'] == digest
+
+
+def test_a_run_that_cannot_be_matched_stops_the_study_before_any_sweep(tmp_path):
+    """Every sweep waits for every match step; a match that fails names the run and its closest snapshot."""
+    from featquant_mmdet.engine.stages import StageError
+    from featquant_mmdet.engine.study import Study, load_spec
+    spec = load_spec(None, dict(task='classification', seeds=[0, 1], pretrain=dict(epochs=3),
+                                match=dict(pretrain='accuracy/top1', tolerance=0.5, target=90.0),
+                                variants=[dict(name='A', config='configs/pretrain/zf_imagenet.py'),
+                                          dict(name='B', config='configs/pretrain/zf_imagenet.py')]))
+    study = Study(spec, str(tmp_path), str(tmp_path / 'results'))
+    steps = {s.name: s for s in study.steps()}
+    for name, step in steps.items():
+        if name.startswith('robustness_'):
+            assert {'match_train_s0', 'match_train_s1'} <= set(step.deps), name
+    for name, values in (('A', [50.0, 89.6, 80.0]), ('B', [40.0, 60.0, 70.0])):
+        run = tmp_path / 'train' / f'{name}_s0'
+        (run / '20260101_000000' / 'vis_data').mkdir(parents=True)
+        with open(run / '20260101_000000' / 'vis_data' / 'scalars.json', 'w') as f:
+            f.writelines(json.dumps({'accuracy/top1': v, 'step': i}) + '\n' for i, v in enumerate(values, 1))
+        for i in range(1, 4):
+            (run / f'epoch_{i}.pth').write_bytes(b'w')
+    with pytest.raises(StageError, match=r"run B seed 0 \(train\): no snapshot within 0.5 of the target "
+                                         r"accuracy/top1 90.00 \(the target lies outside .*closest: epoch_3.pth"):
+        study.run_match('train', 0)
+    assert len(list((tmp_path / 'train' / 'A_s0').glob('*.pth'))) == 3  # nothing deleted on failure
+
+
+@pytest.mark.parametrize('match, message', [
+    ("dict(tolerance=1)", 'match needs pretrain=<classifier metric>'),
+    ("dict(pretrain='accuracy/top1', target='best')", "match.target must be a number, 'reference' or 'common'"),
+    ("dict(pretrain='accuracy/top1', tolerance=-1)", 'match.tolerance must be a number >= 0'),
+    ("dict(pretrain='accuracy/top1', detect='pascal_voc/mAP')", 'match.detect'),
+    ("dict(pretrain='accuracy/top1', begin=24)", 'leaves no snapshot before the last epoch'),
+    ("dict(pretrain='accuracy/top1', every=2)", 'match must be a dict with keys from'),
+])
+def test_a_bad_match_option_is_refused_before_any_step(tmp_path, load_tool, capsys, match, message):
+    spec = tmp_path / 'spec.py'
+    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                    f"pretrain = dict(epochs=24)\nmatch = {match}\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    line = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and message in line and '\n' not in line, line
+    assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('variant, saliency', [
+    ("dict(name='POW', config='configs/pretrain/zf_pow1_imagenet.py')", 'configs/pretrain/zf_imagenet.py'),
+    ("dict(name='R18-SF', config='configs/pretrain/resnet18_sf100_imagenet.py')", 'configs/pretrain/resnet18_imagenet.py'),
+])
+def test_a_saliency_classifier_of_a_compared_architecture_is_refused(tmp_path, load_tool, capsys, variant,
+                                                                      saliency):
+    """Masks placed by the saliency of one of the compared architectures target that model (issue 27)."""
+    spec = tmp_path / 'spec.py'
+    spec.write_text(f"variants = [dict(name='R50', config='configs/pretrain/resnet50_imagenet.py'), {variant}]\n"
+                    f"seeds = [0]\nsaliency = dict(config='{saliency}', seed=5)\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    line = capsys.readouterr().err.strip()
+    name = variant.split("'")[1]
+    assert exc.value.code == 2 and f"the architecture of the compared variant(s) ['{name}']" in line, line
+    assert 'use a classifier of another architecture' in line
+
+
+def test_own_saliency_needs_the_neutral_one(tmp_path, load_tool, capsys):
+    spec = tmp_path / 'spec.py'
+    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\nown_saliency = True\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    assert exc.value.code == 2 and 'own_saliency' in capsys.readouterr().err

@@ -257,7 +257,7 @@ class Study:
                        for seed in self.spec['seeds']} for name in self.variants}
 
     def write_report(self, track: str) -> dict:
-        from .study_report import aggregate_runs, append_alpha_section, write_report
+        from .study_report import aggregate_runs, alpha_runs, append_alpha_section, write_report
         out = self.results_of(track)
         os.makedirs(out, exist_ok=True)
         runs = aggregate_runs(self.sweep_paths(track), self.spec['columns'] if track == self.spec['task'] else None)
@@ -266,9 +266,13 @@ class Study:
                                 + ('s' if len(self.spec['seeds']) != 1 else ''))
         stage = 'train' if self.spec['task'] == 'classification' else (
             'detect' if track == 'detection' else 'pretrain')
-        append_alpha_section({name: {seed: self.work_dir(stage, name, seed) for seed in self.spec['seeds']}
-                              for name in self.variants}, out,
-                             'detector training' if stage == 'detect' else 'classifier training')
+        from ..analysis.alpha_trajectory import trajectory_report
+        what = 'detector training' if stage == 'detect' else 'classifier training'
+        alpha = alpha_runs({name: {seed: self.work_dir(stage, name, seed) for seed in self.spec['seeds']}
+                            for name in self.variants})
+        table, _ = trajectory_report([(label, path) for label, _, path in alpha], out,
+                                     title=f'alpha over {what}, one line per (variant, seed)')
+        append_alpha_section(table, alpha, out, what)
         self.reports[track] = dict(runs=runs, verdicts=lines)
         return dict(verdicts=lines, runs={v: {str(s): r for s, r in by.items()} for v, by in runs.items()})
 

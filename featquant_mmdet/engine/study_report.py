@@ -4,11 +4,18 @@ difference to the reference paired by seed with its interval and verdict; Markdo
 A run's row is the comparison table's row of its ``robustness.json`` (tools/compare_robustness.py's columns: the
 clean value, each distortion's mean over its levels, the mixtures, mPC, rPC; percent), so a study's numbers are the
 ones a user gets from compare_robustness on the same files.
+
+The verdicts are Holm-adjusted (:mod:`featquant_mmdet.stats.multiplicity`): the family is the columns of the table
+for one variant against the reference, the p-values those of the paired t-test over seeds; the tables keep the
+unadjusted intervals. :func:`runs_from_report` reads the per-run table of a written ``study.md`` back, so the
+verdicts of an existing report can be recomputed (``python -m featquant_mmdet.engine.study_report STUDY.md``).
+The exponents' section (:func:`append_alpha_section`) gets the trajectories' table handed in by the caller.
 """
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
+from ..stats.multiplicity import family_text
 from ..stats.seeds import SeedStudy, aggregate_seeds, percent_bounds, verdict_lines
 from .stages import StageError
 
@@ -61,7 +68,8 @@ def write_report(runs, out_dir: str, reference: str, level: float, caption: str)
         md += markdown_table(cols, [[study.diffs[v].get(c) for c in cols] for v in others],
                              [f'{v} - {reference}' for v in others], level, head='Difference', signed=True,
                              mark=True, kind='t-interval')
-        md += ['', 'Verdicts:', ''] + [f'- {line}' for line in lines]
+        md += ['', f'Verdicts, Holm-adjusted ({holm_family_text(study)} for each variant against {reference}; the '
+               'intervals and * above are unadjusted):', ''] + [f'- {line}' for line in lines]
     md += ['', 'Per run:', '', '| Variant | Seed | ' + ' | '.join(cols) + ' |', '|' + '---|' * (len(cols) + 2)]
     md += [f'| {v} | {s} | ' + ' | '.join('-' if r.get(c) is None else f'{r[c]:.2f}' for c in cols) + ' |'
            for v in runs for s, r in runs[v].items()]
@@ -71,10 +79,66 @@ def write_report(runs, out_dir: str, reference: str, level: float, caption: str)
     if others:
         text += csv_table(cols, [[study.diffs[v].get(c) for c in cols] for v in others], others, level,
                           f'difference to {reference}', header=False)
+        for kind, of in (('p', lambda v, c: study.diffs[v][c].p), ('Holm p', lambda v, c: study.p_adjusted[v][c])):
+            text += csv_table(cols, [[_number(of(v, c)) if c in study.diffs[v] else None for c in cols]
+                                     for v in others], others, level, f'{kind} to {reference}', header=False)
     with open(osp.join(out_dir, 'study.csv'), 'w') as f:
         f.write(text)
     plot_means(study, osp.join(out_dir, 'study.png'))
     return study, lines
+
+
+def holm_family_text(study: SeedStudy) -> str:
+    """The family of the verdicts in words, e.g. ``Holm over the 15 columns of this table, family-wise level 95 %``
+    (the largest family when variants differ in their defined columns)."""
+    return family_text(max([study.family_size(v) for v in study.diffs] or [0]), study.level)
+
+
+def _number(value: float) -> Optional[float]:
+    import math
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def runs_from_report(path: str) -> Dict[str, Dict[int, Dict[str, Optional[float]]]]:
+    """``runs[variant][seed][column]`` from the ``Per run:`` table of a ``study.md`` written by :func:`write_report`
+    (values as printed, two decimals)."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    try:
+        start = lines.index('Per run:') + 2
+    except ValueError:
+        raise StageError(f'{path}: no "Per run:" table (not a study.md written by the study report)') from None
+    head = [c.strip() for c in lines[start].strip('|').split('|')]
+    if head[:2] != ['Variant', 'Seed']:
+        raise StageError(f'{path}: the "Per run:" table starts with {head[:2]}, expected Variant, Seed')
+    runs: Dict[str, Dict[int, Dict[str, Optional[float]]]] = {}
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        runs.setdefault(cells[0], {})[int(cells[1])] = {
+            c: None if v == '-' else float(v) for c, v in zip(head[2:], cells[2:])}
+    return runs
+
+
+def main(argv=None) -> int:
+    """Print the Holm-adjusted verdicts of written study reports: ``study_report.py STUDY.md [--reference NAME]``."""
+    import argparse
+    parser = argparse.ArgumentParser(prog='python -m featquant_mmdet.engine.study_report',
+                                     description='Holm-adjusted verdicts of the per-run table of a study.md')
+    parser.add_argument('reports', nargs='+', help='study.md files written by tools/study.py')
+    parser.add_argument('--reference', help='the variant the others are compared with (default: the first)')
+    parser.add_argument('--level', type=float, default=0.95, help='family-wise level (default: 0.95)')
+    args = parser.parse_args(argv)
+    for path in args.reports:
+        try:
+            runs = runs_from_report(path)
+            study = aggregate_seeds(runs, args.reference, args.level, bounds=percent_bounds)
+        except (OSError, StageError, ValueError) as err:
+            parser.error(f'{path}: {err}')
+        print(f'{path} ({holm_family_text(study)} for each variant against {study.reference}):',
+              *[f'- {line}' for line in verdict_lines(study)], '', sep='\n')
+    return 0
 
 
 def plot_means(study: SeedStudy, path: str) -> str:
@@ -114,26 +178,31 @@ def _mean_sd(values: Sequence[float]) -> str:
     return f'{x.mean():+.3f} +- {x.std(ddof=1) if x.size > 1 else 0.0:.3f}'
 
 
-def append_alpha_section(work_dirs: Dict[str, Dict[int, str]], out_dir: str, what: str) -> List[str]:
-    """The exponents of every run, from the ``alpha_stats.jsonl`` its training wrote (``work_dirs[variant][seed]``):
-    ``alpha_trajectory.{md,png}`` in ``out_dir`` (one line per run, per layer) and, appended to ``study.md``, per
-    variant the exponents at the end (all layers pooled): their mean (mean +- sd over seeds), std, min, max, the
-    mean at the hook's first record (and its iteration: a record every ``interval`` iterations) and the count at a
-    bound of [-1, 5]. A variant without exponents gets a note, not a plot. Returns the Markdown lines."""
+def alpha_runs(work_dirs: Dict[str, Dict[int, str]]) -> List[Tuple[str, str, str]]:
+    """``[(run label, variant, work dir)]`` of every run (label ``'<variant> s<seed>'``): what the caller hands to
+    ``analysis.alpha_trajectory.trajectory_report`` (as ``(label, work dir)``) and, with its table, to
+    :func:`append_alpha_section`."""
+    return [(f'{v} s{seed}', v, path) for v, by_seed in work_dirs.items() for seed, path in by_seed.items()]
+
+
+def append_alpha_section(table: Optional[List[Dict]], runs: Sequence[Tuple[str, str, str]], out_dir: str,
+                         what: str) -> List[str]:
+    """Appended to ``study.md``: per variant the exponents at the end (all layers pooled) of ``table``, the rows of
+    ``analysis.alpha_trajectory.trajectory_report`` over ``runs`` (:func:`alpha_runs`; None: no run has
+    exponents): their mean (mean +- sd over seeds), std, min, max, the mean at the hook's first record (and its
+    iteration: a record every ``interval`` iterations) and the count at a bound of [-1, 5]. A variant without
+    exponents gets a note. Returns the Markdown lines."""
     import math
 
-    from ..analysis.alpha_trajectory import trajectory_report
-    runs = [(f'{v} s{seed}', v, path) for v, by_seed in work_dirs.items() for seed, path in by_seed.items()]
     variant_of = {label: v for label, v, _ in runs}
-    table, _ = trajectory_report([(label, path) for label, _, path in runs], out_dir,
-                                 title=f'alpha over {what}, one line per (variant, seed)')
+    variants = list(dict.fromkeys(v for _, v, _ in runs))
     pooled = [r for r in table or [] if r['layer'] == 'all']
     md = ['', f'Exponents (alpha) at the end of {what}, all layers pooled; mean +- sd over seeds '
               '(per layer and over training: alpha_trajectory.md, alpha_trajectory.png):', '',
           '| Variant | Runs | alpha mean | alpha std | min | max | mean at the first record (iteration) | at a bound |',
           '|---|---:|---:|---:|---:|---:|---:|---:|']
     without = []
-    for variant in work_dirs:
+    for variant in variants:
         mine = [r for r in pooled if variant_of[r['run']] == variant]
         if not mine:
             without.append(variant)
@@ -152,3 +221,8 @@ def append_alpha_section(work_dirs: Dict[str, Dict[int, str]], out_dir: str, wha
     with open(osp.join(out_dir, 'study.md'), 'a') as f:
         f.write('\n'.join(md) + '\n')
     return md
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

@@ -10,19 +10,24 @@ the seeds both have (pairing removes what a seed does to both, e.g. the data ord
 Where a column's values are bounded (percent of a metric: 0..100, ``percent_bounds``), the interval of the mean is
 cut to the bounds (the true mean lies inside them, so the cut loses no coverage) and that of a difference to
 +-(upper - lower).
-The verdict is ``better`` / ``worse`` when the interval excludes 0 (direction per column: mCE is better lower),
-else ``no detectable difference at <level>``; with fewer than 2 seeds the interval is undefined and the verdict
-says so. This covers training randomness (and the test images only through each run's value); for a pair of
-single runs, :func:`compare_single_runs` uses the paired image bootstrap instead (test-image sampling only).
+Each difference also gets the p-value of the t-test of 0, ``p = 2 * (1 - F_{n-1}(|mean| / (s / sqrt(n))))``
+(:func:`t_p_value`; below ``1 - level`` exactly when the uncut interval excludes 0). The verdicts are
+Holm-adjusted (:mod:`.multiplicity`), the family being the columns of the table for one variant against the
+reference: ``better`` / ``worse`` where the Holm-adjusted p-value is at most ``1 - level`` (direction per column:
+mCE is better lower), else ``no detectable difference at <level>``; with fewer than 2 seeds the interval is
+undefined and the verdict says so. The tables keep the unadjusted intervals. This covers training randomness (and
+the test images only through each run's value); :func:`compare_single_runs` gives the paired image bootstrap of two
+single runs, which sees test-image sampling only (no verdict between models: tools/compare_robustness.py).
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .bootstrap import DEFAULT_LEVEL, BootstrapSummary, Estimate, check_level, paired_differences
 from .checks import StatsInputError
+from .multiplicity import holm_family, holm_verdict, p_text
 
 LOWER_IS_BETTER = ('mCE', )
 Bounds = Optional[Tuple[float, float]]
@@ -48,6 +53,7 @@ class SeedStat:
     high: Optional[float]
     n: int
     level: float = DEFAULT_LEVEL
+    p: float = float('nan')  # two-sided p-value of mean 0 (t-test; NaN below 2 values)
 
     @property
     def defined(self) -> bool:
@@ -56,6 +62,18 @@ class SeedStat:
     @property
     def excludes_zero(self) -> bool:
         return self.defined and (self.low > 0 or self.high < 0)
+
+
+def t_p_value(mean: float, sd: float, n: int) -> float:
+    """Two-sided p-value of a mean of 0 from ``n`` values with mean ``mean`` and standard deviation ``sd``
+    (``ddof=1``): ``2 * t.sf(|mean| / (sd / sqrt(n)), n - 1)``; with ``sd = 0``: 0 if ``mean != 0`` else 1; NaN below
+    2 values."""
+    from scipy import stats
+    if n < 2:
+        return float('nan')
+    if sd == 0:
+        return 0.0 if mean != 0 else 1.0
+    return float(min(1.0, 2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1)))
 
 
 def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL, bounds: Bounds = None) -> SeedStat:
@@ -69,11 +87,12 @@ def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL, bounds: Bo
     mean = float(x.mean())
     if x.size < 2:
         return SeedStat(mean, None, None, int(x.size), level)
-    half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * sd / math.sqrt(x.size))
     low, high = mean - half, mean + half
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
-    return SeedStat(mean, low, high, int(x.size), level)
+    return SeedStat(mean, low, high, int(x.size), level, t_p_value(mean, sd, int(x.size)))
 
 
 def verdict(low: Optional[float], high: Optional[float], n: int, level: float, better_high: bool = True,
@@ -92,7 +111,8 @@ def verdict(low: Optional[float], high: Optional[float], n: int, level: float, b
 @dataclass
 class SeedStudy:
     """``stats[variant][column]``: SeedStat over seeds; ``diffs[variant][column]``: SeedStat of the per-seed
-    difference to ``reference`` (other variants only); ``verdicts[variant][column]``: one line each."""
+    difference to ``reference`` (other variants only); ``p_adjusted[variant][column]``: its Holm-adjusted p-value
+    (family: the variant's columns); ``verdicts[variant][column]``: the Holm-adjusted verdict."""
 
     reference: str
     columns: List[str]
@@ -100,6 +120,11 @@ class SeedStudy:
     diffs: Dict[str, Dict[str, SeedStat]]
     verdicts: Dict[str, Dict[str, str]]
     level: float = DEFAULT_LEVEL
+    p_adjusted: Dict[str, Dict[str, float]] = field(default_factory=dict)
+
+    def family_size(self, variant: str) -> int:
+        """The columns in the Holm family of ``variant`` against the reference (those with a p-value)."""
+        return sum(1 for p in self.p_adjusted.get(variant, {}).values() if not math.isnan(p))
 
 
 def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[float]]]],
@@ -144,19 +169,27 @@ def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[flo
             d = t_interval([runs[variant][s][col] - ref_runs[s][col] for s in seeds], level,
                            b and (b[0] - b[1], b[1] - b[0]))
             study.diffs[variant][col] = d
-            study.verdicts[variant][col] = verdict(d.low, d.high, d.n, level, higher_is_better(col))
+        study.p_adjusted[variant] = holm_family({c: d.p for c, d in study.diffs[variant].items()})
+        for col, d in study.diffs[variant].items():
+            study.verdicts[variant][col] = (
+                holm_verdict(d.mean, study.p_adjusted[variant][col], level, higher_is_better(col)) if d.defined
+                else verdict(d.low, d.high, d.n, level))
     return study
 
 
 def verdict_lines(study: SeedStudy, digits: int = 2) -> List[str]:
-    """One line per (variant, column): the paired difference, its interval, the verdict."""
+    """One line per (variant, column): the paired difference, its unadjusted interval and p-value, the
+    Holm-adjusted p-value over the variant's columns and the Holm-adjusted verdict."""
     lines = []
     pct = f'{study.level * 100:g}%'
     for variant, by_col in study.diffs.items():
+        m = study.family_size(variant)
         for col, d in by_col.items():
             interval = (f' [{d.low:+.{digits}f}, {d.high:+.{digits}f}]' if d.defined else '')
+            tests = (f'; {p_text(d.p)}, {p_text(study.p_adjusted[variant][col], "Holm-adjusted p")} over the {m} '
+                     f'columns, family-wise {pct}' if d.defined else '')
             lines.append(f'{col}: {variant} - {study.reference} = {d.mean:+.{digits}f}{interval} '
-                         f'({pct} t-interval over {d.n} seed{"s" if d.n != 1 else ""}, paired by seed): '
+                         f'({pct} t-interval over {d.n} seed{"s" if d.n != 1 else ""}, paired by seed{tests}): '
                          f'{study.verdicts[variant][col]}')
     return lines
 
