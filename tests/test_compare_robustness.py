@@ -1,11 +1,14 @@
 """tools/compare_robustness.py on two real sweeps (ZF and ZF+POW-1 classifiers on generated ImageNet-format data):
-the paper-layout table (Markdown, CSV) with bootstrap intervals, paired differences to the first model with verdicts,
-mCE against it, the level plot with bands; a model against itself, a constructed better model, and mismatched or old
-results files."""
+the paper-layout table (Markdown, CSV) with bootstrap intervals, paired differences to the first model with p-values
+and Holm-adjusted p-values over the table's columns (no verdict between models: one training seed each), mCE against
+it, the level plot with bands; a model against itself, a constructed better model, mismatched, old, missing or edited
+per-image files; Holm's adjustment against a hand computation."""
 import csv
 import io
 import json
+import math
 import os.path as osp
+import re
 
 import pytest
 
@@ -87,7 +90,8 @@ def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path,
         table = list(csv.reader(f))
     assert table[0][:6] == ['model', 'row', 'Clean', 'Clean low (95%)', 'Clean high (95%)', 'Clean excludes 0']
     assert table[0][2::4] == columns
-    assert [r[:2] for r in table[1:]] == [['ZF', 'value'], ['ZF+POW-1', 'value'], ['ZF+POW-1', 'diff_to_ZF']]
+    assert [r[:2] for r in table[1:]] == [['ZF', 'value'], ['ZF+POW-1', 'value'], ['ZF+POW-1', 'diff_to_ZF'],
+                                          ['ZF+POW-1', 'p_to_ZF'], ['ZF+POW-1', 'holm_p_to_ZF']]
     for label, line in zip(('ZF', 'ZF+POW-1'), table[1:3]):
         assert [float(v) for v in line[2::4]] == pytest.approx(rows[label], abs=1e-4)
         lows, highs = [float(v) for v in line[3::4]], [float(v) for v in line[4::4]]
@@ -105,13 +109,23 @@ def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path,
     assert [float(c.split(' [')[0]) for c in zf_line.strip('| ').split(' | ')[1:]] == pytest.approx(
         rows['ZF'], abs=5e-3)
     assert 'Difference to ZF (percentage points; paired bootstrap' in markdown
-    assert '95% percentile bootstrap intervals over the 12 test images (1000 resamples, seed 0)' in markdown
+    assert '95% bias-corrected percentile (bc) bootstrap intervals over the 12 test images (1000 resamples, seed 0)' \
+        in markdown  # the library's default method
     verdicts = [line for line in lines if line.startswith('- ')]
     assert len(verdicts) == len(columns)  # one per compared model and column
     for column, line in zip(columns, verdicts):
         assert line.startswith(f'- {column}: ZF+POW-1 - ZF = ')
-        assert line.endswith(('better', 'worse', 'no detectable difference at 95%')) or (
+        assert ('(95% image-sampling interval over 12 test images, 1 training seed per model; p ' in line
+                and line.endswith(('within test-image sampling', 'beyond test-image sampling'))) or (
             column == 'mCE' and 'interval undefined (some resamples have no value' in line)
+    # the p-values: Holm over the columns with a p-value, as by hand; the family stated above the lines
+    p = [float(v) if v else math.nan for v in table[4][2::4]]
+    holm_p = [float(v) if v else math.nan for v in table[5][2::4]]
+    assert holm_p == pytest.approx(holm_by_hand(p), abs=1e-4, nan_ok=True)
+    m = sum(not math.isnan(v) for v in p)
+    assert f'ZF+POW-1 - ZF, test-image sampling (Holm over the {m} columns of this table, family-wise level 95 %' in \
+        markdown
+    assert_no_model_verdict(markdown)
 
     from matplotlib.image import imread
     image = imread(paths['robustness_levels.png'])
@@ -164,7 +178,17 @@ def test_model_against_itself_is_exactly_zero(two_sweeps, tmp_path, load_tool, c
     assert diff[:2] == ['B', 'diff_to_A']
     assert [float(v) for v in diff[2:] if v not in ('', '0', '1')] == [0.0] * (len(diff[2:]) // 4 * 3)
     assert set(diff[5::4]) == {'0'}
-    assert out.count(': no detectable difference at 95%') == 5
+    assert out.count('p = 1, Holm-adjusted p = 1): within test-image sampling') == 5
+    assert_no_model_verdict(out)
+    # --ci-method: the percentile intervals on request; an unknown method is a usage error
+    paths = load_tool('compare_robustness').main([zf, zf, '--labels', 'A', 'B', '--out-dir', str(tmp_path / 'pct'),
+                                                  '--bootstrap', '300', '--ci-method', 'percentile'])
+    assert '95% percentile bootstrap intervals over the 12 test images (300 resamples' in open(
+        paths['robustness_table.md']).read()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool('compare_robustness').main([zf, '--ci-method', 'bca'])
+    assert exit_info.value.code == 2 and "argument --ci-method: invalid choice: 'bca'" in capsys.readouterr().err
 
 
 def test_better_model_on_every_image_is_detected(two_sweeps, tmp_path, load_tool, capsys):
@@ -181,7 +205,8 @@ def test_better_model_on_every_image_is_detected(two_sweeps, tmp_path, load_tool
     out = capsys.readouterr().out
     for column in ('Clean', 'M.Blur', 'Mix.', 'mPC'):
         assert f'- {column}: Perfect - ZF = +' in out and out.split(f'- {column}: Perfect - ZF = ')[1].split(
-            '\n')[0].endswith(': better')
+            '\n')[0].endswith(': beyond test-image sampling')
+    assert_no_model_verdict(out)  # better on every image, but one training seed each: no model verdict
     diff_line = next(line for line in open(paths['robustness_table.md']) if line.startswith('| Perfect | +'))
     assert diff_line.count('*') >= 4
     table = list(csv.reader(open(paths['robustness_table.csv'])))
@@ -278,3 +303,118 @@ def test_table_values_are_the_json_index_and_a_hand_edit_is_warned(two_sweeps, t
     assert f'compare_robustness.py: warning: {edited}: P is 42.0 in the JSON but' in err
     table = list(csv.reader(open(paths['robustness_table.csv'])))
     assert float(table[1][2]) == 42.0
+
+
+def assert_no_model_verdict(text: str) -> None:
+    """A comparison of single results files (one training seed per model): no better/worse between the models, and
+    it says how to get one."""
+    assert not re.search(r'\b(better|worse)\b', text), text
+    assert 'No verdict between the models: each has 1 training seed' in text
+    assert 'tools/study.py' in text and '--train-seeds' in text
+
+
+def holm_by_hand(p):
+    """Holm's step-down adjusted p-values written out: sort, multiply the j-th smallest by (m - j + 1), running max,
+    cap at 1; NaN entries left out."""
+    defined = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m, out, running = len(defined), [math.nan] * len(p), 0.0
+    for j, (v, i) in enumerate(defined):
+        running = max(running, min(1.0, (m - j) * v))
+        out[i] = running
+    return out
+
+
+def test_holm_adjustment_equals_a_hand_computation_with_ties_caps_and_undefined_p():
+    from featquant_mmdet.stats.multiplicity import holm, holm_verdict
+    p = [0.009, 0.04, 0.03, 0.04, 0.5, math.nan]
+    # sorted: 0.009, 0.03, 0.04, 0.04, 0.5 (m = 5) -> 5 * 0.009 = 0.045, 4 * 0.03 = 0.12, 3 * 0.04 = 0.12,
+    # 2 * 0.04 = 0.08 -> 0.12 (running max), 1 * 0.5 = 0.5
+    expected = [0.045, 0.12, 0.12, 0.12, 0.5, math.nan]
+    np_out = holm(p)
+    assert list(np_out[:5]) == pytest.approx(expected[:5]) and math.isnan(np_out[5])
+    assert list(np_out[:5]) == pytest.approx(holm_by_hand(p)[:5])
+    assert list(holm([0.3, 0.4])) == pytest.approx([0.6, 0.6])  # monotone: the larger p keeps the running max
+    assert list(holm([0.6, 0.7, 0.0])) == [1.0, 1.0, 0.0]  # capped at 1
+    assert list(holm([0.02])) == [0.02]  # a family of one: unadjusted
+    assert [holm_verdict(+1.0, v, 0.95) for v in np_out[:2]] == ['better', 'no detectable difference at 95%']
+    assert holm_verdict(-1.0, 0.01, 0.95) == 'worse' and holm_verdict(-1.0, 0.01, 0.95, better_high=False) == 'better'
+    from featquant_mmdet.stats.checks import StatsInputError
+    with pytest.raises(StatsInputError, match=r'p-values must lie in \[0, 1\]'):
+        holm([0.5, 1.5])
+
+
+def test_missing_or_edited_per_image_files_are_refused_naming_the_file(two_sweeps, tmp_path, load_tool, capsys):
+    """The per-image files must be those the results file indexes: a missing one, one changed since (size or
+    sha256), and one of another test set (its hash updated, as if written by another sweep) are refused, naming it."""
+    from featquant_mmdet.evaluation.robustness import file_sha256
+    from featquant_mmdet.stats.correctness import Correctness
+    main = load_tool('compare_robustness').main
+    zf_path = two_sweeps['paths']['ZF']
+    out = ['--labels', 'A', 'B', '--out-dir', str(tmp_path / 'out')]
+
+    missing = clone_sweep(zf_path, tmp_path / 'missing')
+    gone = osp.join(osp.dirname(missing), 'robustness.cells', 'mix.npz')
+    __import__('os').remove(gone)
+    err = compare_error(main, [zf_path, missing] + out, capsys)
+    assert f'per-image file {gone} is missing' in err and f'{missing}: no usable per-image data for cell(s) [\'mix\']' \
+        in err
+
+    edited = clone_sweep(zf_path, tmp_path / 'edited')
+    changed = osp.join(osp.dirname(edited), 'robustness.cells', 'clean.npz')
+    with open(changed, 'ab') as f:
+        f.write(b'\0')
+    err = compare_error(main, [zf_path, edited] + out, capsys)
+    assert f'per-image file {changed} changed since the sweep wrote it (size or sha256)' in err
+
+    other = clone_sweep(zf_path, tmp_path / 'other_set')
+    data = json.load(open(other))
+    cell_file = osp.join(osp.dirname(other), data['cells']['mix']['per_image']['file'])
+    from featquant_mmdet.stats.records import load_per_image
+    cells = load_per_image(cell_file)
+    ids = [f'other_{i}' for i in range(cells.num_images)]
+    Correctness(cells.correct, ids, cells.metric, cells.meta).save(cell_file)
+    data['cells']['mix']['per_image'].update(sha256=file_sha256(cell_file), bytes=osp.getsize(cell_file))
+    with open(other, 'w') as f:
+        json.dump(data, f)
+    err = compare_error(main, [zf_path, other] + out, capsys)
+    assert f'{cell_file}: cell \'mix\':' in err and 'the per-image data belong to another test set' in err
+    assert not osp.exists(tmp_path / 'out')
+
+
+def test_several_files_per_label_are_training_seeds_with_holm_adjusted_verdicts(two_sweeps, tmp_path, load_tool,
+                                                                                 capsys):
+    """--labels A A B B: each model's files are its training seeds (paired by their order); the output is the seed
+    study's report (t-intervals over seeds, Holm-adjusted verdicts, the family stated), computed from the JSONs."""
+    from featquant_mmdet.stats.correctness import Correctness
+    import numpy as np
+    zf = two_sweeps['paths']['ZF']
+
+    def first_wrong(key, cells):
+        return Correctness({k: np.r_[False, v[1:]] for k, v in cells.correct.items()}, cells.image_ids, cells.metric,
+                           cells.meta)
+
+    def perfect(key, cells):
+        return Correctness({k: np.ones_like(v) for k, v in cells.correct.items()}, cells.image_ids, cells.metric,
+                           cells.meta)
+
+    seed1 = clone_sweep(zf, tmp_path / 'zf_s1', first_wrong)
+    best = [clone_sweep(zf, tmp_path / f'perfect_s{s}', perfect) for s in (0, 1)]
+    main = load_tool('compare_robustness').main
+    paths = main([zf, seed1, *best, '--labels', 'ZF', 'ZF', 'Perfect', 'Perfect', '--out-dir', str(tmp_path / 'out')])
+    out = capsys.readouterr().out
+    assert set(paths) == {'study.md', 'study.csv', 'study.png'}
+    md = open(paths['study.md']).read()
+    assert md in out and 'No verdict between the models' not in out
+    assert 'Verdicts, Holm-adjusted (Holm over the 5 columns of this table, family-wise level 95 % for each variant ' \
+           'against ZF' in md
+    values = [json.load(open(p))['cells']['clean']['metrics'][METRIC] for p in (zf, seed1)]
+    clean = next(line for line in md.splitlines() if line.startswith('- Clean: Perfect - ZF = '))
+    mean = sum(100 - v for v in values) / 2
+    assert clean.startswith(f'- Clean: Perfect - ZF = {mean:+.2f} [') and '(95% t-interval over 2 seeds' in clean
+    assert 'Holm-adjusted p' in clean and clean.endswith(('better', 'no detectable difference at 95%'))
+    # bad input: a reference that is no label, options of single-run comparisons
+    err = compare_error(main, [zf, seed1, *best, '--labels', 'ZF', 'ZF', 'P', 'P', '--reference', 'X',
+                               '--out-dir', str(tmp_path / 'o2')], capsys)
+    assert "--reference 'X' is none of the labels (ZF, P)" in err
+    err = compare_error(main, [zf, seed1, '--labels', 'ZF', 'ZF', '--metric', 'accuracy/top1'], capsys)
+    assert '--ce-reference and --metric compare single runs' in err

@@ -325,6 +325,58 @@ def test_sweep_is_deterministic_in_the_distortion_seed(cls, cls_sweep, tmp_path)
         assert fresh['cells'][key]['metrics'] == cls_sweep['results']['cells'][key]['metrics']
 
 
+def test_failed_interval_step_keeps_the_cells_and_a_rerun_computes_the_intervals_without_evaluating(
+        cls, tmp_path, robustness_main, load_tool, capsys, monkeypatch):
+    """The intervals step made to fail as an environment would (MemoryError from the bootstrap; the rest real): the
+    evaluated cells stay in robustness.json with the values' summary, one line says so and how to recompute (exit
+    1); compare_robustness.py on the file and a rerun of the same command compute the intervals from the per-image
+    files, the rerun evaluating nothing (every cell's finished_at kept, no evaluation called)."""
+    work_dir = tmp_path / 'sweep'
+    argv = [CLS_CONFIG, cls['checkpoint'], '--distortions', 'jpeg', '--levels', '2', '--metric', 'accuracy/top5',
+            '--bootstrap', '200', '--ci-method', 'percentile', '--work-dir', str(work_dir),
+            '--cfg-options'] + cli_options(dict(cls['options'], **NO_WORKERS))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError('Unable to allocate 27.0 GiB for an array')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rb_sweep, 'bootstrap_results', out_of_memory)
+        with pytest.raises(SystemExit) as exit_info:
+            robustness_main(argv)
+    results_path = str(work_dir / 'robustness.json')
+    message = str(exit_info.value)
+    assert message.count('\n') == 0 and message.startswith('robustness.py: error: the intervals step failed '
+                                                           '(MemoryError: Unable to allocate 27.0 GiB')
+    assert (f'the 2 evaluated cells are kept in {results_path}: rerun the same command (it evaluates nothing '
+            f'again) or run tools/compare_robustness.py {results_path}') in message
+    capsys.readouterr()
+    failed = _read_json(results_path)
+    assert set(failed['cells']) == {'clean', 'jpeg@2'} and failed['runs'][-1]['evaluated'] == ['clean', 'jpeg@2']
+    assert failed['summary']['intervals'] is None and failed['summary']['intervals_failed'] is True
+    check_summary(failed, 'accuracy/top5')  # the values' summary is there
+
+    # the comparison tool computes the intervals from the per-image files alone
+    paths = load_tool('compare_robustness').main([results_path, '--labels', 'A', '--out-dir', str(tmp_path / 'cmp'),
+                                                  '--bootstrap', '200'])
+    assert 'bootstrap intervals over the 12 test images (200 resamples' in open(
+        paths['robustness_table.md']).read()
+    capsys.readouterr()
+
+    def no_evaluation(self, cell, *args, **kwargs):
+        raise AssertionError(f'cell {cell.key} was evaluated again')
+
+    monkeypatch.setattr(rb.CellEvaluator, 'evaluate', no_evaluation)
+    monkeypatch.setattr(rb_sweep, 'build_sweep_runner', lambda *a, **k: pytest.fail('a Runner was built'))
+    again = robustness_main(argv)
+    assert again['runs'][-1]['evaluated'] == [] and again['runs'][-1]['skipped'] == ['clean', 'jpeg@2']
+    assert {k: c['finished_at'] for k, c in again['cells'].items()} == {
+        k: c['finished_at'] for k, c in failed['cells'].items()}
+    stored = _read_json(results_path)['summary']
+    assert 'intervals_failed' not in stored and 'intervals_note' not in stored
+    assert stored['intervals']['resamples'] == 200 and set(stored['intervals']['columns']) >= {'P', 'mPC', 'rPC'}
+    assert stored['intervals']['ci_method'] == 'percentile'  # --ci-method reaches the stored intervals
+
+
 def test_changed_checkpoint_invalidates_the_results(cls, cls_sweep, tmp_path):
     work_dir = tmp_path / 'work'
     shutil.copytree(cls_sweep['work_dir'], work_dir)
@@ -819,6 +871,7 @@ def test_export_in_mmdet_layout_matches_the_json(det_detects):
     (['--ci-level', '1.5'], '--ci-level: confidence level must be in (0, 1)'),
     (['--bootstrap-seed', '-2'], '--bootstrap-seed must be a non-negative integer'),
     (['--export-mmdet', 'out.txt'], "--export-mmdet out.txt: unknown extension '.txt'"),
+    (['--ci-method', 'bca'], "argument --ci-method: invalid choice: 'bca' (choose from"),
 ])
 def test_bad_interval_and_export_arguments_are_usage_errors(cls, tmp_path, robustness_main, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:

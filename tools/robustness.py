@@ -22,6 +22,9 @@ once, naming the running one (``<work dir>/robustness.lock``). Compare models wi
 Per-image data of every cell go to ``<work dir>/robustness.cells/<cell key>.npz`` (VOC match records or top-k
 correctness; indexed in the JSON with their sha256): from them the summary gets percentile bootstrap intervals
 (``--bootstrap N`` resamples of the test images, ``--ci-level``, ``--bootstrap-seed``; docs/statistics.md).
+The intervals are the last step, computed from those files alone: if it fails (e.g. out of memory) the evaluated
+cells stay in the results file, one line says so (exit status 1), and rerunning the same command computes the
+intervals without evaluating anything again (as does tools/compare_robustness.py on the results file).
 ``--export-mmdet FILE`` also writes mmdet's robustness layout ``{distortion: {severity: metrics}}`` (clean =
 severity 0). Errors (bad input, a locked work dir, a bad image in the test set) end in one line, exit status 1;
 argument errors in argparse's usage error, exit status 2.
@@ -38,10 +41,21 @@ from featquant_mmdet.datasets.strict_voc import VOCDataError  # noqa: E402
 from featquant_mmdet.evaluation.robustness import RobustnessError, evaluate_robustness, format_summary  # noqa: E402
 from featquant_mmdet.evaluation.robustness.intervals import check_bootstrap_args  # noqa: E402
 from featquant_mmdet.evaluation.robustness.mmdet_export import check_export_path, export_mmdet  # noqa: E402
+from featquant_mmdet.stats.bootstrap import DEFAULT_METHOD, METHODS  # noqa: E402
+
+
+EXAMPLES = """examples:
+  # Table 2 / Figure 4 (classifiers): every distortion at levels 1-4 and the mixture
+  python tools/robustness.py configs/pretrain/zf_pow1_imagenet.py CHECKPOINT --metric accuracy/top5
+  # Table 3 (detectors): clean + Mix. Minor + Mix. Heavy
+  python tools/robustness.py configs/faster_rcnn_zf_voc.py CHECKPOINT --distortions mix --work-dir work_dirs/rob_zf
+  then: python tools/compare_robustness.py work_dirs/rob_zf/robustness.json work_dirs/rob_zf_pow1/robustness.json
+"""
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Robustness sweep: clean + distortions x levels')
+    parser = argparse.ArgumentParser(description='Robustness sweep: clean + distortions x levels',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--distortions', nargs='+', default=['all'],
@@ -62,6 +76,9 @@ def parse_args(argv=None):
                         help='bootstrap resamples of the test images for the intervals (default: 1000; 0: none)')
     parser.add_argument('--ci-level', type=float, default=0.95, help='interval level (default: 0.95)')
     parser.add_argument('--bootstrap-seed', type=int, default=0, help='seed of the resamples (default: 0)')
+    parser.add_argument('--ci-method', choices=METHODS, default=DEFAULT_METHOD,
+                        help=f'interval method: bc (bias-corrected percentile: holds for the biased resampled mAP) '
+                             f'or percentile (default: {DEFAULT_METHOD}; docs/statistics.md)')
     parser.add_argument('--export-mmdet', default=None, metavar='FILE',
                         help='also write the results in mmdet\'s robustness layout {distortion: {severity: metrics}} '
                              '(.pkl as test_robustness.py, .json or .yaml)')
@@ -71,7 +88,7 @@ def parse_args(argv=None):
     check_environment(parser)
     args.saliency = saliency_classifier(parser, args)
     try:
-        check_bootstrap_args(args.bootstrap, args.ci_level, args.bootstrap_seed)
+        check_bootstrap_args(args.bootstrap, args.ci_level, args.bootstrap_seed, args.ci_method)
         if args.export_mmdet:
             check_export_path(args.export_mmdet)
     except RobustnessError as err:
@@ -102,7 +119,7 @@ def main(argv=None):
         plan, results = evaluate_robustness(cfg, args.checkpoint, distortions=args.distortions, levels=args.levels,
                                             seed=args.seed, metric=args.metric, reference=args.reference,
                                             saliency=args.saliency, bootstrap=args.bootstrap, ci_level=args.ci_level,
-                                            bootstrap_seed=args.bootstrap_seed)
+                                            bootstrap_seed=args.bootstrap_seed, ci_method=args.ci_method)
         if args.export_mmdet:
             export_mmdet(results, args.export_mmdet)
     except (RobustnessError, FileNotFoundError, VOCDataError) as err:  # VOCDataError: names the image file
@@ -111,6 +128,8 @@ def main(argv=None):
     if args.export_mmdet:
         print(f'mmdet layout: {args.export_mmdet}')
     print(format_summary(results['summary']))
+    if results['summary'].get('intervals_failed'):  # the values are kept; the one line says how to get intervals
+        raise SystemExit(f'robustness.py: error: {results["summary"]["intervals_note"]}')
     return results
 
 

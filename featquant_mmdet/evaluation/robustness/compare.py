@@ -2,10 +2,16 @@
 
 Every model is bootstrapped on ONE shared resample matrix of the test images (:class:`~featquant_mmdet.stats.
 bootstrap.Resamples`), so the difference ``model - reference`` is computed per resample on the same images (a
-paired bootstrap): its percentile interval, a marker where it excludes 0, and a verdict (better / worse / no
-detectable difference at the level; lower is better for mCE). Before anything is computed the results must share
-the test data and distortion seed (index) and, with intervals, the very same test image ids in every per-image
-file; an old results file without per-image data is an error naming it (``bootstrap=0`` compares values only).
+paired bootstrap): its interval, a marker where it excludes 0, its p-value and the Holm-adjusted p-value over the
+columns of the table (:mod:`~featquant_mmdet.stats.multiplicity`; the family: the columns of one table for one
+pair of models).
+
+No model verdict: a results file is one trained model, one training seed. The intervals see the sampling of the
+test images, not training randomness (another training of the same config can move a column by more than its
+interval), so a comparison of results files says whether a difference lies *beyond test-image sampling* (Holm),
+never that one model is better; several training seeds per model (tools/study.py, whose report has Holm-adjusted
+verdicts over seeds) give that. Before anything is computed the results must share the test data and distortion
+seed (index) and, with intervals, the very same test image ids in every per-image file; an old results file without per-image data is an error naming it (``bootstrap=0`` compares values only).
 The values shown are those of the JSON index (``robustness.summarize`` of the stored metrics, equal to the per-image
 recomputation by construction); a JSON edited by hand so that they differ gets a warning.
 """
@@ -13,13 +19,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ...stats.bootstrap import Estimate, Resamples, bootstrap_summary
+from ...stats.bootstrap import DEFAULT_METHOD, Estimate, Resamples, bootstrap_summary
 from ...stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
-from ...stats.seeds import estimate_verdict
+from ...stats.multiplicity import family_text, holm, p_text
 from .errors import RobustnessError
 from .intervals import check_same_test_images, load_per_image_cells
 from .report import check_comparable, column_title, distortion_columns
 from .summary import metric_full_scale, summarize
+
+
+METHOD_NAMES = {'bc': 'bias-corrected percentile (bc)', 'percentile': 'percentile'}
+TRAIN_SEEDS = 1  # per compared model: a results file is one trained model
 
 
 @dataclass
@@ -38,32 +48,62 @@ class Comparison:
     n_images: int = 0
     n_resamples: int = 0
     seed: int = 0
+    method: str = DEFAULT_METHOD  # the intervals' (stats.bootstrap.METHODS)
     diffs: Dict[str, list] = field(default_factory=dict)
     summaries: Optional[list] = None  # BootstrapSummary per model (intervals only)
     warnings: List[str] = field(default_factory=list)
+    p_values: Dict[str, list] = field(default_factory=dict)  # [label][j]: p of diffs[label][j] = 0 (NaN: undefined)
+    p_adjusted: Dict[str, list] = field(default_factory=dict)  # Holm over the columns of the pair's row
+
+    def family(self, label: str) -> str:
+        """The Holm family of ``label`` against the reference, in words."""
+        m = sum(1 for p in self.p_adjusted.get(label, []) if not math.isnan(p))
+        return family_text(m, self.level or 0.95)
+
+    def beyond_sampling(self, label: str, j: int) -> bool:
+        """The difference of column j lies beyond test-image sampling after Holm's adjustment."""
+        p = self.p_adjusted[label][j]
+        return not math.isnan(p) and p <= 1 - self.level + 1e-12
 
     @property
     def reference_label(self) -> str:
         return self.labels[self.reference]
 
-    def verdicts(self) -> List[str]:
-        """One line per compared model and column: the difference, its interval and the verdict."""
+    def verdicts(self, only: Optional[str] = None) -> List[str]:
+        """One line per compared model and column: the difference, its (unadjusted) image-sampling interval and
+        p-value, the Holm-adjusted p-value, and whether the difference lies beyond test-image sampling. No
+        better/worse between the models: one training seed each (see the module's docstring). ``only``: the lines
+        of one compared model."""
         if self.level is None:
             return []
         lines = []
+        seeds = f'{TRAIN_SEEDS} training seed per model'
         for label, diffs in self.diffs.items():
-            for title, key, diff in zip(self.titles, self.keys, diffs):
+            if only is not None and label != only:
+                continue
+            for j, (title, diff) in enumerate(zip(self.titles, diffs)):
                 if diff is None:
                     continue
                 low, high = diff.interval
-                where = f'({level_text(self.level)} paired bootstrap over {self.n_images} test images)'
+                where = f'{level_text(self.level)} image-sampling interval over {self.n_images} test images, {seeds}'
+                head = f'{title}: {label} - {self.reference_label} = {diff.point:+.2f}'
                 if math.isnan(low) or math.isnan(high):
-                    lines.append(f'{title}: {label} - {self.reference_label} = {diff.point:+.2f} {where}: interval '
-                                 'undefined (some resamples have no value, e.g. a CE reference without errors)')
+                    lines.append(f'{head} ({where}): interval undefined (some resamples have no value, e.g. a CE '
+                                 'reference without errors)')
                     continue
-                lines.append(f'{title}: {label} - {self.reference_label} = {diff.point:+.2f} [{low:+.2f}, '
-                             f'{high:+.2f}] {where}: {estimate_verdict(diff, key)}')
+                tests = f'{p_text(self.p_values[label][j])}, {p_text(self.p_adjusted[label][j], "Holm-adjusted p")}'
+                outcome = ('beyond test-image sampling' if self.beyond_sampling(label, j) else
+                           'within test-image sampling')
+                lines.append(f'{head} [{low:+.2f}, {high:+.2f}] ({where}; {tests}): {outcome}')
         return lines
+
+    def no_verdict_note(self) -> str:
+        """Why the comparison gives no better/worse between the models, and how to get one."""
+        return (f'No verdict between the models: each has {TRAIN_SEEDS} training seed, and these intervals '
+                'cover the sampling of test images only, not training randomness (another training of the same '
+                'config can differ by more). For a verdict, train several seeds per model: tools/study.py (or '
+                'tools/demo.py --train-seeds 0 1 2), whose report gives Holm-adjusted verdicts over seeds; results '
+                'files of several seeds per model: give each model\'s files one label (--labels A A A B B B).')
 
 
 def resolve_reference(reference: Optional[str], labels: Sequence[str], paths: Sequence[str]) -> int:
@@ -92,7 +132,7 @@ def _columns(results: Sequence[dict], with_ce: bool):
 
 
 def _scaled(est: Optional[Estimate], scale: float) -> Optional[Estimate]:
-    return None if est is None else Estimate(est.point * scale, est.samples * scale, est.level)
+    return None if est is None else Estimate(est.point * scale, est.samples * scale, est.level, est.method)
 
 
 def _key_scale(key: str, metric: str) -> float:
@@ -103,9 +143,10 @@ def _key_scale(key: str, metric: str) -> float:
 def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Sequence[str],
                     metric: Optional[str] = None, reference: Optional[str] = None, n_resamples: int = 1000,
                     seed: int = 0, level: float = 0.95, ce_reference: Optional[dict] = None,
-                    ce_reference_path: Optional[str] = None) -> Comparison:
-    """Check the inputs, then the table entries (with intervals unless ``n_resamples`` is 0) and the paired
-    differences to the reference model."""
+                    ce_reference_path: Optional[str] = None, method: str = DEFAULT_METHOD) -> Comparison:
+    """Check the inputs, then the table entries (with intervals unless ``n_resamples`` is 0; ``method``: the
+    interval method, ``stats.bootstrap.METHODS``) and the paired differences to the reference model with their
+    p-values and Holm-adjusted p-values."""
     metric = check_comparable(results, labels, metric)
     ref = resolve_reference(reference, labels, paths)
     titles, keys = _columns(results, ce_reference is not None)
@@ -122,10 +163,11 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
         ref_cells, ref_identity = load_per_image_cells(ce_reference, ce_reference_path, metric, needed)
         check_same_test_images([loaded[0][1], ref_identity])
     n_images = len(loaded[0][1]['image_ids'])
-    resamples = Resamples.draw(n_images, n_resamples, seed, level)
+    resamples = Resamples.draw(n_images, n_resamples, seed, level, method)
     summaries = [bootstrap_summary(cells, resamples, ref_cells, metric_full_scale(metric)) for cells, _ in loaded]
     comp.level, comp.n_images, comp.n_resamples, comp.seed, comp.summaries = (level, n_images, n_resamples, seed,
                                                                               summaries)
+    comp.method = method
     columns = [s.columns() for s in summaries]
     for label, path, cols, pts in zip(labels, paths, columns, points):
         for key, est in cols.items():
@@ -135,14 +177,16 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
                                      'data (edited by hand?): the table shows the JSON\'s value, the interval is '
                                      'of the per-image data')
             if value is not None:
-                cols[key] = Estimate(value, est.samples, est.level)
+                cols[key] = Estimate(value, est.samples, est.level, est.method)
     comp.rows = [[_scaled(cols.get(k), _key_scale(k, metric)) for k in keys] for cols in columns]
     for i, label in enumerate(labels):
         if i == ref:
             continue
         comp.diffs[label] = [None if a is None or b is None else
-                             Estimate(b.point - a.point, b.samples - a.samples, level)
+                             Estimate(b.point - a.point, b.samples - a.samples, level, method)
                              for a, b in zip(comp.rows[ref], comp.rows[i])]
+        comp.p_values[label] = [float('nan') if d is None else d.p_value for d in comp.diffs[label]]
+        comp.p_adjusted[label] = holm(comp.p_values[label]).tolist()
     return comp
 
 
@@ -180,28 +224,39 @@ def to_markdown(comp: Comparison) -> str:
             out += ['', f'Difference to {comp.reference_label} (percentage points)', ''] + diff_table
         return '\n'.join(out) + '\n'
     pct = level_text(comp.level)
-    head = (f'{comp.metric} (%), {pct} percentile bootstrap intervals over the {comp.n_images} test images '
-            f'({comp.n_resamples} resamples, seed {comp.seed}); {units}')
+    head = (f'{comp.metric} (%), {pct} {METHOD_NAMES.get(comp.method, comp.method)} bootstrap intervals over the '
+            f'{comp.n_images} test images ({comp.n_resamples} resamples, seed {comp.seed}); {units}')
     out = [head, ''] + markdown_table(comp.titles, comp.rows, comp.labels, comp.level)
     if comp.diffs:
         out += ['', f'Difference to {comp.reference_label} (percentage points; paired bootstrap: the same '
-                    'resampled images for both models)', '']
+                    f'resampled images for both models; image-sampling intervals, {TRAIN_SEEDS} training seed '
+                    'per model)', '']
         out += markdown_table(comp.titles, list(comp.diffs.values()), list(comp.diffs), comp.level, signed=True,
                               mark=True)
-        out += ['', MARKER_NOTE.format(level=pct), '', 'Verdicts (test-image sampling only; training randomness '
-                'needs several seeds: tools/study.py):', ''] + [f'- {line}' for line in comp.verdicts()]
+        out += ['', MARKER_NOTE.format(level=pct) + ' (unadjusted)', '']
+        for label in comp.diffs:
+            out += [f'{label} - {comp.reference_label}, test-image sampling ({comp.family(label)}; the intervals are '
+                    'unadjusted):', '']
+            out += [f'- {line}' for line in comp.verdicts(label)]
+            out += ['']
+        out += [comp.no_verdict_note()]
     return '\n'.join(out) + '\n'
 
 
 def to_csv(comp: Comparison) -> str:
-    """``model,row`` then per column its value, ``low``, ``high`` and ``excludes 0``; rows ``value`` per model and
-    ``diff_to_<reference>`` per compared model."""
+    """``model,row`` then per column its value, ``low``, ``high`` and ``excludes 0``; rows ``value`` per model,
+    ``diff_to_<reference>`` per compared model and, with intervals, ``p_to_<reference>`` (unadjusted p-values) and
+    ``holm_p_to_<reference>`` (Holm over the row's columns) in the value fields."""
     level = comp.level or 0.95
     text = csv_table(comp.titles, comp.rows, comp.labels, level, 'value')
     diffs = comp.diffs if comp.level is not None else _point_diffs(comp)
     if diffs:
         text += csv_table(comp.titles, list(diffs.values()), list(diffs), level,
                           f'diff_to_{comp.reference_label}', header=False)
+    for kind, values in (('p', comp.p_values), ('holm_p', comp.p_adjusted)):
+        if values:  # p-values in the value fields
+            text += csv_table(comp.titles, [[None if math.isnan(p) else p for p in row] for row in values.values()],
+                              list(values), level, f'{kind}_to_{comp.reference_label}', header=False)
     return text
 
 

@@ -15,19 +15,22 @@ import math
 import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
-from ...stats.bootstrap import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, BootstrapSummary, Resamples, bootstrap_summary,
-                                check_level)
+from ...stats.bootstrap import (DEFAULT_LEVEL, DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS, BootstrapSummary,
+                                Resamples, bootstrap_summary, check_level)
 from ...stats.checks import StatsInputError, check_cells_match_identity, check_same_identity
 from ...stats.records import load_per_image
 from .errors import RobustnessError
 from .results_file import file_sha256
 from .summary import metric_full_scale, task_of
 
-METHOD = 'percentile bootstrap over test images'
+METHOD = '{} bootstrap over test images'  # with the interval method (stats.bootstrap.METHODS)
 
 
-def check_bootstrap_args(n_resamples, level, seed) -> None:
-    """``--bootstrap`` (>= 0; 0 disables), ``--ci-level`` in (0, 1), ``--bootstrap-seed`` >= 0."""
+def check_bootstrap_args(n_resamples, level, seed, method: str = DEFAULT_METHOD) -> None:
+    """``--bootstrap`` (>= 0; 0 disables), ``--ci-level`` in (0, 1), ``--bootstrap-seed`` >= 0, ``--ci-method``
+    one of ``stats.bootstrap.METHODS``."""
+    if method not in METHODS:
+        raise RobustnessError(f'--ci-method must be one of {", ".join(METHODS)}, got {method!r}')
     for name, value in (('--bootstrap', n_resamples), ('--bootstrap-seed', seed)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise RobustnessError(f'{name} must be a non-negative integer, got {value!r}')
@@ -106,9 +109,10 @@ def check_same_test_images(identities: Sequence[dict]) -> None:
 def bootstrap_results(results: dict, results_path: str, metric: Optional[str] = None,
                       n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = DEFAULT_LEVEL,
                       reference: Optional[dict] = None, reference_path: Optional[str] = None,
-                      resamples: Optional[Resamples] = None) -> BootstrapSummary:
+                      resamples: Optional[Resamples] = None, method: str = DEFAULT_METHOD) -> BootstrapSummary:
     """Intervals of every cell and summary of one results file (CE/mCE with a reference results file, on the same
-    resamples). ``resamples``: drawn here unless given (a comparison shares one)."""
+    resamples), read from its per-image files alone. ``resamples``: drawn here unless given (a comparison shares
+    one); ``method``: the interval method of resamples drawn here."""
     metric = metric or results['metric']
     cells, identity = load_per_image_cells(results, results_path, metric)
     ref_cells = None
@@ -117,7 +121,7 @@ def bootstrap_results(results: dict, results_path: str, metric: Optional[str] = 
         ref_cells, ref_identity = load_per_image_cells(reference, reference_path or 'reference', metric, ref_keys)
         check_same_test_images([identity, ref_identity])
     if resamples is None:
-        resamples = Resamples.draw(len(identity['image_ids']), n_resamples, seed, level)
+        resamples = Resamples.draw(len(identity['image_ids']), n_resamples, seed, level, method)
     try:
         return bootstrap_summary(cells, resamples, ref_cells, metric_full_scale(metric))
     except StatsInputError as err:
@@ -129,7 +133,7 @@ def intervals_json(summary: BootstrapSummary) -> dict:
     resamples}}`` for ``cell/<key>``, ``P``, ``mean/<distortion>``, ``mPC``, ``rPC`` (and ``CE/<d>``, ``mCE``), in
     the metric's units (mAP a fraction, accuracy in percent); undefined ends are None."""
     rs = summary.resamples
-    return {'method': METHOD, 'level': rs.level, 'resamples': rs.n_resamples, 'seed': rs.seed,
+    return {'method': METHOD.format(rs.method), 'ci_method': rs.method, 'level': rs.level, 'resamples': rs.n_resamples, 'seed': rs.seed,
             'num_images': rs.n_images, 'columns': {k: _finite(e.as_dict()) for k, e in summary.columns().items()}}
 
 

@@ -176,7 +176,8 @@ def format_summary(summary: dict) -> str:
     interval ``[low, high]`` when the summary has ``intervals`` (the level and resamples on the first line)."""
     intervals = summary.get('intervals') or {}
     cols = intervals.get('columns', {})
-    head = (f' ({intervals["level"] * 100:g}% percentile bootstrap intervals over {intervals["num_images"]} test '
+    head = (f' ({intervals["level"] * 100:g}% {intervals.get("ci_method", "percentile")} bootstrap intervals over '
+            f'{intervals["num_images"]} test '
             f'images, {intervals["resamples"]} resamples, seed {intervals["seed"]})' if intervals else
             (f' (no intervals: {summary["intervals_note"]})' if summary.get('intervals_note') else ''))
     lines = [f'metric {summary["metric"]}{head}:',

@@ -5,6 +5,12 @@ Entry points: :func:`evaluate_robustness` (lock, plan, evaluate: what ``tools/ro
 beforehand, :func:`run_sweep` (lock, decide again what to do with the results file, evaluate). The metric key's
 prefix is checked before anything is evaluated; its name against what the clean cell reported, before any
 distorted cell (a rerun resumes from the stored clean cell).
+
+The intervals are a last step computed from the saved per-image files alone (:func:`add_intervals`), after the
+results file holds every cell and the summary of values: a failure there (say a MemoryError) leaves the cells
+where they are, stores the reason in ``summary['intervals_note']``, logs one line and sets
+``summary['intervals_failed']``; a rerun of the same sweep (every cell done: nothing is evaluated) or
+``tools/compare_robustness.py`` on the results file computes the intervals from the files.
 """
 import contextlib
 import os.path as osp
@@ -17,6 +23,7 @@ from mmengine.logging import print_log
 
 from ...distortions.occlusion import build_classifier
 from ...fileio import utc_now
+from ...stats.bootstrap import DEFAULT_METHOD
 from ..corruptions import import_imagecorruptions
 from .cells import Cell, is_corruption, plan_cells, resolve_distortions, resolve_levels, saliency_distortions
 from .errors import RobustnessError, SweepLockedError
@@ -47,6 +54,7 @@ class SweepPlan:
     bootstrap: int = 1000  # resamples of the intervals (0: none)
     ci_level: float = 0.95
     bootstrap_seed: int = 0
+    ci_method: str = DEFAULT_METHOD  # the intervals' method (stats.bootstrap.METHODS)
 
     def cell_inputs(self, cell: Cell) -> dict:
         """What a cell's numbers depend on beyond the results identity (the saliency classifier of occlusion)."""
@@ -91,17 +99,17 @@ def check_saliency(saliency: Optional[dict]) -> Optional[dict]:
 def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), levels: Sequence[int] = (1, 2, 3, 4),
                   seed: int = 0, metric: Optional[str] = None, reference: Optional[str] = None,
                   results_path: Optional[str] = None, saliency: Optional[dict] = None, bootstrap: int = 1000,
-                  ci_level: float = 0.95, bootstrap_seed: int = 0) -> SweepPlan:
+                  ci_level: float = 0.95, bootstrap_seed: int = 0, ci_method: str = DEFAULT_METHOD) -> SweepPlan:
     """Check every input (config, names, levels, checkpoint, results file, reference) without evaluating.
 
-    ``bootstrap`` / ``ci_level`` / ``bootstrap_seed``: the percentile bootstrap intervals stored in the summary
+    ``bootstrap`` / ``ci_level`` / ``bootstrap_seed`` / ``ci_method``: the bootstrap intervals stored in the summary
     (:mod:`.intervals`; 0 resamples: none).
 
     ``saliency``: ``dict(config=..., checkpoint=...)`` of the classifier whose saliency map guides targeted
     occlusion (classifiers only).
     """
     check_test_config(cfg)
-    check_bootstrap_args(bootstrap, ci_level, bootstrap_seed)
+    check_bootstrap_args(bootstrap, ci_level, bootstrap_seed, ci_method)
     metric = metric or default_metric_key(cfg.test_evaluator)
     check_metric_key(metric, cfg.test_evaluator)
     notes: List[str] = []
@@ -127,7 +135,7 @@ def prepare_sweep(cfg, checkpoint: str, distortions: Sequence[str] = ('all', ), 
         ref_data = load_results(reference)
         check_reference(ref_data, identity, cells, metric, reference)
     return SweepPlan(cfg, checkpoint, cells, seed, metric, identity, osp.abspath(results_path), action, changes,
-                     ref_data, reference, saliency, notes, bootstrap, ci_level, bootstrap_seed)
+                     ref_data, reference, saliency, notes, bootstrap, ci_level, bootstrap_seed, ci_method)
 
 
 def check_resumed_metric(results_path: str, metric: str) -> None:
@@ -297,6 +305,7 @@ def _evaluate(plan: SweepPlan, runner, main: bool) -> dict:
     if plan.reference_path:
         results['summary']['reference']['path'] = osp.abspath(plan.reference_path)
     if main:
+        file.save(results)  # every cell and the values' summary are on disk before the intervals step
         add_intervals(plan, results)
         file.save(results)
     return results
@@ -304,18 +313,37 @@ def _evaluate(plan: SweepPlan, runner, main: bool) -> dict:
 
 def add_intervals(plan: SweepPlan, results: dict) -> None:
     """``summary['intervals']``: bootstrap intervals of every cell and summary (:func:`.intervals.intervals_json`),
-    or None with ``summary['intervals_note']`` saying why (``--bootstrap 0``, unsupported metric)."""
+    computed from the per-image files the results file indexes; or None with ``summary['intervals_note']`` saying
+    why: ``--bootstrap 0``, an unsupported metric, or a failure of the step itself (any exception but an interrupt:
+    ``summary['intervals_failed']`` is then True and one error line says the cells are kept and how to get the
+    intervals)."""
     summary = results['summary']
+    summary.pop('intervals_failed', None)
     if plan.bootstrap == 0:
         summary['intervals'], summary['intervals_note'] = None, 'disabled (--bootstrap 0)'
         return
     start = time.perf_counter()
     try:
         boot = bootstrap_results(results, plan.results_path, plan.metric, plan.bootstrap, plan.bootstrap_seed,
-                                 plan.ci_level, plan.reference, plan.reference_path)
+                                 plan.ci_level, plan.reference, plan.reference_path, method=plan.ci_method)
+        intervals = intervals_json(boot)
     except RobustnessError as err:
         summary['intervals'], summary['intervals_note'] = None, str(err)
         print_log(f'[robustness] no intervals: {err}', logger='current', level=30)
         return
-    summary['intervals'] = intervals_json(boot)
+    except Exception as err:  # noqa: BLE001  (MemoryError and the like: the evaluated cells must survive it)
+        summary['intervals'], summary['intervals_failed'] = None, True
+        summary['intervals_note'] = intervals_failure(err, len(results['cells']), plan.results_path)
+        print_log(f'[robustness] {summary["intervals_note"]}', logger='current', level=40)
+        return
+    summary.pop('intervals_note', None)
+    summary['intervals'] = intervals
     summary['intervals']['wall_time_s'] = time.perf_counter() - start
+
+
+def intervals_failure(err: BaseException, num_cells: int, results_path: str) -> str:
+    """The one line of a failed intervals step: what failed, that the cells are kept, how to get the intervals."""
+    what = ' '.join(f'{type(err).__name__}: {err}'.split())[:300].rstrip(': ')
+    return (f'the intervals step failed ({what}); the {num_cells} evaluated cells are kept in {results_path}: rerun '
+            f'the same command (it evaluates nothing again) or run tools/compare_robustness.py {results_path} to '
+            'compute the intervals from the per-image files')
