@@ -15,14 +15,17 @@ returning it (resident memory stays near its peak), and the peak itself rose 2.8
 (2,727 against 2,654 MB).
 
 ``tools/train.py``, ``tools/test.py`` and ``tools/robustness.py`` apply it through
-:func:`featquant_mmdet.engine.loading.build_runner`; the environment variable ``FEATQUANT_MALLOC`` chooses
-(``tuned``, the default, or ``system``: glibc's own settings). Elsewhere than glibc (macOS, musl) it does nothing.
+:func:`featquant_mmdet.loading.build_runner`; the environment variable ``FEATQUANT_MALLOC`` chooses
+(``tuned``, the default, or ``system``: glibc's own settings); without it, ``FEATQUANT_NO_PATCHES=1`` (every patch
+of :mod:`featquant_mmdet.compat` off) means ``system`` too. Elsewhere than glibc (macOS, musl) it does nothing.
 Torch alone is enough (no OpenMMLab import).
 """
 import ctypes
 import ctypes.util
 import os
 from typing import Optional
+
+from .compat import patches_disabled
 
 ENV_VAR = 'FEATQUANT_MALLOC'
 SETTINGS = ('tuned', 'system')
@@ -34,10 +37,11 @@ _applied: Optional[str] = None  # what tune_malloc set in this process
 
 
 def resolve_setting(setting: Optional[str] = None) -> str:
-    """``setting``, else ``FEATQUANT_MALLOC``, else ``'tuned'``; ``ValueError`` naming the accepted values."""
+    """``setting``, else ``FEATQUANT_MALLOC``, else ``'system'`` under ``FEATQUANT_NO_PATCHES=1``, else ``'tuned'``;
+    ``ValueError`` naming the accepted values."""
     source = 'malloc setting' if setting is not None else f'environment variable {ENV_VAR}'
     value = setting if setting is not None else os.environ.get(ENV_VAR, '')
-    key = value.strip().lower() or 'tuned'
+    key = value.strip().lower() or ('system' if patches_disabled() else 'tuned')
     if key not in SETTINGS:
         raise ValueError(f'{source}={value!r}: accepted are tuned (the default) or system')
     return key

@@ -11,21 +11,20 @@ mmengine 0.10.7 resolves ``pkg::path`` only for the packages of a hard-coded map
 folder (its pattern is ``\\w*::\\w*/\\w*``), and finds the package through ``pkg_resources``' distribution
 location, which is not the package folder for an editable install. It has no registration mechanism for other
 packages. So ``import featquant_mmdet`` wraps ``Config._get_cfg_path``, the one function that turns a base path
-into a file, for the ``featquant_mmdet::`` prefix only (every other path goes to mmengine unchanged): the file is
-looked up in the ``.mim/configs`` of the imported package and its dicts get the scope ``'mmdet'``, since the
-plugin's components live in mmdet's registries (mmengine gives ``mmdet::`` bases that scope too).
+into a file, for the ``featquant_mmdet::`` prefix only (every other path goes to mmengine unchanged; the patch is
+``package_configs`` in :mod:`featquant_mmdet.compat`, with the other patches of mmengine): the file is looked up
+in the ``.mim/configs`` of the imported package (:func:`config_path`) and its dicts get the scope ``'mmdet'``,
+since the plugin's components live in mmdet's registries (mmengine gives ``mmdet::`` bases that scope too).
 
 The wrapper must be in place before the config is parsed: the project's tools import the plugin first; in your own
 entry point ``import featquant_mmdet`` before ``Config.fromfile`` (``custom_imports`` come too late, mmengine reads
 ``_base_`` before it imports them).
 """
-import functools
 import os.path as osp
 
 PREFIX = 'featquant_mmdet::'
 # registry scope of the plugin's configs: their types are registered in mmdet's registries
 CONFIG_SCOPE = 'mmdet'
-_PATCHED_FLAG = '_featquant_package_configs'
 
 
 def package_config_dir() -> str:
@@ -50,21 +49,3 @@ def config_path(name: str) -> str:
         raise FileNotFoundError(f'no config {relative!r} in featquant_mmdet\'s configs at {root}{hint}; '
                                 f"give a path under configs/, e.g. '{PREFIX}faster_rcnn_zf_pow1_voc.py'")
     return path
-
-
-def patch_mmengine_package_configs() -> bool:
-    """Teach ``mmengine.config.Config`` the ``featquant_mmdet::`` prefix (idempotent); returns True."""
-    from mmengine.config import Config
-    original = Config.__dict__['_get_cfg_path'].__func__
-    if getattr(original, _PATCHED_FLAG, False):
-        return True
-
-    @functools.wraps(original)
-    def _get_cfg_path(cfg_path, filename):
-        if isinstance(cfg_path, str) and cfg_path.startswith(PREFIX):
-            return config_path(cfg_path), CONFIG_SCOPE
-        return original(cfg_path, filename)
-
-    setattr(_get_cfg_path, _PATCHED_FLAG, True)
-    Config._get_cfg_path = staticmethod(_get_cfg_path)
-    return True

@@ -1,6 +1,9 @@
-"""The plugin's foundation: registration through custom_imports, the torch.load fix, mmcv ops, the setup script."""
+"""The plugin's foundation: registration by import and through custom_imports, the torch.load fix, mmcv ops, the
+setup script. The torch-only import of ops/layers: test_layers_without_mm.py; the patches of mmengine: test_compat.py."""
+import ast
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,9 +15,12 @@ from torch import nn
 
 REGISTERING_CHECK = textwrap.dedent("""
     import os, sys
-    import featquant_mmdet
     {before}
-    import mmdet  # the plugin's mmdet-side packages register once mmdet is imported
+    finders = list(sys.meta_path)
+    import featquant_mmdet
+    added = [f for f in sys.meta_path if f not in finders]  # six, imported by a dependency, adds its own
+    ours = [f for f in added if (getattr(f, '__module__', None) or type(f).__module__).startswith('featquant_mmdet')]
+    assert not ours and all(f in sys.meta_path for f in finders), f'import hooks: {{ours}}'
     package = os.path.dirname(featquant_mmdet.__file__)
     registering = []
     for folder, _, files in os.walk(package):
@@ -25,7 +31,7 @@ REGISTERING_CHECK = textwrap.dedent("""
                 registering.append(module[:-len('.__init__')] if module.endswith('.__init__') else module)
     assert len(registering) >= 15, registering
     missing = [m for m in registering if m not in sys.modules and not m.startswith('featquant_mmdet.analysis')]
-    assert not missing, f'not imported by `import featquant_mmdet` + mmdet: {{missing}}'
+    assert not missing, f'not imported by `import featquant_mmdet`: {{missing}}'
     analysis = [m for m in sys.modules if m.startswith('featquant_mmdet.analysis')]
     assert not analysis, f'the analyses are opt-in, yet imported: {{analysis}}'
     print('OK', len(registering))
@@ -34,31 +40,154 @@ REGISTERING_CHECK = textwrap.dedent("""
 
 @pytest.mark.parametrize('before', ['', 'import mmdet.registry'])
 def test_import_registers_every_registering_module_and_leaves_analysis_opt_in(before, subprocess_env):
-    """Every module with a ``register_module`` call is imported, whether mmdet comes before or after the plugin."""
-    script = REGISTERING_CHECK.format(before=before)
-    if before:  # mmdet first, then the plugin
-        script = script.replace('import featquant_mmdet\n', '', 1).replace(before, before + '\nimport featquant_mmdet')
-    out = subprocess.run([sys.executable, '-c', script], env=subprocess_env, capture_output=True, text=True,
-                         timeout=300)
+    """Every module with a ``register_module`` call is imported by ``import featquant_mmdet`` itself, whether mmdet
+    was imported before or not, and no import hook is left in ``sys.meta_path``."""
+    out = subprocess.run([sys.executable, '-c', REGISTERING_CHECK.format(before=before)], env=subprocess_env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.startswith('OK'), out.stdout + out.stderr[-3000:]
 
 
-@pytest.mark.parametrize('module', ['featquant_mmdet.ops', 'featquant_mmdet.ops.quantize',
-                                    'featquant_mmdet.distortions.functional', 'featquant_mmdet.distortions.levels'])
-def test_pure_parts_import_without_mmdet(module, subprocess_env):
-    script = textwrap.dedent(f"""
-        import sys
-        import {module}
-        loaded = [m for m in ('mmdet', 'mmcv', 'featquant_mmdet.models', 'featquant_mmdet.evaluation')
-                  if m in sys.modules]
-        assert not loaded, loaded
-        from mmdet.registry import MODELS  # and the plugin registers as soon as mmdet comes
-        assert MODELS.get('ZF') is not None and 'featquant_mmdet.evaluation' in sys.modules
+# One entry per component the plugin registers, with the arguments it needs; the test fails for a registered type
+# that is missing here. The detector comes from a shipped config through the `featquant_mmdet::` prefix.
+EVERY_TYPE_CONFIG = """
+_base_ = 'featquant_mmdet::faster_rcnn_zf_stability_voc.py'   # StabilityTrainingTwoStageDetector, ZF, RoI pool, head
+classifiers = [
+    dict(type='ImageClassifier', data_preprocessor=dict(type='ClsDataPreprocessor'),
+         backbone=dict(type='ZF', quant=dict(conv_cfg=dict(type='HPowConv'), include=['conv3'])),
+         head=dict(type='ZFClsHead', num_classes=3, hidden_channels=16)),
+    dict(type='StabilityTrainingClassifier', data_preprocessor=dict(type='ClsDataPreprocessor'),
+         backbone=dict(type='QuantResNet', depth=18, quant=dict(conv_cfg=dict(type='SFPowConv'))),
+         head=dict(type='LinearClsHead', num_classes=3, in_channels=512)),
+]
+convs = [dict(type=name) for name in ('SFConv', 'PowConv', 'SFPowConv', 'HPowConv', 'DoReFaConv')]
+pipeline = [
+    dict(type='RandomResizedCrop', scale=32), dict(type='PCALighting'), dict(type='Distort', name='jpeg', level=2),
+    dict(type='RandomDistort', prob=1.0), dict(type='ImageCorruption', name='ic:gaussian_noise', severity=1),
+    dict(type='PackClsInputs'),
+]
+datasets = [
+    dict(type='ImageNetDataset', data_root='nowhere', lazy_init=True),
+    dict(type='StrictVOCDataset', data_root='nowhere', ann_file='ImageSets/Main/test.txt', lazy_init=True),
+]
+metrics = [dict(type='Accuracy'), dict(type='PerImageAccuracy'), dict(type='PerImageVOC'), dict(type='PerImageCOCO')]
+hooks = [dict(type='AlphaRegularizationHook', l2=1e-4), dict(type='AlphaStatsHook'), dict(type='AlphaProjectionHook'),
+         dict(type='RNGStateHook')]
+"""
+
+EVERY_TYPE_CHECK = textwrap.dedent("""
+    import sys
+    import featquant_mmdet
+    from mmcv.cnn import build_conv_layer
+    from mmengine.config import Config
+    from mmengine.registry import Registry, init_default_scope
+    import mmdet.registry
+    registries = [r for r in vars(mmdet.registry).values() if isinstance(r, Registry)]
+    registered = {{name for registry in registries + [r.parent for r in registries if r.parent is not None]
+                  for name, cls in registry.module_dict.items() if cls.__module__.startswith('featquant_mmdet.')}}
+
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(sys.argv[1])
+    built = [mmdet.registry.MODELS.build(cfg.model)] + [mmdet.registry.MODELS.build(c) for c in cfg.classifiers]
+    built += [build_conv_layer(c, 4, 4, 3) for c in cfg.convs]
+    for c in cfg.pipeline:
+        try:
+            built.append(mmdet.registry.TRANSFORMS.build(c))
+        except ImportError as err:  # the optional imagecorruptions package is missing: found, refused by its class
+            assert c.type == 'ImageCorruption' and 'needs the optional package imagecorruptions' in str(err), err
+            built.append(mmdet.registry.TRANSFORMS.get(c.type).__new__(mmdet.registry.TRANSFORMS.get(c.type)))
+    built += [mmdet.registry.DATASETS.build(c) for c in cfg.datasets]
+    built += [mmdet.registry.METRICS.build(c) for c in cfg.metrics] + [mmdet.registry.HOOKS.build(c) for c in cfg.hooks]
+    types = {{type(m).__name__ for obj in built for m in (obj.modules() if hasattr(obj, 'modules') else [obj])}}
+    missing = sorted(registered - types)
+    assert not missing, f'registered but not in the config (add them to EVERY_TYPE_CONFIG): {{missing}}'
+    print('OK', len(registered), sorted(registered))
+""")
+
+
+def test_a_config_with_every_registered_type_builds_after_import(tmp_path, subprocess_env):
+    config = tmp_path / 'every_type.py'
+    config.write_text(EVERY_TYPE_CONFIG)
+    out = subprocess.run([sys.executable, '-c', EVERY_TYPE_CHECK.format(), str(config)], env=subprocess_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    count = int(out.stdout.split()[1])
+    assert count >= 30, out.stdout  # 5 convs, 10 models, 6 transforms, 2 datasets, 4 metrics, 4 hooks (today)
+    assert "'PowConv'" in out.stdout and "'ZF'" in out.stdout and "'RNGStateHook'" in out.stdout
+
+
+def test_explicit_register_all_modules_sets_the_scope_like_mmdets(subprocess_env):
+    script = textwrap.dedent("""
+        import featquant_mmdet
+        from mmengine.registry import DefaultScope
+        from mmdet.registry import MODELS
+        assert DefaultScope.get_current_instance() is None  # importing registers, it sets no scope
+        featquant_mmdet.register_all_modules(init_default_scope=True)
+        assert DefaultScope.get_current_instance().scope_name == 'mmdet'
+        assert type(MODELS.build(dict(type='ZF'))).__name__ == 'ZF'
         print('OK')
     """)
     out = subprocess.run([sys.executable, '-c', script], env=subprocess_env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == 'OK', out.stdout + out.stderr[-3000:]
+
+
+def package_layers():
+    """``{dotted name: layer}`` from the table in featquant_mmdet/__init__.py (0 = bottom)."""
+    import featquant_mmdet
+    doc = featquant_mmdet.__doc__
+    rows = [line for line in doc[doc.index('Layers, bottom to top'):].splitlines() if re.match(r'^    \S', line)]
+    layers = {}
+    for layer, row in enumerate(rows):
+        previous = ''
+        for name in re.split(r'\s{2,}', row.strip())[0].split(','):
+            name = name.strip()
+            name = previous.rsplit('.', 1)[0] + name if name.startswith('.') else name  # '.levels' after 'a.b'
+            layers[name] = layer
+            previous = name
+    return layers
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    """Every import inside the package (module level or in a function) against the layer table of its __init__."""
+    layers = package_layers()
+    assert layers['ops'] == layers['layers'] == 0 and layers['analysis'] == max(layers.values()), layers
+
+    def layer_of(module):
+        parts = module.split('.')[1:]
+        for end in range(len(parts), 0, -1):
+            if '.'.join(parts[:end]) in layers:
+                return layers['.'.join(parts[:end])]
+        return None
+
+    package_dir = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    upward, unplaced = [], []
+    for folder, _, files in os.walk(osp.join(package_dir, 'featquant_mmdet')):
+        for file in sorted(f for f in files if f.endswith('.py')):
+            path = osp.join(folder, file)
+            module = osp.relpath(path[:-3], package_dir).replace(os.sep, '.').removesuffix('.__init__')
+            if module == 'featquant_mmdet':
+                continue
+            own = layer_of(module)
+            if own is None:
+                unplaced.append(module)
+                continue
+            package = module if file == '__init__.py' else module.rsplit('.', 1)[0]
+            for node in ast.walk(ast.parse(open(path).read())):
+                if isinstance(node, ast.ImportFrom):
+                    base = '.'.join(package.split('.')[:len(package.split('.')) - node.level + 1]) if node.level \
+                        else ''
+                    target = '.'.join(p for p in (base, node.module) if p)
+                    targets = [target + '.' + a.name for a in node.names]  # a module or a name in one
+                elif isinstance(node, ast.Import):
+                    targets = [a.name for a in node.names]
+                else:
+                    continue
+                for target in targets:
+                    layer = layer_of(target) if target.startswith('featquant_mmdet.') else None
+                    if layer is not None and layer > own:
+                        upward.append(f'{module} imports {target} (line {node.lineno})')
+    assert not unplaced, f'modules missing from the layer table of featquant_mmdet/__init__.py: {unplaced}'
+    assert not upward, upward
 
 
 def test_custom_imports_from_a_config_outside_the_repo(tmp_path, subprocess_env, repo_root):

@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 import torch
 
-from ..engine.loading import build_model, load_weights_strict, read_state_dict
+from ..loading import build_model, load_weights_strict, read_state_dict
 from . import functional as F
 
 
 def build_classifier(classifier, checkpoint: Optional[str] = None, device: str = 'cpu') -> torch.nn.Module:
     """An eval-mode classifier from a config file / ``Config`` / model dict (+ checkpoint, loaded strictly), or a
-    ready model (:func:`featquant_mmdet.engine.loading.build_model`)."""
+    ready model (:func:`featquant_mmdet.loading.build_model`)."""
     if isinstance(classifier, torch.nn.Module):
         model = classifier
         if checkpoint is not None:

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 from mmengine.dataset import Compose
 
 from ...distortions.inject import inject_distortion
-from ...engine.loading import build_runner
+from ...loading import build_runner
 from ..corruptions import inject_corruption
 from ..per_image import add_per_image_recorder
 from .cells import Cell, is_corruption, saliency_distortions

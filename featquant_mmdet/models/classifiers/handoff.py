@@ -31,7 +31,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ...engine.loading import build_model_from_cfg, load_config
+from ...loading import build_model_from_cfg, load_config
 from ..heads.cls_heads import rename_legacy_zf_fc_keys
 
 BACKBONE_PREFIX = 'backbone.'
