@@ -27,8 +27,19 @@ from featquant_mmdet.models.classifiers.handoff import (  # noqa: E402
     BACKBONE_PREFIX, StateDictMismatchError, convert_classifier_checkpoint)
 
 
+EXAMPLES = """examples:
+  # the check only: does the classifier fit the detector's backbone (and, for ZF, its RoI head's fc6/fc7)?
+  python tools/convert_classifier_to_backbone.py work_dirs/zf_pow1_imagenet/epoch_90.pth \
+      --config configs/faster_rcnn_zf_pow1_voc.py
+  # and write the converted weights (for load_from=OUT.pth)
+  python tools/convert_classifier_to_backbone.py work_dirs/zf_pow1_imagenet/epoch_90.pth OUT.pth \
+      --config configs/faster_rcnn_zf_pow1_voc.py
+"""
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description='Check a classifier checkpoint against a detector config (keys and shapes) and/or convert it '
                     'into detector weights')
     parser.add_argument('src', help='classifier checkpoint (tools/train.py on a configs/pretrain/ config)')

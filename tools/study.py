@@ -23,9 +23,21 @@ from featquant_mmdet.engine.stages import StageError, StagesInterrupted, check_w
 from featquant_mmdet.engine.study import Study, load_spec, parse_variant  # noqa: E402
 
 
+EXAMPLES = """examples:
+  python tools/study.py --preset quick                       # the flow in minutes (configs/studies/quick.py)
+  python tools/study.py configs/studies/evidence.py          # the exponent study (docs/robustness_study.md)
+  python tools/study.py --task classification --seeds 0 1 2 \\
+      --variant ZF=configs/pretrain/zf_imagenet.py --variant POW1=configs/pretrain/zf_pow1_imagenet.py:alpha_lr_mult=3
+"""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each option's default shown; the examples kept as written."""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Multi-seed robustness study', formatter_class=(
-        argparse.ArgumentDefaultsHelpFormatter))
+    parser = argparse.ArgumentParser(description='Multi-seed robustness study', formatter_class=HelpFormatter,
+                                     epilog=EXAMPLES)
     parser.add_argument('spec', nargs='?', help='study spec (Python config file, e.g. configs/studies/evidence.py)')
     parser.add_argument('--preset', help='configs/studies/<PRESET>.py instead of a spec file (quick, evidence)')
     parser.add_argument('--variant', action='append', default=[], metavar='NAME=CONFIG[:key=value,...]',

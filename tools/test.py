@@ -23,8 +23,17 @@ from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmengine.evaluator import DumpResults  # noqa: E402
 
 
+EXAMPLES = """examples:
+  python tools/test.py configs/faster_rcnn_zf_pow1_voc.py work_dirs/zf_pow1/iter_70000.pth --out results.pkl
+  python tools/test.py CONFIG CHECKPOINT --distortion mix_heavy
+  python tools/test.py CONFIG CHECKPOINT --distortion motion_blur --level 3 --distortion-seed 0
+  bash tools/dist_test.sh CONFIG CHECKPOINT 2 --distortion mix_heavy   # 2 processes via torchrun
+"""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump predictions to a pickle file (.pkl) for offline evaluation')

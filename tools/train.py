@@ -12,8 +12,17 @@ from featquant_mmdet.engine.cli import add_common_args, check_environment, load_
 from featquant_mmdet.engine.loading import build_runner  # noqa: E402
 
 
+EXAMPLES = """examples:
+  python tools/train.py configs/faster_rcnn_zf_pow1_voc.py --work-dir work_dirs/zf_pow1
+  python tools/train.py configs/pretrain/zf_pow1_imagenet.py --cfg-options train_dataloader.batch_size=64
+  python tools/train.py configs/faster_rcnn_zf_pow1_voc.py --resume      # from the last checkpoint of the work dir
+  bash tools/dist_train.sh configs/faster_rcnn_zf_pow1_voc.py 2         # 2 processes (GPUs, or CPUs) via torchrun
+"""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a detector or classifier')
+    parser = argparse.ArgumentParser(description='Train a detector or classifier',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true', help='enable automatic-mixed-precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',

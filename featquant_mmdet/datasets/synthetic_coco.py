@@ -81,7 +81,9 @@ def make_coco_dataset(root: str, num_train: int = 100, num_test: int = 30,
 
 def main(argv=None) -> None:
     """The command line of ``tools/data/make_synthetic_coco.py``; bad values end with a usage error (exit 2)."""
-    parser = argparse.ArgumentParser(description='Write a small synthetic COCO-format detection dataset')
+    parser = argparse.ArgumentParser(description='Write a small synthetic COCO-format detection dataset', epilog='''example:
+  python tools/data/make_synthetic_coco.py data/coco_synth --num-train 8 --num-test 8 --image-size 128 96''',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('root', help='output folder: ROOT/images/{train,val}, ROOT/annotations/instances_*.json')
     parser.add_argument('--num-train', type=int, default=100, help='images of the train split')
     parser.add_argument('--num-test', type=int, default=30, help='images of the val split')

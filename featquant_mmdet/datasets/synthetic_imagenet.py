@@ -133,7 +133,9 @@ def make_imagenet_dataset(root: str, classes: Optional[Sequence[str]] = None, nu
 
 def main(argv=None) -> None:
     """The command line of ``tools/data/make_synthetic_imagenet.py``; bad values end with a usage error (exit 2)."""
-    parser = argparse.ArgumentParser(description='Write a small synthetic ImageNet-format dataset')
+    parser = argparse.ArgumentParser(description='Write a small synthetic ImageNet-format dataset', epilog='''example:
+  python tools/data/make_synthetic_imagenet.py data/imagenet --num-train 20 --num-val 5 --image-size 96''',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('root', help='output folder (the configs read data/imagenet/)')
     parser.add_argument('--style', choices=STYLES, default='shapes',
                         help='shapes: drawn objects; photo: objects cut from photographs (see --classes)')

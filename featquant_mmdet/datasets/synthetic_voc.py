@@ -286,7 +286,10 @@ def make_voc_dataset(root: str, num_train: int = 100, num_test: int = 30,
 
 def main(argv=None) -> None:
     """The command line of ``tools/data/make_synthetic_voc.py``; bad values end with a usage error (exit 2)."""
-    parser = argparse.ArgumentParser(description='Write a small synthetic Pascal VOC 2007 dataset')
+    parser = argparse.ArgumentParser(description='Write a small synthetic Pascal VOC 2007 dataset', epilog='''examples:
+  python tools/data/make_synthetic_voc.py data --num-train 200 --num-test 50 --image-size 320 240
+  python tools/data/make_synthetic_voc.py data --style photo   # objects cut from photographs: person, cat, horse''',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('root', help='output folder; the dataset goes to ROOT/VOCdevkit/VOC2007')
     parser.add_argument('--num-train', type=int, default=100, help='images listed in trainval.txt')
     parser.add_argument('--num-test', type=int, default=30, help='images listed in test.txt')

@@ -26,9 +26,23 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
 
 
+EXAMPLES = """subcommands (a first argument naming one; each has its own --help):
+  trajectory RUN [RUN ...]   the exponents over training, from the alpha_stats.jsonl AlphaStatsHook writes
+  drift CONFIG               before a long run: the per-step change of alpha under a config, one backward pass
+
+examples:
+  python tools/analysis/alpha_report.py work_dirs/zf_pow1/iter_70000.pth
+  python tools/analysis/alpha_report.py CONFIG CHECKPOINT --num-images 20    # HPOW: exponents on 20 test images
+  python tools/analysis/alpha_report.py trajectory work_dirs/zf_pow1 work_dirs/zf_pow1_lr3 --labels x1 x3
+  python tools/analysis/alpha_report.py drift configs/faster_rcnn_zf_pow1_voc.py --alpha-lr-mult 3
+"""
+
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Report the learned exponents alpha of a checkpoint')
+    parser = argparse.ArgumentParser(
+        description='Report the learned exponents alpha of a checkpoint (subcommands trajectory and drift: training)',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('paths', nargs='+', metavar='[CONFIG] CHECKPOINT',
                         help='a checkpoint, or a config and its checkpoint')
     parser.add_argument('--num-images', type=int, default=0,
@@ -48,8 +62,11 @@ def parse_args(argv=None):
 
 
 def parse_trajectory_args(argv):
-    parser = argparse.ArgumentParser(prog='alpha_report.py trajectory',
-                                     description='Plot the exponents over training from alpha_stats.jsonl files')
+    parser = argparse.ArgumentParser(
+        prog='alpha_report.py trajectory', description='Plot the exponents over training from alpha_stats.jsonl files',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog='''example:
+  python tools/analysis/alpha_report.py trajectory work_dirs/zf_pow1 work_dirs/zf_pow1_lr3 --labels x1 x3
+  # writes work_dirs/alpha_report/trajectory/alpha_trajectory.png and .md''')
     parser.add_argument('runs', nargs='+', metavar='RUN', help='work dirs of training runs or alpha_stats.jsonl files')
     parser.add_argument('--labels', nargs='+', help='one label per RUN (default: the folder names)')
     parser.add_argument('--title', default='')
@@ -67,8 +84,11 @@ def parse_trajectory_args(argv):
 
 def parse_drift_args(argv):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(prog='alpha_report.py drift',
-                                     description='Per-step change of alpha under a config, from one backward pass')
+    parser = argparse.ArgumentParser(
+        prog='alpha_report.py drift', description='Per-step change of alpha under a config, from one backward pass',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog='''example:
+  python tools/analysis/alpha_report.py drift configs/faster_rcnn_zf_pow1_voc.py --alpha-lr-mult 3
+  # writes work_dirs/alpha_report/drift_faster_rcnn_zf_pow1_voc/alpha_drift.md and .csv''')
     parser.add_argument('config')
     parser.add_argument('--checkpoint', help='weights to start from (as load_from); default: the config\'s '
                                              'load_from, else the initial weights')

@@ -22,8 +22,15 @@ from featquant_mmdet.engine.cli import add_saliency_args, quiet_warnings, salien
 CAPTION_PX = 22
 
 
+EXAMPLES = """examples:
+  python tools/analysis/browse_distortions.py IMAGE --out distortions.png
+  python tools/analysis/browse_distortions.py IMAGE --out sheet.png --names motion_blur jpeg --width 320 --seed 1
+"""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Draw every distortion x level of one image on one sheet')
+    parser = argparse.ArgumentParser(description='Draw every distortion x level of one image on one sheet',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('image', help='image file (any format OpenCV reads)')
     parser.add_argument('--out', required=True, help='output image file, e.g. distortions.png')
     parser.add_argument('--names', nargs='+', default=None, help='distortions to draw (default: all)')

@@ -21,9 +21,18 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
 
 
+EXAMPLES = """examples:
+  python tools/analysis/detection_sheet.py \
+      --config configs/faster_rcnn_zf_voc.py configs/faster_rcnn_zf_pow1_voc.py \
+      --checkpoint work_dirs/zf/iter_70000.pth work_dirs/zf_pow1/iter_70000.pth --labels ZF ZF+POW-1 \
+      --out detection_sheet.png --num-images 3
+"""
+
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Detections on clean and distorted images, models side by side')
+    parser = argparse.ArgumentParser(description='Detections on clean and distorted images, models side by side',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('--config', nargs='+', required=True, help='detector config of each model')
     parser.add_argument('--checkpoint', nargs='+', required=True, help='checkpoint of each model (same order)')
     parser.add_argument('--labels', nargs='+', default=None, help='column label of each model (default: config names)')

@@ -18,9 +18,17 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from featquant_mmdet.engine.cli import quiet_warnings  # noqa: E402
 
 
+EXAMPLES = """examples:
+  python tools/analysis/feature_moments.py CONFIG CHECKPOINT --distortion motion_blur --level 3
+  python tools/analysis/feature_moments.py CONFIG CHECKPOINT --distortion mix_heavy --num-images 50 \
+      --layers backbone.conv1 backbone.conv5 --out-dir work_dirs/moments_zf
+"""
+
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description='Moments and JS divergence of clean vs distorted features')
+    parser = argparse.ArgumentParser(description='Moments and JS divergence of clean vs distorted features',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('config', help='model config (its test_dataloader supplies the images)')
     parser.add_argument('checkpoint', help='checkpoint matching the config')
     parser.add_argument('--distortion', required=True, help='distortion name, e.g. motion_blur, jpeg, mix_heavy')

@@ -16,10 +16,17 @@ import time
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # run from a checkout
 
 
+EXAMPLES = """examples:
+  python tools/analysis/synthetic_shift.py                 # the full table: 10 runs, 10k/10k samples, M=128
+  python tools/analysis/synthetic_shift.py --runs 2 --samples 2000 --epochs 5 --out-dir work_dirs/shift_quick
+"""
+
+
 def parse_args(argv=None):
     from featquant_mmdet.analysis.synthetic_shift import DETERMINANT_FEATURES, TABLE1_ROWS, TrainConfig
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(description='The synthetic moment-shift experiment (Table 1, Figure 2)')
+    parser = argparse.ArgumentParser(description='The synthetic moment-shift experiment (Table 1, Figure 2)',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('--runs', type=int, default=10, help='independent runs (new data, new networks) per row')
     parser.add_argument('--samples', type=int, default=10000, help='training samples per run (as many for test)')
     parser.add_argument('--features', type=int, default=128, help='total features M')

@@ -24,8 +24,16 @@ PARTS = ('auto', 'model', 'backbone')
 MIN_SIDE = 32
 
 
+EXAMPLES = """examples:
+  python tools/deploy/export_onnx.py configs/pretrain/zf_pow1_imagenet.py CHECKPOINT --out zf_pow1.onnx
+  python tools/deploy/export_onnx.py configs/faster_rcnn_zf_pow1_voc.py CHECKPOINT --out backbone.onnx \
+      --shape 600 1000 --part backbone
+"""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     parser.add_argument('config', help='model config (classifier or detector)')
     parser.add_argument('checkpoint', help='checkpoint file with the weights (a state_dict or mmengine checkpoint)')
     parser.add_argument('--out', required=True, help='the ONNX file to write')
