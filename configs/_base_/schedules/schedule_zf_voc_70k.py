@@ -1,6 +1,13 @@
-# py-faster-rcnn's ZF end2end solver: SGD, base_lr 0.001, momentum 0.9, weight_decay 5e-4, lr x0.1 at
-# iteration 50k of 70k (about 70% of the schedule), one image per iteration (snapshots every 10k iterations:
-# default_hooks in configs/faster_rcnn_zf_voc.py).
+# py-faster-rcnn's ZF end2end solver, the paper's detection schedule: 1 GPU x 1 image per iteration, SGD, base_lr
+# 0.001, momentum 0.9, weight_decay 5e-4, lr x0.1 at iteration 50k of 70k (about 70% of the schedule); 70k images
+# seen (about 14 epochs of VOC07 trainval's 5011 images). Snapshots every 10k iterations: default_hooks in
+# configs/_base_/default_runtime_iter.py.
+#
+# The same schedule for several GPUs (total batch B = GPUs x images per GPU), linear scaling with a warm-up
+# (Goyal et al. 2017): schedule_zf_voc_70k_{2,4,8}xb1.py, used by configs/faster_rcnn_zf*_voc*_{2,4,8}xb1.py:
+#   lr = 0.001 B (lr per image 0.001), max_iters = 70000 / B, milestone = 50000 / B (the same 70k images seen and
+#   the same step after 50k images), plus a linear warm-up over the first 4000 images (4000 / B iterations, about
+#   6% of the schedule) from the paper's lr 0.001 (start_factor 1 / B) up to 0.001 B.
 #
 # Overrides for short runs: train_cfg.max_iters=N param_scheduler.0.milestones="[M]" (M about 0.7 N)
 
@@ -25,5 +32,7 @@ optim_wrapper = dict(
     paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.0,
                        custom_keys={'.alpha': dict(lr_mult=1.0, decay_mult=0.0)}))
 
-# base_batch_size: the lr above is for one image per iteration (tools/train.py --auto-scale-lr)
+# base_batch_size: the total batch the lr above is for (1 image per iteration). tools/train.py --auto-scale-lr
+# multiplies the lr by (GPUs x images per GPU) / base_batch_size (mmengine's Runner.scale_lr) and leaves the
+# iterations: on N GPUs use the *_{2,4,8}xb1.py configs, whose iterations are scaled too.
 auto_scale_lr = dict(enable=False, base_batch_size=1)
