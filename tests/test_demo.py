@@ -252,7 +252,8 @@ def test_bad_imagenet_root_is_a_clear_error(tmp_path, demo_tool, capsys):
     assert demo_tool.main(['--work-dir', str(tmp_path / 'work'), '--results-dir', str(tmp_path / 'results'),
                            '--imagenet-root', str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert f'--imagenet-root {tmp_path} is not an ImageNet layout: missing train, val, val.txt' in err
+    assert f'--imagenet-root {tmp_path} is not an ImageNet layout: missing train/<wnid>/ class folders' in err
+    assert 'val.txt or meta/val.txt, or val/<wnid>/' in err
 
 
 def test_unwritable_results_dir_is_a_clear_error(tmp_path, demo_tool, capsys):

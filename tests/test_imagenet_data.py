@@ -368,3 +368,151 @@ def test_accuracy_metric_keys_through_mmengine_evaluator():
     assert metrics == {'accuracy/top1': 75.0, 'accuracy/top5': 75.0}
     with pytest.raises(KeyError, match="lacks \\['pred_score'\\]"):
         evaluator.process([BaseDataElement(gt_label=torch.tensor([0]))])
+
+
+# ---------------------------------------------------------------------------------------------- layouts users have
+def move_val_flat(root):
+    """ILSVRC-12's val/: the images directly in val/, val.txt lines "<file> <label>"; returns those lines."""
+    lines = []
+    for line in open(osp.join(root, 'val.txt')).read().splitlines():
+        path, label = line.split()
+        shutil.move(osp.join(root, 'val', path), osp.join(root, 'val', osp.basename(path)))
+        lines.append(f'{osp.basename(path)} {label}')
+    for wnid in os.listdir(osp.join(root, 'val')):
+        if osp.isdir(osp.join(root, 'val', wnid)):
+            os.rmdir(osp.join(root, 'val', wnid))
+    return lines
+
+
+def make_layout(src, root, layout):
+    """A copy of the generated dataset in one of the layouts users have."""
+    shutil.copytree(src, root)
+    if layout == 'ilsvrc':  # flat val/ + val.txt
+        lines = move_val_flat(root)
+        with open(osp.join(root, 'val.txt'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    elif layout == 'torchvision':  # val/<wnid>/, no list
+        os.remove(osp.join(root, 'val.txt'))
+    elif layout == 'mmpretrain':  # meta/train.txt + meta/val.txt, flat val/
+        lines = move_val_flat(root)
+        os.remove(osp.join(root, 'val.txt'))
+        os.makedirs(osp.join(root, 'meta'))
+        wnids = sorted(os.listdir(osp.join(root, 'train')))
+        train = [f'{w}/{f} {i}' for i, w in enumerate(wnids) for f in sorted(os.listdir(osp.join(root, 'train', w)))]
+        with open(osp.join(root, 'meta', 'train.txt'), 'w') as f:
+            f.write('\n'.join(train) + '\n')
+        with open(osp.join(root, 'meta', 'val.txt'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    return root
+
+
+def config_dataset(root, loader, backend=None):
+    """The dataset of ``loader`` of the ResNet pretraining config, on ``root`` (and another decode backend)."""
+    from mmdet.registry import DATASETS
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'pretrain',
+                                   'resnet18_imagenet.py'))
+    dataset = cfg[loader].dataset
+    dataset.data_root = root
+    if backend is not None:
+        dataset.pipeline[0]['imdecode_backend'] = backend
+    return DATASETS.build(dataset)
+
+
+@pytest.mark.parametrize('layout, train_layout, val_layout', [
+    ('ilsvrc', 'class folders', 'ILSVRC-12 list'),
+    ('torchvision', 'class folders', 'class folders'),
+    ('mmpretrain', 'mmpretrain list', 'mmpretrain list')])
+def test_the_configs_find_each_layout_without_options(imagenet_root, tmp_path, layout, train_layout, val_layout):
+    """The pretraining configs as they are (ann_file='auto') read ILSVRC-12's flat val/ + val.txt, torchvision's
+    val/<wnid>/ and mmpretrain's meta/{train,val}.txt, with the same image -> label pairs as the generator wrote."""
+    root = make_layout(imagenet_root, str(tmp_path / layout), layout)
+    truth = {osp.basename(p): int(label) for p, label in
+             (line.split() for line in open(osp.join(imagenet_root, 'val.txt')).read().splitlines())}
+    wnids = tuple(sorted(os.listdir(osp.join(root, 'train'))))
+    train, val = config_dataset(root, 'train_dataloader'), config_dataset(root, 'val_dataloader')
+    assert (train.layout, val.layout) == (train_layout, val_layout)
+    assert train.metainfo['classes'] == val.metainfo['classes'] == wnids
+    pairs = {osp.basename(val.get_data_info(i)['img_path']): val.get_data_info(i)['gt_label'] for i in range(len(val))}
+    assert pairs == truth
+    assert len(train) == NUM_TRAIN * len(wnids)
+    for i in range(len(train)):
+        info = train.get_data_info(i)
+        assert osp.basename(osp.dirname(info['img_path'])) == wnids[info['gt_label']]
+    item = val[0]  # the pipeline reads the files where the layout put them
+    assert item['data_samples'].gt_label.tolist() == [truth[osp.basename(item['data_samples'].img_path)]]
+
+
+def test_no_layout_is_an_error_naming_the_three_tried(imagenet_root, tmp_path):
+    from featquant_mmdet.datasets.imagenet import find_split_layout
+    root = make_layout(imagenet_root, str(tmp_path / 'flat'), 'ilsvrc')
+    os.remove(osp.join(root, 'val.txt'))  # a flat val/ without its list
+    with pytest.raises(FileNotFoundError) as exc:
+        config_dataset(root, 'val_dataloader')
+    message = str(exc.value)
+    for tried in (osp.join(root, 'val.txt'), osp.join(root, 'meta', 'val.txt'), osp.join(root, 'val', '<wnid>')):
+        assert tried in message
+    assert f'{NUM_VAL * len(DEFAULT_CLASSES)} image files (a flat folder needs a list' in message
+    assert 'ann_file=PATH' in message
+    shutil.rmtree(osp.join(root, 'val'))
+    with pytest.raises(FileNotFoundError, match=r"split 'val' .*val does not exist"):
+        find_split_layout(root, 'val')
+
+
+def test_explicit_ann_file_and_class_folders_still_win(imagenet_root):
+    """ann_file='' reads class folders and a named list is read even where another layout exists."""
+    folders = ImageNetDataset(data_root=imagenet_root, data_prefix=dict(img_path='val'), ann_file='')
+    listed = ImageNetDataset(data_root=imagenet_root, data_prefix=dict(img_path='val'), ann_file='val.txt')
+    auto = ImageNetDataset(data_root=imagenet_root, data_prefix=dict(img_path='val'), ann_file='auto')
+    assert (folders.layout, listed.layout, auto.layout) == ('class folders', 'list', 'ILSVRC-12 list')
+    assert osp.basename(auto.ann_file) == 'val.txt' and folders.ann_file == ''
+    assert len(folders) == len(listed) == len(auto)
+
+
+def test_demo_root_check_accepts_every_layout(imagenet_root, tmp_path):
+    from featquant_mmdet.datasets.layouts import check_imagenet_root
+    for layout in ('ilsvrc', 'torchvision', 'mmpretrain'):
+        root = make_layout(imagenet_root, str(tmp_path / layout), layout)
+        assert check_imagenet_root(root) == osp.abspath(root)
+    os.remove(osp.join(tmp_path, 'ilsvrc', 'val.txt'))
+    with pytest.raises(FileNotFoundError, match='a flat folder needs a list'):
+        check_imagenet_root(str(tmp_path / 'ilsvrc'))
+
+
+# ---------------------------------------------------------------------------------------------- decode backends
+def _turbojpeg_available():
+    try:
+        import turbojpeg
+        turbojpeg.TurboJPEG()
+    except Exception:  # not installed, or the library it loads is missing
+        return False
+    return True
+
+
+@pytest.mark.parametrize('backend', [
+    'pillow', pytest.param('turbojpeg', marks=pytest.mark.skipif(not _turbojpeg_available(),
+                                                                 reason='PyTurboJPEG not installed'))])
+def test_decode_backends_give_cv2s_images_through_the_config(imagenet_root, backend):
+    """imdecode_backend (the documented option; cv2 is the default and the reference): the same BGR pixels as cv2
+    within the rounding of another JPEG decoder, directly and through the config's pipelines."""
+    from mmcv.transforms import LoadImageFromFile
+    path = osp.join(imagenet_root, 'train', 'n00000002', 'n00000002_00000.JPEG')
+    raw = cv2.imread(path).astype(np.int32)
+    img = LoadImageFromFile(imdecode_backend=backend)(dict(img_path=path))['img'].astype(np.int32)
+    assert img.shape == raw.shape == (SIZE, SIZE, 3)
+    diff = np.abs(img - raw).mean()
+    assert diff < 1.5 and np.abs(img - raw[..., ::-1]).mean() > 5 * diff  # BGR, as cv2's
+    # the config's pipelines with the backend set: the same images, the same random crops for the same seed
+    reference = config_dataset(imagenet_root, 'val_dataloader', 'cv2')
+    other = config_dataset(imagenet_root, 'val_dataloader', backend)
+    assert other.pipeline.transforms[0].imdecode_backend == backend
+    for i in (0, len(reference) - 1):
+        a, b = reference[i]['inputs'].int(), other[i]['inputs'].int()
+        assert a.shape == b.shape == (3, 256, 256) and (a - b).abs().float().mean() < 1.5
+    train_a = config_dataset(imagenet_root, 'train_dataloader', 'cv2')
+    train_b = config_dataset(imagenet_root, 'train_dataloader', backend)
+    np.random.seed(0)
+    a = train_a[1]['inputs'].int()
+    np.random.seed(0)
+    b = train_b[1]['inputs'].int()
+    assert a.shape == b.shape == (3, 224, 224) and (a - b).abs().float().mean() < 2.0

@@ -1,10 +1,14 @@
-"""ImageNet-format classification dataset (ILSVRC-12 layout) for mmengine's Runner.
+"""ImageNet-format classification dataset (ILSVRC-12) for mmengine's Runner, in the layouts users have.
 
-Two layouts, both relative to ``data_root``:
+Relative to ``data_root``, for a split folder ``<split>`` (``data_prefix=dict(img_path='<split>')``):
 
-- folder form: ``<img_path>/<wnid>/*.JPEG`` (``train/``, and ``val/`` when the validation images are sorted);
-- annotation-list form: ``ann_file`` with one ``<path> <label>`` line per image, the path relative to
-  ``<img_path>`` (Caffe's ``val.txt``: ``ILSVRC2012_val_00000001.JPEG 65``).
+- annotation-list form: ``ann_file`` with one ``<path> <label>`` line per image, the path relative to ``<split>/``:
+  ILSVRC-12 / Caffe's ``val.txt`` next to a flat ``val/`` (``ILSVRC2012_val_00000001.JPEG 65``), or mmpretrain's
+  ``meta/train.txt`` / ``meta/val.txt``;
+- folder form (``ann_file=''``): ``<split>/<wnid>/*.JPEG``, torchvision's ``ImageFolder`` layout (ILSVRC-12's
+  ``train/``, and ``val/`` when the validation images are sorted into class folders);
+- ``ann_file='auto'`` (the configs' setting): the first that exists of ``<split>.txt``, ``meta/<split>.txt`` and
+  ``<split>/<wnid>/`` (:func:`find_split_layout`); none is an error naming the three paths tried.
 
 The class list, and with it the label order, is the sorted sub-folder names of ``classes_dir`` (the training
 folder) unless ``metainfo=dict(classes=[...])`` gives it. Labels must mean the same in train and val, so what
@@ -43,6 +47,14 @@ def image_files(folder: str, extensions: Sequence[str] = IMG_EXTENSIONS) -> List
     """Sorted names of the image files (by extension, case-insensitive) directly inside ``folder``."""
     return sorted(entry.name for entry in os.scandir(folder)
                   if entry.is_file() and entry.name.lower().endswith(tuple(extensions)))
+
+
+def _file_names(folder: str) -> set:
+    """Names of the files (and links to files) directly inside ``folder``; empty when it is not a folder."""
+    try:
+        return {entry.name for entry in os.scandir(folder) if entry.is_file()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
 
 
 def image_header_error(path: str) -> Optional[str]:
@@ -85,6 +97,40 @@ def parse_annotation_list(ann_file: str) -> List[Tuple[str, int]]:
     return pairs
 
 
+AUTO = 'auto'
+
+
+def find_split_layout(data_root: str, split: str) -> Tuple[str, str]:
+    """``(ann_file, layout)`` of the images of ``split`` (a folder under ``data_root``): the annotation list relative
+    to ``data_root`` (``''`` for class folders) and the layout's name. Tried in this order:
+
+    1. ``<split>.txt`` (ILSVRC-12 / Caffe: ``val.txt``, paths relative to ``<split>/``);
+    2. ``meta/<split>.txt`` (mmpretrain's ``meta/train.txt``, ``meta/val.txt``);
+    3. ``<split>/<wnid>/`` class folders (torchvision's ``ImageFolder``).
+
+    FileNotFoundError naming the three paths and what ``<split>/`` holds when none fits.
+    """
+    split = split.rstrip('/')
+    candidates = ((f'{split}.txt', 'ILSVRC-12 list'), (osp.join('meta', f'{split}.txt'), 'mmpretrain list'))
+    for ann_file, layout in candidates:
+        if osp.isfile(osp.join(data_root, ann_file)):
+            return ann_file, layout
+    folder = osp.join(data_root, split)
+    if osp.isdir(folder) and class_folders(folder):
+        return '', 'class folders'
+    if not osp.isdir(folder):
+        found = f'{folder} does not exist'
+    else:
+        n_images = len(image_files(folder))
+        found = f'{folder} has no class sub-folder' + (
+            f' but {n_images} image files (a flat folder needs a list of "<file> <label>" lines)' if n_images else '')
+    tried = '; '.join([f'{osp.join(data_root, a)} ({name})' for a, name in candidates]
+                      + [f'{osp.join(folder, "<wnid>")}/*.JPEG (class folders, torchvision ImageFolder)'])
+    raise FileNotFoundError(
+        f'no ImageNet layout found for the split {split!r} under {data_root!r}: tried {tried}; {found}. Another '
+        f'list: ann_file=PATH (relative to the data root; --cfg-options <loader>.dataset.ann_file=PATH)')
+
+
 @DATASETS.register_module()
 class ImageNetDataset(BaseDataset):
     """ILSVRC-12-format dataset; each item is ``dict(img_path=..., gt_label=int)``.
@@ -92,8 +138,8 @@ class ImageNetDataset(BaseDataset):
     Args:
         data_root: dataset root, e.g. ``'data/imagenet/'``.
         data_prefix: ``dict(img_path='train')``, the image folder relative to ``data_root``.
-        ann_file: ``''`` for the folder form, else the annotation list (e.g. ``'val.txt'``), relative to
-            ``data_root``.
+        ann_file: ``''`` for the folder form, ``'auto'`` for the first layout of :func:`find_split_layout` that
+            exists, else the annotation list (e.g. ``'val.txt'``, ``'meta/val.txt'``), relative to ``data_root``.
         classes_dir: folder (relative to ``data_root``) whose sub-folders define the classes, ``'train'`` so that
             train and val share one label order; ``None``: the class sub-folders of ``img_path`` (folder form) or
             labels ``0..max`` named by their index (list form). Ignored when ``metainfo`` gives ``classes``.
@@ -111,8 +157,11 @@ class ImageNetDataset(BaseDataset):
         self.classes_dir = classes_dir
         self.verify_images = verify_images
         self.extensions = tuple(e.lower() for e in extensions)
-        super().__init__(ann_file=ann_file, data_root=data_root,
-                         data_prefix=data_prefix if data_prefix is not None else dict(img_path=''), **kwargs)
+        data_prefix = data_prefix if data_prefix is not None else dict(img_path='')
+        self.layout = 'class folders' if not ann_file else 'list'
+        if ann_file == AUTO:
+            ann_file, self.layout = find_split_layout(data_root, data_prefix.get('img_path', ''))
+        super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix, **kwargs)
 
     # ------------------------------------------------------------------ classes
     def _class_list(self) -> Optional[List[str]]:
@@ -186,9 +235,13 @@ class ImageNetDataset(BaseDataset):
                              f'{self._classes_origin()}: {_listing(map(str, out_of_range))}')
         index_of = {wnid: i for i, wnid in enumerate(classes)}
         data_list, missing, disagree = [], [], []
+        listed = {}  # folder -> names of its files: one listing per folder, not one stat per image (1.28M in train)
         for path, label in pairs:
             full = osp.join(img_root, path)
-            if not osp.isfile(full):
+            folder, name = osp.split(full)
+            if folder not in listed:
+                listed[folder] = _file_names(folder)
+            if name not in listed[folder]:
                 missing.append(full)
             # "<wnid>/<file>" paths name their class: a label that disagrees means a shifted label order
             folder = osp.normpath(path).split(os.sep)[0] if osp.dirname(path) else None

@@ -1,7 +1,7 @@
 """Checks that a folder holds a dataset in the layout the configs read, before anything is trained on it."""
 import os.path as osp
 
-from .imagenet import class_folders
+from .imagenet import class_folders, find_split_layout
 from .strict_voc import check_voc_layout
 
 
@@ -17,14 +17,18 @@ def check_vocdevkit(data_root: str) -> str:
 
 
 def check_imagenet_root(root: str) -> str:
-    """An ImageNet layout: ``train/<wnid>/`` class folders and ``val.txt`` with ``val/``; FileNotFoundError naming
-    what is missing."""
+    """An ImageNet layout the configs read (``ann_file='auto'``): ``train/<wnid>/`` class folders (the class list)
+    and a layout of ``val`` (``val.txt`` or mmpretrain's ``meta/val.txt`` with ``val/``, or ``val/<wnid>/``;
+    :func:`~featquant_mmdet.datasets.imagenet.find_split_layout`); FileNotFoundError naming what is missing."""
     root = osp.abspath(root)
-    layout = 'expected train/<wnid>/*.JPEG, val/ and val.txt ("<path relative to val/> <label>" lines)'
-    missing = [p for p in ('train', 'val') if not osp.isdir(osp.join(root, p))]
-    missing += [] if osp.isfile(osp.join(root, 'val.txt')) else ['val.txt']
+    train = osp.join(root, 'train')
+    missing = [] if osp.isdir(train) and class_folders(train) else ['train/<wnid>/ class folders (the class list)']
+    try:
+        find_split_layout(root, 'val')
+    except FileNotFoundError:
+        if not missing:
+            raise
+        missing.append('val/ with val.txt or meta/val.txt, or val/<wnid>/ class folders')
     if missing:
-        raise FileNotFoundError(f'missing {", ".join(missing)}; {layout}')
-    if not class_folders(osp.join(root, 'train')):
-        raise FileNotFoundError(f'train/ has no class folder; {layout}')
+        raise FileNotFoundError(f'missing {"; ".join(missing)}')
     return root

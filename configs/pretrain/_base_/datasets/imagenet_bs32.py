@@ -1,7 +1,16 @@
-# ILSVRC-12 in the ImageNet layout (featquant_mmdet.datasets.imagenet): data/imagenet/train/<wnid>/*.JPEG for
-# training, data/imagenet/val.txt ("<path> <label>", paths relative to val/) for validation; the class order is the
-# sorted wnid folders of train/. Another root: --cfg-options train_dataloader.dataset.data_root=DIR
-# val_dataloader.dataset.data_root=DIR test_dataloader.dataset.data_root=DIR
+# ILSVRC-12 (featquant_mmdet.datasets.imagenet), found in any of the layouts users have (ann_file='auto'), for each of
+# train/ and val/ the first of:
+#   data/imagenet/val.txt + val/*.JPEG      ILSVRC-12 / Caffe: "<path relative to val/> <label>" lines (flat val/)
+#   data/imagenet/meta/val.txt + val/       mmpretrain's meta/train.txt, meta/val.txt
+#   data/imagenet/val/<wnid>/*.JPEG         torchvision's ImageFolder (class folders, no list)
+# and the same for train (train.txt, meta/train.txt, train/<wnid>/). The class order is the sorted wnid folders of
+# train/. None of them: an error naming the three paths tried. Another list: ann_file=PATH, e.g.
+#   --cfg-options val_dataloader.dataset.ann_file=my_val.txt test_dataloader.dataset.ann_file=my_val.txt
+# Another root: --cfg-options train_dataloader.dataset.data_root=DIR val_dataloader.dataset.data_root=DIR
+#   test_dataloader.dataset.data_root=DIR
+# JPEG decoding: mmcv's LoadImageFromFile, imdecode_backend='cv2' (OpenCV, the default), 'pillow' or 'turbojpeg'
+# (needs PyTurboJPEG); e.g. --cfg-options train_dataloader.dataset.pipeline.0.imdecode_backend=pillow. Images/s per
+# loader worker of each, side by side with torchvision's ImageFolder: benchmarks/bench_imagenet_pipeline.py.
 # 32 images per GPU; 8 GPUs give He et al.'s batch of 256 (auto_scale_lr rescales the lr for other totals).
 dataset_type = 'ImageNetDataset'
 data_root = 'data/imagenet/'
@@ -30,6 +39,7 @@ train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        ann_file='auto',
         data_prefix=dict(img_path='train'),
         classes_dir='train',
         pipeline=train_pipeline))
@@ -42,7 +52,7 @@ val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
-        ann_file='val.txt',
+        ann_file='auto',
         data_prefix=dict(img_path='val'),
         classes_dir='train',
         test_mode=True,
