@@ -898,11 +898,11 @@ def test_bad_image_in_the_test_set_is_one_line_naming_the_file(det, tmp_path, ro
     assert str(broken) in message, message
 
 
-def test_per_image_recorder_follows_the_configured_metric_and_refuses_coco():
+def test_per_image_recorder_follows_the_configured_metric():
     from mmdet.evaluation.metrics import CocoMetric, VOCMetric
 
     from featquant_mmdet.evaluation import Accuracy
-    from featquant_mmdet.evaluation.per_image import PerImageAccuracy, PerImageVOC, per_image_recorder
+    from featquant_mmdet.evaluation.per_image import PerImageAccuracy, PerImageCOCO, PerImageVOC, per_image_recorder
     voc = VOCMetric(iou_thrs=[0.5, 0.75], eval_mode='area')
     recorder, why = per_image_recorder([voc], 'pascal_voc/mAP')
     assert isinstance(recorder, PerImageVOC) and why == ''
@@ -911,5 +911,6 @@ def test_per_image_recorder_follows_the_configured_metric_and_refuses_coco():
     recorder, _ = per_image_recorder([Accuracy(topk=(1, 5))], 'accuracy/top5')
     assert isinstance(recorder, PerImageAccuracy) and recorder.metric == 'accuracy/top5'
     assert 'not \'accuracy/top3\'' in per_image_recorder([Accuracy(topk=(1, 5))], 'accuracy/top3')[1]
-    recorder, why = per_image_recorder([CocoMetric(ann_file=None)], 'coco/bbox_mAP')
-    assert recorder is None and 'COCO-style metrics are not supported' in why and 'CocoMetric' in why
+    recorder, why = per_image_recorder([CocoMetric(ann_file=None, proposal_nums=(10, 20, 30))], 'coco/bbox_mAP_s')
+    assert isinstance(recorder, PerImageCOCO) and why == '' and recorder.metric_key == 'coco/bbox_mAP_s'
+    assert recorder.proposal_nums == [10, 20, 30]  # tests/test_coco_records.py, test_coco_robustness.py: the rest

@@ -81,7 +81,8 @@ def make_coco_dataset(root: str, num_train: int = 100, num_test: int = 30,
 
 def main(argv=None) -> None:
     """The command line of ``tools/data/make_synthetic_coco.py``; bad values end with a usage error (exit 2)."""
-    parser = argparse.ArgumentParser(description='Write a small synthetic COCO-format detection dataset', epilog='''example:
+    parser = argparse.ArgumentParser(description='Write a small synthetic COCO-format detection dataset',
+                                     epilog='''example:
   python tools/data/make_synthetic_coco.py data/coco_synth --num-train 8 --num-test 8 --image-size 128 96''',
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('root', help='output folder: ROOT/images/{train,val}, ROOT/annotations/instances_*.json')
@@ -92,8 +93,8 @@ def main(argv=None) -> None:
     parser.add_argument('--style', choices=STYLES, default='shapes',
                         help='shapes: drawn objects; photo: objects cut from photographs (see --classes)')
     parser.add_argument('--classes', nargs='+', default=None,
-                        help=f'shapes: 1 to {len(OBJECT_STYLES)} distinct names (default {" ".join(DEFAULT_CLASSES)});'
-                             f' photo: objects among {" ".join(PHOTO_CLASSES)}')
+                        help=f'shapes: 1 to {len(OBJECT_STYLES)} distinct names (default '
+                             f'{" ".join(DEFAULT_CLASSES)}); photo: objects among {" ".join(PHOTO_CLASSES)}')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     try:

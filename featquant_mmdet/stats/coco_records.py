@@ -277,7 +277,7 @@ class COCORecords:
         for j in range(len(t_idx)):
             hit = sel[tp[:, j]]
             np.add.at(per_image[:, j, :], (self.images[hit], self.cats[hit]), 1.0)
-        tps = np.einsum('bi,itk->btk', w, per_image)
+        tps = (w @ per_image.reshape(self.num_images, -1)).reshape(w.shape[0], len(t_idx), n_k)
         with np.errstate(invalid='ignore', divide='ignore'):
             return tps / npig[:, None, :]
 

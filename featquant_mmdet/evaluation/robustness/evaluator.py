@@ -8,6 +8,7 @@ from mmengine.dataset import Compose
 
 from ...distortions.inject import inject_distortion
 from ...loading import build_runner
+from ...stats.checks import StatsInputError
 from ..corruptions import inject_corruption
 from ..per_image import add_per_image_recorder
 from .cells import Cell, is_corruption, saliency_distortions
@@ -66,7 +67,11 @@ class CellEvaluator:
         self.loop = runner.test_loop  # mmengine builds the loop, its dataloader and evaluator on first access
         self.clean_dataset = self.loop.dataloader.dataset
         if self.metric is not None and self.recorder is None:
-            self.recorder, self.per_image_note = add_per_image_recorder(self.loop.evaluator, self.metric)
+            try:  # a COCO annotation file without the test set's images: refused before any evaluation
+                self.recorder, self.per_image_note = add_per_image_recorder(
+                    self.loop.evaluator, self.metric, self.clean_dataset, runner.cfg.get('test_evaluator'))
+            except StatsInputError as err:
+                raise RobustnessError(str(err)) from None
         runner.call_hook('before_run')
         runner.load_or_resume()
         self._started = True
@@ -116,4 +121,6 @@ class CellEvaluator:
         metrics = self.loop.run()
         if self.recorder is not None:
             self.last_per_image = self.recorder.saved
+            exact = (self.recorder.saved or {}).get('metrics', {})  # COCO: pycocotools' values, unrounded
+            metrics = {k: exact.get(k, v) for k, v in metrics.items()}
         return jsonable(dict(metrics)), time.perf_counter() - start, len(self.loop.dataloader.dataset)

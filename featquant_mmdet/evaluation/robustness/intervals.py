@@ -85,7 +85,7 @@ def load_per_image_cells(results: dict, results_path: str, metric: Optional[str]
     try:
         for key in keys:
             cell = load_per_image(osp.join(folder, results['cells'][key]['per_image']['file']))
-            if task_of(metric) == 'classification':
+            if task_of(metric) == 'classification' or cell.kind == 'coco':  # COCO: any CocoMetric key
                 cell = cell.with_metric(metric)
             elif not metric.endswith('/mAP') or cell.kind != 'voc':
                 raise RobustnessError(f'{results_path}: per-image data recompute VOC mAP, not {metric!r}')
