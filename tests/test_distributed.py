@@ -347,3 +347,118 @@ def test_dist_sweep_refused_while_another_sweep_holds_the_work_dir(ddp_training,
         holder.wait()
     # every rank is refused with the holder named (rank 0 tried the lock and broadcast the outcome)
     assert refusal in rank_logs['1'] and 'Traceback' not in rank_logs['1']
+
+
+# ---------------------------------------------------------------------------------------------- GPU-count schedules
+# A hook that appends the image ids of every training batch to <work_dir>/images_rank<R>.jsonl, imported by the
+# runs below through custom_imports (the runs are the real tools; nothing in the training is replaced).
+RECORD_HOOK = '''
+import json, os
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RecordImageIds(Hook):
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        ids = [sample.img_id for sample in data_batch['data_samples']]
+        with open(os.path.join(runner.work_dir, f'images_rank{runner.rank}.jsonl'), 'a') as f:
+            f.write(json.dumps(dict(iter=runner.iter, ids=ids)) + chr(10))
+'''
+
+
+def recording_config(folder, config):
+    """A config in ``folder`` that is ``config`` plus the image-id recorder."""
+    (folder / 'record_image_ids.py').write_text(RECORD_HOOK)
+    path = folder / osp.basename(config)
+    path.write_text(f"_base_ = '{config}'\n"
+                    "custom_imports = dict(imports=['featquant_mmdet', 'record_image_ids'], allow_failed_imports=False)\n"
+                    "custom_hooks = [dict(type='RecordImageIds')]\n")
+    return path
+
+
+def recorded_ids(work_dir, rank):
+    lines = (work_dir / f'images_rank{rank}.jsonl').read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r['iter'] for r in records] == list(range(len(records)))
+    assert all(len(r['ids']) == 1 for r in records)  # one image per GPU
+    return [r['ids'][0] for r in records]
+
+
+def test_two_gpu_schedule_in_two_processes_sees_the_images_of_the_one_gpu_schedule(voc_root, tools_env, tmp_path):
+    """``faster_rcnn_zf_voc_2xb1.py`` under ``tools/dist_train.sh ... 2`` against ``faster_rcnn_zf_voc.py`` in one
+    process, two epochs each (the 2xb1 config in half the iterations): per epoch the two ranks take disjoint halves
+    of the one process's images, in its order interleaved (rank r: positions r, r + 2, ...), so together they see
+    the same images; the lr of each config is its own (tests/test_schedules.py)."""
+    from featquant_mmdet.engine.study import loader_options, voc_data_options
+    num_train, epochs = 2 * NPROC, 2
+    options = ['randomness.seed=0', 'train_cfg.val_begin=100000', 'param_scheduler.0.milestones=[100000]',
+               'default_hooks.logger.interval=1', 'model.train_cfg.rpn_proposal.max_per_img=64',
+               'model.roi_head.bbox_head.fc_out_channels=256', *voc_data_options(voc_root, IMAGE_SIZE),
+               *loader_options()]
+    runs = {}
+    for gpus, config in ((NPROC, f'faster_rcnn_zf_voc_{NPROC}xb1.py'), (1, 'faster_rcnn_zf_voc.py')):
+        work_dir = tmp_path / f'{gpus}gpu'
+        work_dir.mkdir()
+        child = recording_config(work_dir, osp.join(REPO, 'configs', config))
+        iters = epochs * num_train // gpus
+        args = [child, '--work-dir', work_dir, '--cfg-options', f'train_cfg.max_iters={iters}',
+                f'default_hooks.checkpoint.interval={iters}', *options]
+        env = dict(tools_env, PYTHONPATH=str(work_dir) + os.pathsep + tools_env['PYTHONPATH'])
+        if gpus == 1:
+            run([sys.executable, osp.join(REPO, 'tools', 'train.py'), *args], env)
+        else:
+            run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), args[0], str(gpus), *args[1:]],
+                dict(env, PORT=str(free_port())))
+        runs[gpus] = [recorded_ids(work_dir, rank) for rank in range(gpus)]
+    (single, ), ranks = runs[1], runs[NPROC]
+    assert len(single) == epochs * num_train and all(len(r) == epochs * num_train // NPROC for r in ranks)
+    per_rank = num_train // NPROC
+    for epoch in range(epochs):
+        seen = single[epoch * num_train:(epoch + 1) * num_train]
+        halves = [r[epoch * per_rank:(epoch + 1) * per_rank] for r in ranks]
+        assert sorted(seen) == sorted(sum(halves, [])) and len(set(seen)) == num_train  # every image once
+        assert [seen[i::NPROC] for i in range(NPROC)] == halves
+    assert single[:num_train] != single[num_train:]  # a new order each epoch (the sampler's set_epoch)
+
+
+# ---------------------------------------------------------------------------------------------- Slurm scripts
+FAKE_SRUN = '''#!/usr/bin/env bash
+# records its arguments and the environment the training would get, runs nothing
+printf '%s\\n' "$@" > "$SRUN_RECORD"
+echo "PYTHONPATH=$PYTHONPATH" >> "$SRUN_RECORD.env"
+echo "PWD=$PWD" >> "$SRUN_RECORD.env"
+'''
+
+
+@pytest.mark.parametrize('script', ['slurm_train.sh', 'slurm_test.sh'])
+def test_slurm_scripts_build_mmdets_srun_command(script, tmp_path):
+    """mmdet's srun line: one task per GPU, the partition and job name, the tool with --launcher=slurm and the
+    extra arguments passed through; a missing argument is a usage line and exit 2."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'srun').write_text(FAKE_SRUN)
+    (bin_dir / 'srun').chmod(0o755)
+    record = tmp_path / 'srun_args'
+    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}', SRUN_RECORD=str(record), GPUS='16',
+               GPUS_PER_NODE='8', CPUS_PER_TASK='6', SRUN_ARGS='--time=1:00:00 --qos=high', PYTHON='python3')
+    config = 'configs/faster_rcnn_zf_pow1_voc_8xb1.py'
+    fourth = 'work_dirs/x' if script == 'slurm_train.sh' else 'ckpt.pth'
+    proc = subprocess.run(['bash', osp.join(REPO, 'tools', script), 'gpu', 'job1', config, fourth,
+                           '--cfg-options', 'randomness.seed=1'], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    args = record.read_text().splitlines()
+    tool = 'tools/train.py' if script == 'slurm_train.sh' else 'tools/test.py'
+    assert args[:7] == ['-p', 'gpu', '--job-name=job1', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
+                        '--cpus-per-task=6']
+    assert args[7:10] == ['--kill-on-bad-exit=1', '--time=1:00:00', '--qos=high']
+    expected = [config, '--work-dir=work_dirs/x'] if script == 'slurm_train.sh' else [config, 'ckpt.pth']
+    assert args[10:] == ['python3', '-u', tool, *expected, '--launcher=slurm', '--cfg-options', 'randomness.seed=1']
+    srun_env = dict(line.split('=', 1) for line in (tmp_path / 'srun_args.env').read_text().splitlines())
+    assert srun_env['PWD'] == REPO and srun_env['PYTHONPATH'].split(os.pathsep)[0] == REPO
+    # too few arguments: usage, exit 2, srun not called
+    record.unlink()
+    proc = subprocess.run(['bash', osp.join(REPO, 'tools', script), 'gpu', 'job1'], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and f'usage: bash tools/{script} PARTITION JOB_NAME CONFIG' in proc.stderr
+    assert not record.exists()
