@@ -82,9 +82,21 @@ def _torch_defaults_to_weights_only() -> bool:
     return (major, minor) >= (2, 6)
 
 
+def _source_tree(obj):
+    """The syntax tree of ``obj``'s source, None where the source is not installed (then the patches apply)."""
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError):
+        return None
+
+
 def _torch_load_calls_without_weights_only(module) -> bool:
-    """True when the source of ``module`` has a ``torch.load(...)`` call that does not name ``weights_only``."""
-    for node in ast.walk(ast.parse(inspect.getsource(module))):
+    """True when the source of ``module`` has a ``torch.load(...)`` call that does not name ``weights_only`` (or
+    cannot be read)."""
+    tree = _source_tree(module)
+    if tree is None:
+        return True
+    for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == 'load'
                 and isinstance(node.func.value, ast.Name) and node.func.value.id == 'torch'
                 and not any(k.arg == 'weights_only' for k in node.keywords)):
@@ -139,7 +151,8 @@ def _destroy_process_group() -> None:
 
 
 def _sets_cuda_device_unchecked(function) -> bool:
-    """True when ``function`` calls ``torch.cuda.set_device`` outside an ``if`` whose test mentions ``cuda``."""
+    """True when ``function`` calls ``torch.cuda.set_device`` outside an ``if`` whose test mentions ``cuda`` (or its
+    source cannot be read)."""
 
     def visit(node, guarded):
         if isinstance(node, ast.If):
@@ -149,7 +162,8 @@ def _sets_cuda_device_unchecked(function) -> bool:
             return True
         return any(visit(child, guarded) for child in ast.iter_child_nodes(node))
 
-    return visit(ast.parse(textwrap.dedent(inspect.getsource(function))), False)
+    tree = _source_tree(function)
+    return tree is None or visit(tree, False)
 
 
 def patch_mmengine_cpu_distributed(dist_utils=None, ddp_class=None) -> bool:

@@ -117,6 +117,16 @@ def test_cpu_distributed_patch_only_where_mmengine_sets_a_cuda_device_unchecked(
         assert dist_utils._init_dist_pytorch.__wrapped__ is original[0]
 
 
+def test_the_checks_keep_the_patches_where_mmengine_ships_no_source():
+    """An installation without .py files (compiled only): the checks cannot read the code and keep the patches."""
+    module = types.ModuleType('compiled_checkpoint')
+    module.torch = torch
+    assert compat._torch_load_calls_without_weights_only(module)
+    namespace = {}
+    exec('def _init_dist_pytorch(backend):\n    pass', namespace)  # noqa: S102  (a function without a source file)
+    assert compat._sets_cuda_device_unchecked(namespace['_init_dist_pytorch'])
+
+
 def test_package_configs_patch_leaves_an_mmengine_that_resolves_the_prefix_alone():
     class FixedConfig:  # an mmengine that knows the package (what a registration mechanism would give)
         @staticmethod
