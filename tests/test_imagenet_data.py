@@ -516,3 +516,19 @@ def test_decode_backends_give_cv2s_images_through_the_config(imagenet_root, back
     np.random.seed(0)
     b = train_b[1]['inputs'].int()
     assert a.shape == b.shape == (3, 224, 224) and (a - b).abs().float().mean() < 2.0
+
+
+def test_pipeline_benchmark_refuses_bad_arguments_in_one_line(repo_root, capsys, monkeypatch):
+    import importlib.util
+    for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):  # the module sets them: restored after
+        monkeypatch.setenv(var, os.environ.get(var, '1'))  # records the value (or its absence) to restore
+    spec = importlib.util.spec_from_file_location(
+        'bench_imagenet_pipeline', osp.join(repo_root, 'benchmarks', 'bench_imagenet_pipeline.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for argv, message in ((['--num-images', '3'], '--num-images must be >= 6'), (['--size', '500', '32'], '--size'),
+                          (['--repeats', '0'], '--repeats must be >= 1')):
+        with pytest.raises(SystemExit) as exc:
+            bench.parse_args(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err.splitlines()[-1]
