@@ -6,12 +6,12 @@ where it is already right; ``FEATQUANT_NO_PATCHES=1`` turns every one of them of
     patch                fixes                                     applies where (checked at import)
     checkpoint_loading   torch >= 2.6 loads with weights_only=True  torch >= 2.6 and mmengine.runner.checkpoint calls
                          by default, which refuses mmengine's own    torch.load without weights_only: mmengine 0.10.7
-                         checkpoints (HistoryBuffer, numpy scalars)  and earlier (open-mmlab/mmengine#1655)
+                         checkpoints (HistoryBuffer, numpy scalars)  (the pinned release; open-mmlab/mmengine#1655)
     cpu_distributed      --launcher pytorch (tools/dist_*.sh) on a   mmengine's _init_dist_pytorch calls
                          machine without CUDA: torch.cuda.set_device torch.cuda.set_device without a CUDA check:
-                         and nccl fail, DDP refuses device_ids       mmengine 0.10.7 and earlier
+                         and nccl fail, DDP refuses device_ids       mmengine 0.10.7
     package_configs      ``_base_ = 'featquant_mmdet::x.py'`` in     mmengine's Config does not resolve the prefix
-                         another project's configs                   (a fixed package map): mmengine 0.10.7, earlier
+                         another project's configs                   (a fixed package map): mmengine 0.10.7
     malloc (tools only)  large CPU tensor buffers mapped and zeroed  glibc (any version with mallopt); applied by
                          again at every step                         loading.build_runner, see featquant_mmdet.malloc
 
