@@ -129,6 +129,24 @@ def test_full_set_equals_pycocotools_summarize(data, max_dets):
         assert records.with_metric(f'coco/bbox_{item}').value() == pytest.approx(expected[STATS[item][0]], abs=1e-6)
 
 
+def test_other_recall_thresholds_and_iou_thresholds_follow_the_params(data):
+    """Parameters set on COCOeval before evaluate() are the records' too (recall thresholds not on the 0.01 grid
+    take the searchsorted path)."""
+    from featquant_mmdet.stats.coco_records import coco_records
+    dataset, dets = data
+    gt = coco_api(dataset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_eval = COCOeval(gt, gt.loadRes(copy.deepcopy(dets)), 'bbox')
+        coco_eval.params.recThrs = np.array([0.0, 0.3, 0.55, 0.8, 1.0])
+        coco_eval.params.iouThrs = np.array([0.5, 0.6, 0.75])
+        coco_eval.params.maxDets = [1, 10, 100]
+        coco_eval.evaluate()
+        records = coco_records(coco_eval)
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    assert as_array(records.stats()) == pytest.approx(coco_eval.stats, abs=1e-6)
+
+
 def duplicated(dataset, dets, counts):
     """The dataset with image i repeated counts[i] times under new ids (interleaved with the originals' order),
     with its annotations and detections."""

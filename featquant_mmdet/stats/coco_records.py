@@ -321,6 +321,8 @@ class COCORecords:
         uniform = np.array_equal(self.rec_thrs, np.arange(r_last + 1) * step)  # pycocotools' linspace(0, 1, 101)
         n_gt = np.where(npig > 0, npig, np.inf)  # rc = 0 where the category has no ground truth (left out)
         wt = np.ascontiguousarray(w.T)  # (n_images, B): the sparse products below read it row by row
+        size = max(_TARGET_ELEMENTS, int(np.diff(e_bound).max()))
+        buffers = [np.empty(size) for _ in range(4)]  # work arrays reused by every block (no allocation per block)
         for k in range(n_k):
             e0, e1 = e_bound[k], e_bound[k + 1]
             if e0 == e1:
@@ -341,15 +343,17 @@ class COCORecords:
             chunk = max(1, _TARGET_ELEMENTS // (e1 - e0))
             for b0 in range(0, n_b, chunk):
                 wc = w[b0:b0 + chunk]
-                cum_tp = wc[:, img_k]
+                shape = (wc.shape[0], e1 - e0)
+                cum_tp, env, n_le, tmp = (buf[:shape[0] * shape[1]].reshape(shape) for buf in buffers)
+                np.take(wc, img_k, axis=1, out=cum_tp)
                 for s0, s1 in bounds:  # true positives up to each event, per threshold
                     np.cumsum(cum_tp[:, s0:s1], axis=1, out=cum_tp[:, s0:s1])
-                den = cum_x[b0:b0 + chunk][:, u_k]  # TP + FP at each event
+                np.take(cum_x[b0:b0 + chunk], u_k, axis=1, out=env)  # TP + FP at each event
                 if c_img is not None:
                     cum_c = np.zeros((wc.shape[0], c_img.size + 1))
                     np.cumsum(wc[:, c_img], axis=1, out=cum_c[:, 1:])
-                    den = den - (cum_c[:, hi] - cum_c[:, lo])
-                env = den + _EPS
+                    env -= cum_c[:, hi] - cum_c[:, lo]
+                env += _EPS
                 np.divide(cum_tp, env, out=env)  # precision, then its suffix max within each group
                 for s0, s1 in bounds:
                     rev = env[:, s0:s1][:, ::-1]
@@ -357,11 +361,13 @@ class COCORecords:
                 rc = cum_tp
                 rc /= n_gt[b0:b0 + chunk, k, None]
                 if uniform:  # thresholds <= rc: m = round(100 rc), then thr_m <= rc as searchsorted compares
-                    n_le = np.rint(rc * r_last)
-                    n_le += (n_le * step <= rc)
+                    np.multiply(rc, r_last, out=n_le)
+                    np.rint(n_le, out=n_le)
+                    np.multiply(n_le, step, out=tmp)
+                    n_le += tmp <= rc
                 else:
-                    n_le = np.searchsorted(self.rec_thrs, rc.ravel(), 'right').reshape(rc.shape).astype(np.float64)
-                d_n = np.empty_like(n_le)  # thresholds first reached at each event
+                    n_le[...] = np.searchsorted(self.rec_thrs, rc.ravel(), 'right').reshape(shape)
+                d_n = tmp  # thresholds first reached at each event
                 np.subtract(n_le[:, 1:], n_le[:, :-1], out=d_n[:, 1:])
                 d_n[:, starts] = n_le[:, starts]
                 env *= d_n
