@@ -75,9 +75,9 @@ def check_images_annotated(coco_gt, image_ids: Sequence, ann_file: Optional[str]
     missing = [i for i in image_ids if i not in known]
     if missing:
         where = ann_file or 'the COCO annotations'
-        raise StatsInputError(f'{where} has no image {missing[0]!r} (named by {len(missing)} of the predicted '
-                              f'images); it has {len(known)} images, e.g. {sorted(known)[:3]}: annotations and '
-                              'test set must be the same images')
+        raise StatsInputError(f'{where} has no image {missing[0]!r} of the test set ({len(missing)} of '
+                              f'{len(image_ids)} missing); it has {len(known)} images, e.g. {sorted(known)[:3]}: '
+                              'annotations and test set must be the same images')
 
 
 def evaluate_records(coco_gt, predictions: List[dict], iou_type: str = 'bbox', cat_ids: Optional[Sequence] = None,
