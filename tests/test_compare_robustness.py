@@ -109,8 +109,8 @@ def test_table_markdown_csv_and_plot_from_two_result_files(two_sweeps, tmp_path,
     assert [float(c.split(' [')[0]) for c in zf_line.strip('| ').split(' | ')[1:]] == pytest.approx(
         rows['ZF'], abs=5e-3)
     assert 'Difference to ZF (percentage points; paired bootstrap' in markdown
-    assert '95% bias-corrected percentile (bc) bootstrap intervals over the 12 test images (1000 resamples, seed 0)' \
-        in markdown  # the library's default method
+    from featquant_mmdet.stats.bootstrap import DEFAULT_METHOD
+    assert f'95% {DEFAULT_METHOD} bootstrap intervals over the 12 test images (1000 resamples, seed 0;' in markdown
     verdicts = [line for line in lines if line.startswith('- ')]
     assert len(verdicts) == len(columns)  # one per compared model and column
     for column, line in zip(columns, verdicts):

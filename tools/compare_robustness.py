@@ -55,8 +55,7 @@ def parse_args(argv=None):
     parser.add_argument('--ci-level', type=float, default=0.95, help='interval level (default: 0.95)')
     parser.add_argument('--bootstrap-seed', type=int, default=0, help='seed of the resamples (default: 0)')
     parser.add_argument('--ci-method', choices=METHODS, default=DEFAULT_METHOD,
-                        help=f'interval method: bc (bias-corrected percentile: holds for the biased resampled mAP) '
-                             f'or percentile (default: {DEFAULT_METHOD}; docs/statistics.md)')
+                        help=f'bootstrap interval method (default: {DEFAULT_METHOD}; docs/statistics.md)')
     args = parser.parse_args(argv)
     from featquant_mmdet.evaluation.robustness import RobustnessError
     from featquant_mmdet.evaluation.robustness.intervals import check_bootstrap_args

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from ...stats.bootstrap import DEFAULT_METHOD, Estimate, Resamples, bootstrap_summary
 from ...stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
 from ...stats.multiplicity import family_text, holm, p_text
@@ -28,7 +30,6 @@ from .report import check_comparable, column_title, distortion_columns
 from .summary import metric_full_scale, summarize
 
 
-METHOD_NAMES = {'bc': 'bias-corrected percentile (bc)', 'percentile': 'percentile'}
 TRAIN_SEEDS = 1  # per compared model: a results file is one trained model
 
 
@@ -182,9 +183,10 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
     for i, label in enumerate(labels):
         if i == ref:
             continue
-        comp.diffs[label] = [None if a is None or b is None else
-                             Estimate(b.point - a.point, b.samples - a.samples, level, method)
-                             for a, b in zip(comp.rows[ref], comp.rows[i])]
+        with np.errstate(invalid='ignore'):  # inf - inf (a CE without reference errors): NaN, interval undefined
+            comp.diffs[label] = [None if a is None or b is None else
+                                 Estimate(b.point - a.point, b.samples - a.samples, level, method)
+                                 for a, b in zip(comp.rows[ref], comp.rows[i])]
         comp.p_values[label] = [float('nan') if d is None else d.p_value for d in comp.diffs[label]]
         comp.p_adjusted[label] = holm(comp.p_values[label]).tolist()
     return comp
@@ -224,8 +226,8 @@ def to_markdown(comp: Comparison) -> str:
             out += ['', f'Difference to {comp.reference_label} (percentage points)', ''] + diff_table
         return '\n'.join(out) + '\n'
     pct = level_text(comp.level)
-    head = (f'{comp.metric} (%), {pct} {METHOD_NAMES.get(comp.method, comp.method)} bootstrap intervals over the '
-            f'{comp.n_images} test images ({comp.n_resamples} resamples, seed {comp.seed}); {units}')
+    head = (f'{comp.metric} (%), {pct} {comp.method} bootstrap intervals over the {comp.n_images} test images '
+            f'({comp.n_resamples} resamples, seed {comp.seed}; docs/statistics.md); {units}')
     out = [head, ''] + markdown_table(comp.titles, comp.rows, comp.labels, comp.level)
     if comp.diffs:
         out += ['', f'Difference to {comp.reference_label} (percentage points; paired bootstrap: the same '
