@@ -9,16 +9,17 @@ with interval bands.
 Writes ``robustness_table.md``, ``robustness_table.csv`` and ``robustness_levels.png`` to ``--out-dir`` (default:
 the current folder) and prints the Markdown table. Every model is bootstrapped on the same resamples of the test
 images (read from each sweep's per-image files, ``robustness.cells/`` beside its JSON; a sweep whose intervals step
-failed gets its intervals here without evaluating anything), so each difference to the reference (default: the
-first file) has a paired interval; ``*`` marks those that exclude 0 (unadjusted). The last lines say, per column,
-whether the difference lies beyond test-image sampling after Holm's adjustment over the table's columns (the family
-is stated), and that there is no verdict between the models: a results file is one trained model (one training
-seed), and the intervals do not see training randomness. Several results files under one label (``--labels A A A B
-B B``) are that model's training seeds, paired across models by their order: the output is then the seed study's
-report (``study.md``, ``study.csv``, ``study.png``; mean and t-interval over seeds, Holm-adjusted verdicts), as
-tools/study.py writes it for the models it trains. The results must share the test images (same ids, in order) and the distortion seed, and have per-image
-data (an older results file: rerun its sweep, or ``--bootstrap 0`` for values without intervals); otherwise one
-line names the file and what differs, exit status 2, and nothing is written.
+failed gets its intervals here without evaluating anything), so each difference to the reference (default: the first
+file) has a paired interval; ``*`` marks those that exclude 0 (unadjusted). The last lines say, per column, whether
+the difference lies beyond test-image sampling after Holm's adjustment over the table's columns (the family is
+stated), and that there is no verdict between the models: a results file is one trained model (one training seed),
+and the intervals do not see training randomness. Several results files under one label (``--labels A A A B B B``)
+are that model's training seeds, paired across models by their order: the output is then the seed study's report
+(``study.md``, ``study.csv``, ``study.png``; mean and t-interval over seeds, Holm-adjusted verdicts), as
+tools/study.py writes it for the models it trains. The results must share the test images (same ids, in order) and
+the distortion seed, and have per-image data (an older results file: rerun its sweep, or ``--bootstrap 0`` for
+values without intervals); otherwise one line names the file and what differs, exit status 2, and nothing is
+written.
 """
 import argparse
 import os

@@ -16,7 +16,8 @@ console line per step and a progress line; each tool's full output in ``<its wor
 Table 3 comes with the paired image-bootstrap intervals of compare_robustness.py: with one training seed per model
 they cover test-image sampling only, so the demo states whether each difference lies beyond test-image sampling
 (Holm over the table's columns) and gives no verdict between the models; ``--train-seeds`` runs the seed study
-instead, whose report has Holm-adjusted verdicts over seeds. Every command gets ``--threads`` threads (``reproducible_env``), not cores / jobs.
+instead, whose report has Holm-adjusted verdicts over seeds. Every command gets ``--threads`` threads
+(``reproducible_env``), not cores / jobs.
 """
 import argparse
 import copy

@@ -10,8 +10,9 @@ No model verdict: a results file is one trained model, one training seed. The in
 test images, not training randomness (another training of the same config can move a column by more than its
 interval), so a comparison of results files says whether a difference lies *beyond test-image sampling* (Holm),
 never that one model is better; several training seeds per model (tools/study.py, whose report has Holm-adjusted
-verdicts over seeds) give that. Before anything is computed the results must share the test data and distortion
-seed (index) and, with intervals, the very same test image ids in every per-image file; an old results file without per-image data is an error naming it (``bootstrap=0`` compares values only).
+verdicts over seeds) give that. Before anything is computed the results must share the test data and distortion seed
+(index) and, with intervals, the very same test image ids in every per-image file; an old results file without
+per-image data is an error naming it (``bootstrap=0`` compares values only).
 The values shown are those of the JSON index (``robustness.summarize`` of the stored metrics, equal to the per-image
 recomputation by construction); a JSON edited by hand so that they differ gets a warning.
 """

@@ -133,7 +133,8 @@ def intervals_json(summary: BootstrapSummary) -> dict:
     resamples}}`` for ``cell/<key>``, ``P``, ``mean/<distortion>``, ``mPC``, ``rPC`` (and ``CE/<d>``, ``mCE``), in
     the metric's units (mAP a fraction, accuracy in percent); undefined ends are None."""
     rs = summary.resamples
-    return {'method': METHOD.format(rs.method), 'ci_method': rs.method, 'level': rs.level, 'resamples': rs.n_resamples, 'seed': rs.seed,
+    return {'method': METHOD.format(rs.method), 'ci_method': rs.method, 'level': rs.level,
+            'resamples': rs.n_resamples, 'seed': rs.seed,
             'num_images': rs.n_images, 'columns': {k: _finite(e.as_dict()) for k, e in summary.columns().items()}}
 
 
