@@ -18,8 +18,9 @@ is checked by tests/test_foundation.py):
     loading                      configs, models and runners (mmengine, mmdet), for every layer above
     models, datasets, distortions  the registered components
     evaluation                   metrics, corruptions, the robustness sweep
-    engine, registration         hooks, the tools' command lines, the stage runner and studies
+    engine.hooks, engine.reproducibility  the registered hooks
     analysis                     the paper's analyses (opt-in: not imported here)
+    engine, registration         the tools' command lines, the stage runner and studies (they use every layer)
 """
 from . import layers  # noqa: F401  (quantizing convs; registered in mmengine's MODELS where mmengine is installed)
 from .registration import register_all_modules

@@ -147,7 +147,7 @@ def plot_exponent_histograms(exponents: Dict[str, torch.Tensor], path: str, bins
 def load_exponents(checkpoint: str, cfg=None, num_images: int = 0) -> Dict[str, torch.Tensor]:
     """The exponents of ``checkpoint``: from its state dict alone, or (with ``cfg``) from the strictly loaded model,
     including HPOW layers' per-image exponents on ``num_images`` test images."""
-    from ..engine.loading import build_model, read_state_dict
+    from ..loading import build_model, read_state_dict
     from .feature_moments import build_test_dataloader
     if cfg is None:
         found = exponents_from_state_dict(read_state_dict(checkpoint))

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..distortions.inject import inject_distortion
 from ..distortions.levels import check_name, resolve_level
-from ..engine.loading import build_model
+from ..loading import build_model
 
 MOMENT_NAMES = ('mean', 'variance', 'skewness', 'kurtosis')
 
