@@ -9,13 +9,11 @@ Three implementations compute the same formulas (values to float32 rounding, gra
 The setting is the ``fused`` argument of the ops and the layers (``None``: the environment variable
 ``FEATQUANT_FUSED_MAPS``):
 
-=====================================  =========================================================================
-``auto`` (default, unset)              CPU: the kernel; CUDA: compiled; other devices: eager
-``1``/``on``/``true``/``fused``, True  the fused maps: the kernel on the CPU, compiled on every other device
-``compiled``                           compiled on every device, the CPU included (Inductor's C++: 13-48 s of
-                                       compilation per process; how the tests run CUDA's code path on a CPU)
-``0``/``off``/``false``/``eager``, False  the eager reference
-=====================================  =========================================================================
+* ``auto`` (the default; unset): the kernel on the CPU, compiled on CUDA, eager on other devices;
+* ``1``/``on``/``true``/``fused`` (argument True): the kernel on the CPU, compiled on every other device;
+* ``compiled``: compiled on every device, the CPU included (Inductor's C++: 13-48 s of compilation per process; how
+  the tests run CUDA's code path on a CPU);
+* ``0``/``off``/``false``/``eager`` (argument False): the eager reference.
 
 A layer's ``fused=True`` with ``FEATQUANT_FUSED_MAPS=compiled`` runs compiled on the CPU too. Where the kernel cannot
 be built (no C++ compiler, no ninja, a build error) the CPU runs eager, said once in one line. Where a compiled map
