@@ -6,9 +6,9 @@ no Python between the conv and the map in either direction. Built with torch's C
 and cached on disk (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``: about 30 s once per machine,
 CPU type and torch version, then a load; a build killed half-way does not block the next one). Where it cannot be
 built, one warning line names why (no C++ compiler, no ninja, or a build error with the file that holds the
-compiler's output) and the eager maps run; :func:`status` says the same for ``ops.describe()``. Written by hand because Inductor's CPU kernels for
-these maps were no faster than the eager ops at ResNet-50's shapes (docs/speed.md) and cost 13-48 s of compilation
-in every new process.
+compiler's output) and the eager maps run; :func:`status` says the same for ``ops.describe()``. Written by hand
+because Inductor's CPU kernels for these maps were no faster than the eager ops at ResNet-50's shapes
+(docs/speed.md) and cost 13-48 s of compilation in every new process.
 
 Layouts it takes (anything else, and float64, runs the eager path): x ``(N, C, H, W)`` with exponents broadcast to
 ``(N or 1, C, 1, 1)``, x ``(N, 1, C, H, W)`` with exponents ``(N or 1, Lambda, C, 1, 1)``, and the layers' own
