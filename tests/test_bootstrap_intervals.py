@@ -94,11 +94,30 @@ def test_method_is_threaded_through_resamples_summaries_and_differences():
         assert {e.method for e in s.columns().values()} == {method}
         assert {e.method for e in B.paired_differences(s, s).values()} == {method}
         assert s.P.as_dict()['method'] == method and 0 < s.P.as_dict()['p_value'] <= 1
-    assert B.Resamples.draw(60, 10).method == B.DEFAULT_METHOD == 'bc'
+    assert B.Resamples.draw(60, 10).method == B.DEFAULT_METHOD == 'percentile+point'
 
 
 def test_unknown_method_is_refused():
-    with pytest.raises(StatsInputError, match="'bca' not supported; accepted: bc, percentile"):
+    with pytest.raises(StatsInputError, match=r"'bca' not supported; accepted: percentile\+point, percentile, "
+                                              r"basic\+point, basic, bc"):
         B.Resamples.draw(10, 10, method='bca')
-    with pytest.raises(StatsInputError, match='accepted: bc, percentile'):
+    with pytest.raises(StatsInputError, match='accepted: percentile.point, percentile, basic.point, basic, bc'):
         B.Estimate(0.0, np.zeros(3), 0.95, 'student')
+
+
+def test_basic_interval_is_the_reflected_percentile_and_point_joins_it():
+    rng = np.random.default_rng(4)
+    samples = rng.gamma(4.0, 0.5, 999) + 2.5  # skewed, biased up by more than its spread
+    point = 1.0
+    pc = B.Estimate(point, samples, 0.95, 'percentile')
+    basic = B.Estimate(point, samples, 0.95, 'basic')
+    assert basic.interval == (2 * point - pc.high, 2 * point - pc.low)
+    assert basic.high < point  # the bias correction moved the interval past its own point ...
+    joined = B.Estimate(point, samples, 0.95, 'basic+point')
+    assert joined.interval == (basic.low, point)  # ... basic+point extends it to the point, no further
+    # p-values: basic excludes 0 on the negative side; the joined interval cannot (its point is positive)
+    assert basic.high < 0 and basic.p_value <= 0.05 and joined.p_value == 1.0
+    # a point inside the basic interval changes nothing
+    inside = B.Estimate(float(np.median(samples)), samples, 0.9, 'basic+point')
+    assert inside.interval == B.Estimate(inside.point, samples, 0.9, 'basic').interval
+    assert inside.p_value == B.Estimate(inside.point, samples, 0.9, 'basic').p_value

@@ -444,3 +444,26 @@ def test_level_panels_from_bootstrap_summaries(tmp_path):
     assert all(lo <= y <= hi for lo, y, hi in zip(lows, ys, highs))
     assert panels['Mixtures']['B'][0] == [0, 1, 2]
     assert osp.isfile(plot_curves_with_bands(panels, str(tmp_path / 'f.png'), 'top-1 (%)', 0.95, xticklabels=ticks))
+
+
+def test_no_import_cycle_among_stats_modules():
+    """Every ``from .module import`` inside featquant_mmdet/stats (module level or in a function) forms an
+    acyclic graph: records.py reads a kind's module by name, the kind modules import records, never the reverse."""
+    import ast
+    import glob
+    folder = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'featquant_mmdet', 'stats')
+    graph = {}
+    for path in glob.glob(osp.join(folder, '*.py')):
+        name = osp.splitext(osp.basename(path))[0]
+        tree = ast.parse(open(path).read())
+        graph[name] = {node.module for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    assert {'voc_matches', 'correctness', 'records', 'bootstrap'} <= set(graph)
+
+    def visit(name, path):
+        assert name not in path, f'import cycle: {" -> ".join(path + [name])}'
+        for dep in graph.get(name, ()):
+            visit(dep, path + [name])
+
+    for name in graph:
+        visit(name, [])

@@ -15,11 +15,18 @@ For every resample b each cell's metric ``P^b_{d,l}`` is recomputed on its multi
 The point value of a quantity is its value on all images (the number the tables show); its interval at level
 1 - a is made of order statistics of its B values (:attr:`Estimate.interval`), by one of :data:`METHODS`:
 
-* ``percentile``: the a/2 and 1 - a/2 quantiles;
-* ``bc`` (default, Efron's bias-corrected percentile): the quantiles ``Phi(2 z0 -/+ z_{1-a/2})`` with
-  ``z0 = Phi^-1(share of resampled values below the point)``. Interpolated AP runs high on resamples (a max over a
-  noisy PR curve); the percentile interval inherits that bias, bc moves against it (docs/statistics.md has the
-  coverage measured by simulation).
+* ``percentile``: the a/2 and 1 - a/2 quantiles of the samples ``X^b``;
+* ``percentile+point`` (default): the percentile interval extended, where needed, to contain the point value;
+* ``basic`` (Davison & Hinkley's basic bootstrap): the same quantiles of ``2 X - X^b``, i.e. the percentile
+  interval reflected about the point, which removes the bootstrap bias once instead of adding it;
+* ``basic+point``: the basic interval extended, where needed, to contain the point value;
+* ``bc`` (Efron's bias-corrected percentile): the quantiles ``Phi(2 z0 -/+ z_{1-a/2})`` of ``X^b`` with
+  ``z0 = Phi^-1(share of X^b below X)``; with a bias comparable to the spread it needs quantiles far in the tails
+  (an unbounded end when ``(B + 1) tail < 1``).
+
+Interpolated AP runs high on resamples (a max over a noisy PR curve), so the percentile interval sits above the
+point and can exclude it; docs/statistics.md has the coverage of each method measured by simulation
+(benchmarks/bench_coverage.py).
 
 A paired difference B - A uses ``X^b_B - X^b_A``; it *excludes 0* when both ends lie on one side of 0, which is
 exactly when its two-sided :attr:`Estimate.p_value` is <= 1 - level. A model compared with itself gives exactly
@@ -35,8 +42,8 @@ from .checks import StatsInputError, check_resamples
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
-METHODS = ('bc', 'percentile')
-DEFAULT_METHOD = 'bc'
+METHODS = ('percentile+point', 'percentile', 'basic+point', 'basic', 'bc')
+DEFAULT_METHOD = 'percentile+point'
 _NORMAL = NormalDist()
 
 
@@ -107,21 +114,34 @@ class Estimate:
         check_method(self.method)
 
     @property
+    def _base(self) -> str:
+        """The method without ``+point`` (the interval extended to contain the point value)."""
+        return self.method.split('+')[0]
+
+    def _values(self) -> np.ndarray:
+        """What the interval's order statistics are taken of: the samples, or for ``basic`` their reflection
+        ``2 point - samples`` (the distribution of ``point - (sample - point)``)."""
+        if self._base == 'basic':
+            with np.errstate(invalid='ignore'):
+                return 2 * self.point - self.samples
+        return self.samples
+
+    @property
     def _undefined(self) -> bool:
-        return bool(np.isnan(self.samples).any() or (self.method == 'bc' and np.isnan(self.point)))
+        return bool(np.isnan(self._values()).any() or (self._base != 'percentile' and np.isnan(self.point)))
 
     @property
     def z0(self) -> float:
-        """The bias-correction constant ``z0 = Phi^-1(p0)``, ``p0`` the share of samples below the point (ties
-        count half), kept within ``[1/(2B), 1 - 1/(2B)]``; 0 for the percentile method."""
-        if self.method == 'percentile':
+        """The bias-correction constant of ``bc``: ``z0 = Phi^-1(p0)``, ``p0`` the share of samples below the point
+        (ties count half), kept within ``[1/(2B), 1 - 1/(2B)]``; 0 for the other methods."""
+        if self.method != 'bc':
             return 0.0
         s, b = self.samples, self.samples.size
         p0 = ((s < self.point).sum() + 0.5 * (s == self.point).sum()) / b
         return _NORMAL.inv_cdf(min(max(p0, 0.5 / b), 1 - 0.5 / b))
 
     def _tails(self, level: float):
-        """The probability left out below and above the interval: ``a/2, a/2`` (percentile) or
+        """The probability left out below and above the interval: ``a/2, a/2`` (percentile, basic) or
         ``Phi(2 z0 - z), Phi(-2 z0 - z)`` with ``z = Phi^-1(1 - a/2)`` (bc), ``a = 1 - level``."""
         a = 1 - level
         z0 = self.z0
@@ -132,21 +152,23 @@ class Estimate:
 
     @property
     def interval(self):
-        """``(low, high)``: order statistics of the samples, ``low`` the k1-th smallest and ``high`` the k2-th
+        """``(low, high)``: order statistics of :meth:`_values`, ``low`` the k1-th smallest and ``high`` the k2-th
         largest, ``k = floor((B + 1) tail)`` with the tails of :meth:`_tails` (Davison & Hinkley's rule; the
         percentile interval of 999 resamples at 95% is the 25th smallest and largest); an end whose k is 0 is
-        unbounded (B too small for the level and the bias).
+        unbounded (B too small for the level and, for bc, the bias).
         NaN if any sample is undefined; infinite samples (a CE whose reference makes no error) are order
         statistics like any other."""
         if self._undefined:
             return float('nan'), float('nan')
-        s = np.sort(self.samples)
+        s = np.sort(self._values())
         b = s.size
         tail_low, tail_high = self._tails(self.level)
         k1 = min(int(np.floor((b + 1) * tail_low)), b)
         k2 = min(int(np.floor((b + 1) * tail_high)), b)
         low = float(s[k1 - 1]) if k1 >= 1 else float('-inf')
         high = float(s[b - k2]) if k2 >= 1 else float('inf')
+        if self.method.endswith('+point'):
+            low, high = min(low, float(self.point)), max(high, float(self.point))
         return low, high
 
     @property
@@ -160,8 +182,8 @@ class Estimate:
     @property
     def bias(self) -> float:
         """Bootstrap estimate of the bias: mean of the samples minus the point value. Interpolated AP is a max
-        over a noisy PR curve, so resampled mAPs run high (docs/statistics.md); the percentile interval is then
-        shifted up by about the bias, the bias-corrected one (``bc``) is not."""
+        over a noisy PR curve, so resampled mAPs run high (docs/statistics.md): the percentile interval is centred
+        near ``point + bias``, the basic and bc ones near ``point - bias``."""
         return float(self.samples.mean() - self.point)
 
     @property
@@ -175,21 +197,27 @@ class Estimate:
     def p_value(self) -> float:
         """Two-sided p-value of ``true value = 0``, the inverse of the interval: the largest ``a`` at which the
         ``1 - a`` interval of this method still contains 0 (so ``p <= 1 - level`` exactly when :attr:`interval`
-        excludes 0). With ``u_le = (#{s <= 0} + 1) / (B + 1)`` and ``u_ge = (#{s >= 0} + 1) / (B + 1)``::
+        excludes 0). With ``u_le = (#{v <= 0} + 1) / (B + 1)`` and ``u_ge = (#{v >= 0} + 1) / (B + 1)``, v the
+        values of :meth:`_values`::
 
-            percentile:  p = min(1, 2 u_le, 2 u_ge)                 (>= 2 / (B + 1))
-            bc:          p = min(1, 2 Phi(Phi^-1(u_le) - 2 z0), 2 Phi(Phi^-1(u_ge) + 2 z0))
+            percentile, basic:  p = min(1, 2 u_le, 2 u_ge)                 (>= 2 / (B + 1))
+            bc:                 p = min(1, 2 Phi(Phi^-1(u_le) - 2 z0), 2 Phi(Phi^-1(u_ge) + 2 z0))
+            +point:             the base method's, with only the term of the point's side of 0 (1 at 0)
 
         NaN where the interval is."""
         if self._undefined:
             return float('nan')
-        s, b = self.samples, self.samples.size
+        s = self._values()
+        b = s.size
         u_le, u_ge = ((s <= 0).sum() + 1) / (b + 1), ((s >= 0).sum() + 1) / (b + 1)
         z0 = self.z0
         if z0 == 0.0:
-            return float(min(1.0, 2 * u_le, 2 * u_ge))
-        p_le = 2 * _NORMAL.cdf(_NORMAL.inv_cdf(u_le) - 2 * z0) if u_le < 1 else 2.0
-        p_ge = 2 * _NORMAL.cdf(_NORMAL.inv_cdf(u_ge) + 2 * z0) if u_ge < 1 else 2.0
+            p_le, p_ge = 2 * u_le, 2 * u_ge
+        else:
+            p_le = 2 * _NORMAL.cdf(_NORMAL.inv_cdf(u_le) - 2 * z0) if u_le < 1 else 2.0
+            p_ge = 2 * _NORMAL.cdf(_NORMAL.inv_cdf(u_ge) + 2 * z0) if u_ge < 1 else 2.0
+        if self.method.endswith('+point'):  # only the side of 0 the point is on can be excluded
+            p_le, p_ge = (p_le if self.point > 0 else 2.0), (p_ge if self.point < 0 else 2.0)
         return float(min(1.0, p_le, p_ge))
 
     def as_dict(self) -> dict:

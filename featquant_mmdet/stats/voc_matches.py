@@ -270,8 +270,10 @@ class VOCMatches:
         if indices.size == 0 or indices.min() < 0 or indices.max() >= self.num_images:
             raise StatsInputError(f'subset: need image indices in [0, {self.num_images}), got {indices.size} '
                                   f'indices' + (f' in [{indices.min()}, {indices.max()}]' if indices.size else ''))
-        order = np.argsort(self.images, kind='stable')  # by image, record order kept within an image
-        starts = np.searchsorted(self.images[order], np.arange(self.num_images + 1))
+        if getattr(self, '_by_image', None) is None:  # records by image, their order kept within an image
+            order = np.argsort(self.images, kind='stable')
+            self._by_image = order, np.searchsorted(self.images[order], np.arange(self.num_images + 1))
+        order, starts = self._by_image
         lengths = starts[indices + 1] - starts[indices]
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         rec = order[np.repeat(starts[indices], lengths) + offsets]  # image-major in the new order
