@@ -4,6 +4,8 @@ linear one (:meth:`.voc_matches.VOCMatches.map_batch`) is tested equal to and be
 import numpy as np
 
 from .voc_matches import _EPS32, ELEVEN_POINTS
+
+
 def map_batch_dense(records, counts: np.ndarray) -> np.ndarray:
     """The former, quadratic :meth:`VOCMatches.map_batch`, kept as the reference the linear one is tested and
     benchmarked against: per (threshold, class) dense (n_images, n_records) cumulative counts ``M_tp`` / ``M_fp`` at
