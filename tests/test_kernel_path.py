@@ -69,7 +69,8 @@ def test_describe_kernel_available_and_loaded_from_cache_by_a_new_process(monkey
     assert native.available()
     build_dir = native._state['dir']
     how = r'(built|loaded from cache)'
-    assert re.fullmatch(rf'cpu: C\+\+ kernel \(the default on cpu; {how} in {re.escape(build_dir)}\)', describe(['cpu']))
+    said = describe(['cpu'])
+    assert re.fullmatch(rf'cpu: C\+\+ kernel \(the default on cpu; {how} in {re.escape(build_dir)}\)', said)
     subprocess_env.pop(path.ENV_VAR, None)
     proc = subprocess.run([sys.executable, '-c', 'from featquant_mmdet.ops import describe; print(describe(["cpu"]))'],
                           env=subprocess_env, capture_output=True, text=True, timeout=300)
