@@ -121,3 +121,18 @@ def test_basic_interval_is_the_reflected_percentile_and_point_joins_it():
     inside = B.Estimate(float(np.median(samples)), samples, 0.9, 'basic+point')
     assert inside.interval == B.Estimate(inside.point, samples, 0.9, 'basic').interval
     assert inside.p_value == B.Estimate(inside.point, samples, 0.9, 'basic').p_value
+
+
+@pytest.mark.parametrize('argv, message', [(['--methods', 'bca'], "unknown ['bca']"),
+                                           (['--sizes', '80', '5000', '--draws', '1', '2', '3'], '--draws: one value'),
+                                           (['--level', '1.5'], '--level must be in (0, 1)')])
+def test_coverage_benchmark_refuses_bad_options(argv, message, capsys):
+    import importlib.util
+    import os.path as osp
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'benchmarks', 'bench_coverage.py')
+    spec = importlib.util.spec_from_file_location('bench_coverage', path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as err:
+        bench.main(argv)
+    assert err.value.code == 2 and message in capsys.readouterr().err
