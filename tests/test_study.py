@@ -23,7 +23,7 @@ task = 'classification'
 seeds = [0, 1]
 distortions = ['jpeg', 'targeted_occlusion', 'mix']
 levels = [2]
-saliency = dict(config='configs/pretrain/zf_imagenet.py', seed=9)
+saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=9)  # an architecture none compared has
 threads = 1
 jobs = 2
 data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
@@ -347,3 +347,146 @@ def test_shipped_study_specs_pass_the_checks(spec_file):
     from featquant_mmdet.engine.study_spec import check_spec, load_spec
     spec = check_spec(load_spec(osp.join(REPO, 'configs', 'studies', spec_file)))
     assert spec['variants'] and spec['seeds']
+
+
+# ---- matched snapshots and the saliency classifier's architecture (issue 27)
+
+MATCH_SPEC = """
+task = 'classification'
+seeds = [0]
+distortions = ['jpeg', 'targeted_occlusion']
+levels = [2]
+saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=9)
+own_saliency = True
+match = dict(pretrain='accuracy/top1', tolerance=100.0, target='common', interval=1, begin=1)
+threads = 1
+jobs = 2
+data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
+pretrain = dict(epochs=3, batch=8, lr=0.01, scale=64)
+variants = [dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
+            dict(name='POW1', config='configs/pretrain/zf_pow1_imagenet.py')]
+"""
+
+
+@pytest.fixture(scope='module')
+def matched_study(tmp_path_factory):
+    base = tmp_path_factory.mktemp('matched')
+    spec, work = base / 'spec.py', base / 'work'
+    spec.write_text(MATCH_SPEC)
+    proc = subprocess.run(study_cmd(spec, work), cwd=REPO, capture_output=True, text=True, timeout=900)
+    return dict(work=work, proc=proc)
+
+
+def test_a_matched_study_sweeps_exactly_the_matched_snapshots(matched_study):
+    """Each classifier validated and kept a snapshot every epoch; the match picked, per run, the snapshot closest to
+    the best top-1 both runs reach (ties: the later), as recomputed here from mmengine's own validation records; the
+    sweeps evaluated exactly those files, the others were deleted, and the report names them."""
+    import glob
+    work, proc = matched_study['work'], matched_study['proc']
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    values = {}
+    for name in ('ZF', 'POW1'):
+        records = [json.loads(line) for path in sorted(glob.glob(str(work / 'train' / f'{name}_s0' / '*' / 'vis_data'
+                                                                     / 'scalars.json')))
+                   for line in open(path) if 'accuracy/top1' in line]
+        values[name] = {r['step']: r['accuracy/top1'] for r in records}
+        assert sorted(values[name]) == [1, 2, 3]  # validated every epoch
+    target = min(max(v.values()) for v in values.values())
+    (record_path, ) = glob.glob(str(work / 'match' / 'train_s0_*.json'))
+    record = json.loads(open(record_path).read())
+    report = (work / 'results' / 'study.md').read_text()
+    for name, by_step in values.items():
+        step = min(by_step, key=lambda k: (abs(by_step[k] - target), -k))
+        match = record['matches'][name]
+        assert match['step'] == step and match['value'] == pytest.approx(by_step[step])
+        assert match['target'] == pytest.approx(target)
+        assert sorted(p.name for p in (work / 'train' / f'{name}_s0').glob('*.pth')) == [f'epoch_{step}.pth']
+        for sweep in ('robustness', 'occlusion_own'):
+            res = json.loads((work / sweep / f'{name}_s0' / 'robustness.json').read_text())
+            assert osp.realpath(res['identity']['checkpoint']) == osp.realpath(match['checkpoint']), (name, sweep)
+        assert f'| {name} s0 | epoch_{step}.pth | {by_step[step]:.2f} |' in report
+    assert (work / 'results' / 'matched_snapshots.md').exists()
+
+
+def test_own_saliency_is_a_second_occlusion_column_made_by_each_model_itself(matched_study):
+    import hashlib
+    work = matched_study['work']
+    with open(work / 'results' / 'study.csv') as f:
+        header = next(csv.reader(f))
+    assert 'Occ.' in header and 'Occ. (own)' in header, header
+    record = json.loads(open(next((work / 'match').glob('train_s0_*.json'))).read())
+    for name in ('ZF', 'POW1'):
+        res = json.loads((work / 'occlusion_own' / f'{name}_s0' / 'robustness.json').read_text())
+        digest = hashlib.sha256(open(record['matches'][name]['checkpoint'], 'rb').read()).hexdigest()
+        assert res['cells']['targeted_occlusion@2']['inputs']['saliency_checkpoint_sha256'] == digest
+
+
+def test_a_run_that_cannot_be_matched_stops_the_study_before_any_sweep(tmp_path):
+    """Every sweep waits for every match step; a match that fails names the run and its closest snapshot."""
+    from featquant_mmdet.engine.stages import StageError
+    from featquant_mmdet.engine.study import Study, load_spec
+    spec = load_spec(None, dict(task='classification', seeds=[0, 1], pretrain=dict(epochs=3),
+                                match=dict(pretrain='accuracy/top1', tolerance=0.5, target=90.0),
+                                variants=[dict(name='A', config='configs/pretrain/zf_imagenet.py'),
+                                          dict(name='B', config='configs/pretrain/zf_imagenet.py')]))
+    study = Study(spec, str(tmp_path), str(tmp_path / 'results'))
+    steps = {s.name: s for s in study.steps()}
+    for name, step in steps.items():
+        if name.startswith('robustness_'):
+            assert {'match_train_s0', 'match_train_s1'} <= set(step.deps), name
+    for name, values in (('A', [50.0, 89.6, 80.0]), ('B', [40.0, 60.0, 70.0])):
+        run = tmp_path / 'train' / f'{name}_s0'
+        (run / '20260101_000000' / 'vis_data').mkdir(parents=True)
+        with open(run / '20260101_000000' / 'vis_data' / 'scalars.json', 'w') as f:
+            f.writelines(json.dumps({'accuracy/top1': v, 'step': i}) + '\n' for i, v in enumerate(values, 1))
+        for i in range(1, 4):
+            (run / f'epoch_{i}.pth').write_bytes(b'w')
+    with pytest.raises(StageError, match=r"run B seed 0 \(train\): no snapshot within 0.5 of the target "
+                                         r"accuracy/top1 90.00 \(the target lies outside .*closest: epoch_3.pth"):
+        study.run_match('train', 0)
+    assert len(list((tmp_path / 'train' / 'A_s0').glob('*.pth'))) == 3  # nothing deleted on failure
+
+
+@pytest.mark.parametrize('match, message', [
+    ("dict(tolerance=1)", 'match needs pretrain=<classifier metric>'),
+    ("dict(pretrain='accuracy/top1', target='best')", "match.target must be a number, 'reference' or 'common'"),
+    ("dict(pretrain='accuracy/top1', tolerance=-1)", 'match.tolerance must be a number >= 0'),
+    ("dict(pretrain='accuracy/top1', detect='pascal_voc/mAP')", 'match.detect'),
+    ("dict(pretrain='accuracy/top1', begin=24)", 'leaves no snapshot before the last epoch'),
+    ("dict(pretrain='accuracy/top1', every=2)", 'match must be a dict with keys from'),
+])
+def test_a_bad_match_option_is_refused_before_any_step(tmp_path, load_tool, capsys, match, message):
+    spec = tmp_path / 'spec.py'
+    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                    f"pretrain = dict(epochs=24)\nmatch = {match}\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    line = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and message in line and '\n' not in line, line
+    assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.parametrize('variant, saliency', [
+    ("dict(name='POW', config='configs/pretrain/zf_pow1_imagenet.py')", 'configs/pretrain/zf_imagenet.py'),
+    ("dict(name='R18-SF', config='configs/pretrain/resnet18_sf100_imagenet.py')", 'configs/pretrain/resnet18_imagenet.py'),
+])
+def test_a_saliency_classifier_of_a_compared_architecture_is_refused(tmp_path, load_tool, capsys, variant,
+                                                                      saliency):
+    """Masks placed by the saliency of one of the compared architectures target that model (issue 27)."""
+    spec = tmp_path / 'spec.py'
+    spec.write_text(f"variants = [dict(name='R50', config='configs/pretrain/resnet50_imagenet.py'), {variant}]\n"
+                    f"seeds = [0]\nsaliency = dict(config='{saliency}', seed=5)\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    line = capsys.readouterr().err.strip()
+    name = variant.split("'")[1]
+    assert exc.value.code == 2 and f"the architecture of the compared variant(s) ['{name}']" in line, line
+    assert 'use a classifier of another architecture' in line
+
+
+def test_own_saliency_needs_the_neutral_one(tmp_path, load_tool, capsys):
+    spec = tmp_path / 'spec.py'
+    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\nown_saliency = True\n")
+    with pytest.raises(SystemExit) as exc:
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+    assert exc.value.code == 2 and 'own_saliency' in capsys.readouterr().err

@@ -11,7 +11,7 @@ task = 'classification'
 seeds = [0, 1, 2, 3, 4]
 reference = 'ZF'
 distortions = ['all', 'mix_minor', 'mix_heavy']  # all includes targeted occlusion (saliency)
-saliency = dict(config='configs/pretrain/zf_imagenet.py', seed=100)  # trained with this study's 48 epochs
+saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=100)  # Plain-18 (was ZF before issue 27)
 levels = [2, 4]
 threads = 1
 jobs = 2

@@ -15,7 +15,7 @@ seeds = [0, 1, 2, 3, 4]
 reference = 'ZF'
 distortions = ['all']  # detectors: the distortions but targeted occlusion (needs a class) + Mix.Minor/Mix.Heavy
 classifier_distortions = ['all', 'mix_minor', 'mix_heavy']
-saliency = dict(config='configs/pretrain/zf_imagenet.py', seed=100)
+saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=100)  # Plain-18 (was ZF before issue 27)
 levels = [2, 4]
 threads = 1
 jobs = 2

@@ -74,6 +74,7 @@ class Study:
         self.imagenet_root = osp.abspath(spec['imagenet_root'] or osp.join(self.work, 'data', 'imagenet'))
         self.variants = {v['name']: v for v in spec['variants']}
         self.reference = spec['reference'] or spec['variants'][0]['name']
+        self.match = spec['match']
 
     # ---- commands
 
@@ -139,9 +140,15 @@ class Study:
         p, work_dir = self.spec['pretrain'], self.work_dir(stage, name or 'classifier', seed)
         v = self.variants[name] if name else {}
         n = p['epochs']
+        every = [f'default_hooks.checkpoint.interval={n}', f'train_cfg.val_interval={n}']
+        if self.matched_metric(stage):  # periodic snapshots, each validated (recorded in vis_data/scalars.json)
+            k, begin = self.match['interval'], self.match['begin']
+            every = [f'default_hooks.checkpoint.interval={k}', f'default_hooks.checkpoint.save_begin={begin}',
+                     'default_hooks.checkpoint.max_keep_ckpts=-1', f'train_cfg.val_interval={k}',
+                     f'train_cfg.val_begin={begin}']
         opts = ['default_hooks.logger.interval=10', 'default_hooks.checkpoint.save_optimizer=False',
-                f'default_hooks.checkpoint.interval={n}', f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
-                f'randomness.seed={seed}', f'train_cfg.max_epochs={n}', f'train_cfg.val_interval={n}',
+                every[0], f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
+                f'randomness.seed={seed}', f'train_cfg.max_epochs={n}', *every[1:],
                 f'param_scheduler.0.end={n}', 'auto_scale_lr.enable=False', f'optim_wrapper.optimizer.lr={p["lr"]}',
                 'default_hooks.checkpoint.save_best=None', f'train_dataloader.batch_size={p["batch"]}',
                 f'val_dataloader.batch_size={p["batch"]}'] + self.cls_data()
@@ -150,10 +157,15 @@ class Study:
 
     def plan_detect(self, name: str, seed: int) -> Plan:
         d, v, work_dir = self.spec['detect'], self.variants[name], self.work_dir('detect', name, seed)
-        n, ckpt = d['iters'], last_checkpoint(self.work_dir('pretrain', name, seed))
+        n, ckpt = d['iters'], self.checkpoint('pretrain', name, seed)
+        every = [f'default_hooks.checkpoint.interval={n}', f'train_cfg.val_begin={n + 1}']
+        if self.matched_metric('detect'):
+            k = self.match['detect_interval'] or max(1, n // 10)
+            every = [f'default_hooks.checkpoint.interval={k}', f'train_cfg.val_begin={k}',
+                     f'train_cfg.val_interval={k}', 'default_hooks.checkpoint.max_keep_ckpts=-1']
         opts = ['default_hooks.logger.interval=10', 'default_hooks.checkpoint.save_optimizer=False',
-                f'default_hooks.checkpoint.interval={n}', f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
-                f'randomness.seed={seed}', f'train_cfg.max_iters={n}', f'train_cfg.val_begin={n + 1}',
+                every[0], f'param_scheduler.0.milestones=[{max(1, round(0.75 * n))}]',
+                f'randomness.seed={seed}', f'train_cfg.max_iters={n}', *every[1:],
                 f'optim_wrapper.optimizer.lr={d["lr"]}', f'optim_wrapper.clip_grad.max_norm={d["clip"]}',
                 f'model.backbone.init_cfg.checkpoint={ckpt}', f'model.roi_head.bbox_head.init_cfg.2.checkpoint={ckpt}'
                 ] + self.det_data() + self.loaders()
@@ -183,7 +195,8 @@ class Study:
             distortions = spec['classifier_distortions'] if in_detection else spec['distortions']
             extra = self.saliency_args()
         # not cleared: the sweep resumes from its finished cells and starts afresh for another checkpoint itself
-        return Plan(self.tool('robustness', self.derived_config(config, v), last_checkpoint(trained),
+        stage = osp.basename(osp.dirname(trained))
+        return Plan(self.tool('robustness', self.derived_config(config, v), self.checkpoint(stage, name, seed),
                               '--distortions', *distortions, '--levels', *spec['levels'], '--seed',
                               spec['data_seed'], *extra, '--work-dir', sweep, '--cfg-options', *opts,
                               'default_hooks.logger.interval=10'),
@@ -198,6 +211,63 @@ class Study:
         trained = self.work_dir('saliency', 'classifier', saliency['seed'])
         config = osp.join(trained, osp.basename(saliency['config']))
         return ['--saliency-classifier', config, '--saliency-checkpoint', last_checkpoint(trained)]
+
+    # ---- matched snapshots (featquant_mmdet.engine.snapshots)
+
+    def matched_metric(self, stage: str) -> Optional[str]:
+        """The metric a ``stage``'s runs are matched on (classifiers: ``pretrain``/``train``, detectors: ``detect``),
+        or None (their last checkpoint is used)."""
+        if self.match is None or stage not in ('pretrain', 'train', 'detect'):
+            return None
+        return self.match['detect' if stage == 'detect' else 'pretrain']
+
+    def match_path(self, stage: str, seed: int) -> str:
+        """The matching's record, named by its settings (other settings: another file, the step reruns)."""
+        digest = hashlib.sha256(repr(sorted(self.match.items())).encode()).hexdigest()[:8]
+        return osp.join(self.work, 'match', f'{stage}_s{seed}_{digest}.json')
+
+    def checkpoint(self, stage: str, name: str, seed: int) -> str:
+        """The run's matched snapshot where the stage is matched, else its last checkpoint."""
+        if self.matched_metric(stage):
+            from ..fileio import read_json
+            record = read_json(self.match_path(stage, seed))
+            if record is None:
+                raise StageError(f'{name} seed {seed}: no matched snapshot yet ({self.match_path(stage, seed)})')
+            return record['matches'][name]['checkpoint']
+        return last_checkpoint(self.work_dir(stage, name, seed))
+
+    def run_match(self, stage: str, seed: int) -> dict:
+        """Match the seed's runs of ``stage`` (one line naming a run and what it lacks, else the record), then
+        delete the unmatched snapshots (``prune``)."""
+        from .snapshots import match_runs, matches_to_json, prune, snapshots
+        key, m = self.matched_metric(stage), self.match
+        label = {name: f'{name} seed {seed} ({stage})' for name in self.variants}
+        runs = {name: snapshots(self.work_dir(stage, name, seed), key, label[name]) for name in self.variants}
+        by_label = match_runs({label[n]: snaps for n, snaps in runs.items()}, m['target'], m['tolerance'],
+                              label[self.reference], key)
+        matches = {name: by_label[label[name]] for name in self.variants}
+        record = dict(stage=stage, seed=seed, metric=key, target=m['target'], tolerance=m['tolerance'],
+                      matches=matches_to_json(matches), candidates={
+                          n: [[s.step, s.value] for s in snaps] for n, snaps in runs.items()})
+        write_json_atomic(self.match_path(stage, seed), record)
+        if m['prune']:
+            for name, match in matches.items():
+                prune(self.work_dir(stage, name, seed), [match.snapshot.path])
+        return dict(matches=record['matches'])
+
+    def plan_own_occlusion(self, name: str, seed: int) -> Plan:
+        """Targeted occlusion of a classifier by its own saliency (the cross-check of the study's neutral one)."""
+        v, spec = self.variants[name], self.spec
+        stage = 'pretrain' if spec['task'] == 'detection' else 'train'
+        config = self.derived_config(v['pretrain'] if stage == 'pretrain' else v['config'], v)
+        trained, ckpt = self.work_dir(stage, name, seed), self.checkpoint(stage, name, seed)
+        sweep = self.work_dir('occlusion_own', name, seed)
+        return Plan(self.tool('robustness', config, ckpt, '--distortions', 'targeted_occlusion', '--levels',
+                              *spec['levels'], '--seed', spec['data_seed'], '--saliency-classifier',
+                              osp.join(trained, osp.basename(config)), '--saliency-checkpoint', ckpt,
+                              '--work-dir', sweep, '--cfg-options', *self.cls_data(('test_dataloader', )),
+                              'default_hooks.logger.interval=10'),
+                    [osp.join(sweep, 'robustness.json')], log_dir=sweep)
 
     # ---- steps
 
@@ -215,30 +285,51 @@ class Study:
                 None, saliency['seed'], saliency['config'], 'saliency'), ['data_imagenet'],
                 'train the saliency classifier of targeted occlusion', w['pretrain']))
         classifier_deps = ['pretrain_saliency'] if saliency is not None else []
+        # matched snapshots: per seed a match step once its runs are trained; every sweep waits for every match of
+        # its stage, so a run that cannot be matched stops the study before any sweep
+        stages = [st for st in (('pretrain', 'detect') if detection else ('train', )) if self.matched_metric(st)]
+        matches = {st: [f'match_{st}_s{seed}' for seed in spec['seeds']] for st in stages}
+        sweeps = [] if self.match is not None else steps
         for seed in spec['seeds']:
             for name, v in self.variants.items():
                 key = f'{name}_s{seed}'
+                cls_stage = 'pretrain' if detection else 'train'
                 if detection:
                     steps += [
                         Step(f'pretrain_{key}', lambda n=name, s=seed, c=v['pretrain']: self.plan_pretrain(n, s, c),
                              ['data_imagenet'], f'pretrain {name} seed {seed}', w['pretrain']),
                         Step(f'train_{key}', lambda n=name, s=seed: self.plan_detect(n, s),
-                             ['data_voc', f'pretrain_{key}'], f'train {name} seed {seed}', w['train'])]
+                             ['data_voc', f'pretrain_{key}'] + ([f'match_pretrain_s{seed}'] if 'pretrain' in matches
+                                                                else []), f'train {name} seed {seed}', w['train'])]
                 else:
                     steps.append(Step(f'train_{key}', lambda n=name, s=seed, c=v['config']:
                                       self.plan_pretrain(n, s, c, 'train'), ['data_imagenet'],
                                       f'train {name} seed {seed}', w['train']))
-                steps.append(Step(f'robustness_{key}', lambda n=name, s=seed: self.plan_robustness(n, s),
-                                  [f'train_{key}'] + ([] if detection else classifier_deps),
-                                  f'robustness {name} seed {seed}', w['robustness']))
+                sweeps.append(Step(f'robustness_{key}', lambda n=name, s=seed: self.plan_robustness(n, s),
+                                   [f'train_{key}'] + matches.get('detect' if detection else 'train', [])
+                                   + ([] if detection else classifier_deps), f'robustness {name} seed {seed}',
+                                   w['robustness']))
                 if spec['classifier_sweep']:
-                    steps.append(Step(f'robustness_classifier_{key}', lambda n=name, s=seed: self.plan_robustness(
-                        n, s, 'classification'), [f'pretrain_{key}'] + classifier_deps,
+                    sweeps.append(Step(f'robustness_classifier_{key}', lambda n=name, s=seed: self.plan_robustness(
+                        n, s, 'classification'), [f'pretrain_{key}'] + matches.get('pretrain', []) + classifier_deps,
                         f'classifier robustness {name} seed {seed}', w['robustness_classifier']))
+                if spec['own_saliency']:
+                    sweeps.append(Step(f'occlusion_own_{key}', lambda n=name, s=seed: self.plan_own_occlusion(n, s),
+                                       [f'{cls_stage}_{key}'] + matches.get(cls_stage, []),
+                                       f'occlusion of {name} seed {seed} by its own saliency', w['robustness_own']))
+            for st in stages:
+                runs = [f'{"pretrain" if st == "pretrain" else "train"}_{n}_s{seed}' for n in self.variants]
+                steps.append(Step(f'match_{st}_s{seed}', lambda st=st, s=seed: Plan(outputs=[self.match_path(st, s)]),
+                                  runs, f'match the {st} snapshots of seed {seed} on {self.matched_metric(st)}',
+                                  0.1, after=lambda st=st, s=seed: self.run_match(st, s)))
+        if sweeps is not steps:
+            steps += sweeps
         for track in self.tracks() if report else []:
             prefix = 'robustness_classifier_' if track != spec['task'] else 'robustness_'
             deps = [s.name for s in steps if s.name.startswith(prefix)
                     and (track != spec['task'] or not s.name.startswith('robustness_classifier_'))]
+            if track == 'classification':
+                deps += [s.name for s in steps if s.name.startswith('occlusion_own_')]
             outputs = [osp.join(self.results_of(track), f) for f in ('study.md', 'study.csv', 'study.png')]
             steps.append(Step(f'report_{track}', lambda o=outputs: Plan(outputs=o), deps,
                               f'aggregate the {track} track over seeds', 0.1,
@@ -261,6 +352,8 @@ class Study:
         out = self.results_of(track)
         os.makedirs(out, exist_ok=True)
         runs = aggregate_runs(self.sweep_paths(track), self.spec['columns'] if track == self.spec['task'] else None)
+        if track == 'classification' and self.spec['own_saliency']:
+            self.add_own_occlusion(runs)
         _, lines = write_report(runs, out, self.reference, self.spec['level'],
                                 f'{track} track, {len(self.spec["seeds"])} training seed'
                                 + ('s' if len(self.spec['seeds']) != 1 else ''))
@@ -274,7 +367,52 @@ class Study:
                                      title=f'alpha over {what}, one line per (variant, seed)')
         append_alpha_section(table, alpha, out, what)
         self.reports[track] = dict(runs=runs, verdicts=lines)
-        return dict(verdicts=lines, runs={v: {str(s): r for s, r in by.items()} for v, by in runs.items()})
+        matched = self.append_matched_section(track, out)
+        return dict(verdicts=lines, runs={v: {str(s): r for s, r in by.items()} for v, by in runs.items()},
+                    **({'matched': matched} if matched else {}))
+
+    def add_own_occlusion(self, runs: dict) -> None:
+        """``Occ. (own)``: each run's targeted occlusion by its own saliency, beside the neutral ``Occ.``."""
+        from .study_report import aggregate_runs
+        own = aggregate_runs({n: {s: osp.join(self.work_dir('occlusion_own', n, s), 'robustness.json')
+                                  for s in self.spec['seeds']} for n in self.variants}, ['Occ.'])
+        for name, by_seed in runs.items():
+            for seed, row in by_seed.items():
+                row['Occ. (own)'] = own[name][seed]['Occ.']
+
+    def append_matched_section(self, track: str, out: str) -> Dict[str, dict]:
+        """``matched_snapshots.md`` (and a section of ``study.md``): per run the snapshot swept (or handed to the
+        detector) and its clean value, from the match records."""
+        from ..fileio import read_json
+        from .snapshots import match_table
+        stages = ['pretrain', 'detect'] if self.spec['task'] == 'detection' else ['train']
+        stages = [st for st in stages if self.matched_metric(st) and (track == 'detection' or st != 'detect')]
+        if not stages:
+            return {}
+        md, matched = [''], {}
+        for st in stages:
+            key, m = self.matched_metric(st), self.match
+            what = {'train': 'classifiers swept', 'pretrain': 'classifiers (swept in the classification track, '
+                    'handed to the detectors)', 'detect': 'detectors swept'}[st]
+            md += [f'Matched snapshots, {what}: per seed the snapshot whose {key} is closest to the target '
+                   f'({m["target"]!r}; tolerance {m["tolerance"]:g}; ties: the later snapshot), of snapshots every '
+                   f'{m["interval"] if st != "detect" else m["detect_interval"] or "tenth of the"} '
+                   f'{"epoch(s) from epoch " + str(m["begin"]) if st != "detect" else "iterations"}:', '']
+            for seed in self.spec['seeds']:
+                record = read_json(self.match_path(st, seed))
+                matched[f'{st}_s{seed}'] = record['matches']
+                from .snapshots import Match, Snapshot
+                rows = {f'{n} s{seed}': Match(f'{n} s{seed}', Snapshot(r['step'], r['checkpoint'], r['value']),
+                                              r['target'], r['distance'],
+                                              Snapshot(r['final_step'], f'step {r["final_step"]}', r['final_value']))
+                        for n, r in record['matches'].items()}
+                md += [f'Seed {seed}: target {key} {next(iter(record["matches"].values()))["target"]:.2f}', '']
+                md += match_table(rows, key) + ['']
+        with open(osp.join(out, 'matched_snapshots.md'), 'w') as f:
+            f.write('\n'.join(md[1:]))
+        with open(osp.join(out, 'study.md'), 'a') as f:
+            f.write('\n'.join(md))
+        return matched
 
     def environment(self, env: Optional[dict] = None) -> Dict[str, str]:
         """The commands' environment: ``env`` (default this process's) with the repository on the path and the

@@ -19,9 +19,15 @@ DEFAULTS = dict(
               imagenet=dict(num_train=4, num_val=1, image_size=64, style='photo')),
     pretrain=dict(epochs=1, batch=8, lr=0.01, scale=64),
     detect=dict(iters=4, lr=0.001, clip=10.0, scale=(192, 144)),
-    weights=dict(data=1.0, pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0), voc_root=None,
-    imagenet_root=None, saliency=None, variants=[])
+    weights=dict(data=1.0, pretrain=4.0, train=4.0, robustness=3.0, robustness_classifier=1.0,
+                 robustness_own=0.5), voc_root=None,
+    imagenet_root=None, saliency=None, own_saliency=False, match=None, variants=[])
 VARIANT_KEYS = ('name', 'config', 'pretrain', 'options', 'alpha_lr_mult')
+# match: snapshots matched on a clean metric (featquant_mmdet.engine.snapshots); pretrain / detect: the metric key of
+# the classifiers / detectors (None: their last checkpoint), interval / begin: the classifiers' snapshot epochs,
+# detect_interval: the detectors' snapshot iterations (None: a tenth of the schedule), prune: delete the unmatched
+MATCH_DEFAULTS = dict(pretrain=None, detect=None, tolerance=1.0, target='reference', interval=1, begin=1,
+                      detect_interval=None, prune=True)
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -102,6 +108,15 @@ def check_spec(spec: dict) -> dict:
         if spec['task'] != 'classification' and not spec['classifier_sweep']:
             raise StageError('saliency (targeted occlusion) is for classifier sweeps: task classification, or '
                              'classifier_sweep = True')
+    if spec['own_saliency'] not in (True, False):
+        raise StageError(f'own_saliency must be True or False, got {spec["own_saliency"]!r}')
+    if spec['own_saliency'] and saliency is None:
+        raise StageError('own_saliency (a second occlusion column, each model occluded by its own saliency) needs '
+                         'the study\'s saliency classifier too (saliency = dict(config=..., seed=...))')
+    if saliency is not None:
+        check_saliency_architecture(spec)
+    if spec['match'] is not None:
+        spec['match'] = check_match(spec['match'], spec)
     from ..evaluation.robustness.cells import resolve_distortions, resolve_levels
     from ..evaluation.robustness.errors import RobustnessError
     has_saliency = saliency is not None
@@ -118,6 +133,74 @@ def check_spec(spec: dict) -> dict:
         if style not in STYLES:
             raise StageError(f'data.{name}.style must be one of {", ".join(STYLES)}, got {style!r}')
     return spec
+
+
+def check_match(match, spec: dict) -> dict:
+    """The ``match`` option with its defaults; :class:`StageError` for a key, metric, target or interval it cannot
+    take."""
+    if not isinstance(match, dict) or set(match) - set(MATCH_DEFAULTS):
+        raise StageError(f'match must be a dict with keys from {list(MATCH_DEFAULTS)}, got {match!r}')
+    match = dict(MATCH_DEFAULTS, **match)
+    for key in ('pretrain', 'detect'):
+        if match[key] is not None and (not isinstance(match[key], str) or not match[key]):
+            raise StageError(f'match.{key} must be a metric key (e.g. accuracy/top1, pascal_voc/mAP) or None, got '
+                             f'{match[key]!r}')
+    if match['pretrain'] is None and match['detect'] is None:
+        raise StageError('match needs pretrain=<classifier metric> (e.g. accuracy/top1) and/or detect=<detector '
+                         'metric> (e.g. pascal_voc/mAP)')
+    if match['detect'] is not None and spec['task'] != 'detection':
+        raise StageError(f'match.detect ({match["detect"]!r}) is for detection studies; this one is {spec["task"]}')
+    target, tol = match['target'], match['tolerance']
+    if isinstance(target, bool) or not isinstance(target, (int, float, str)) or (
+            isinstance(target, str) and target not in ('reference', 'common')):
+        raise StageError(f"match.target must be a number, 'reference' or 'common', got {target!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise StageError(f'match.tolerance must be a number >= 0 (the metric\'s units), got {tol!r}')
+    for key, allow_none in (('interval', False), ('begin', False), ('detect_interval', True)):
+        value = match[key]
+        if not (allow_none and value is None) and (isinstance(value, bool) or not isinstance(value, int)
+                                                   or value < 1):
+            raise StageError(f'match.{key} must be an integer >= 1{" or None" if allow_none else ""}, got {value!r}')
+    if match['begin'] >= spec['pretrain']['epochs'] and match['pretrain'] is not None:
+        raise StageError(f'match.begin ({match["begin"]}) leaves no snapshot before the last epoch '
+                         f'({spec["pretrain"]["epochs"]}): nothing to match')
+    if match['prune'] not in (True, False):
+        raise StageError(f'match.prune must be True or False, got {match["prune"]!r}')
+    return match
+
+
+def parse_options(options) -> dict:
+    """``['a.b=value', ...]`` (``--cfg-options``) as mmengine's ``DictAction`` reads them."""
+    from mmengine.config import DictAction
+    out = {}
+    for item in options or []:
+        key, _, value = item.partition('=')
+        out[key] = DictAction._parse_iterable(value)
+    return out
+
+
+def architecture(config: str, options=()) -> tuple:
+    """A classifier's architecture: its backbone type and depth (``('ZF', None)``, ``('QuantResNet', 18)``)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(repo_path(config))
+    if options:
+        cfg.merge_from_dict(parse_options(options))
+    backbone = cfg.get('model', {}).get('backbone', {}) or {}
+    return backbone.get('type'), backbone.get('depth')
+
+
+def check_saliency_architecture(spec: dict) -> None:
+    """The saliency classifier of targeted occlusion must be of an architecture none of the compared models has:
+    masks placed by a model's own saliency target that model (and favour every model unlike it)."""
+    saliency = architecture(spec['saliency']['config'])
+    key = 'pretrain' if spec['task'] == 'detection' else 'config'
+    same = [v['name'] for v in spec['variants'] if architecture(v[key], v.get('options')) == saliency]
+    if same:
+        name = saliency[0] + (f'-{saliency[1]}' if saliency[1] else '')
+        raise StageError(f'saliency classifier {spec["saliency"]["config"]} is a {name}, the architecture of the '
+                         f'compared variant(s) {same}: its masks would target them; use a classifier of another '
+                         'architecture (e.g. configs/pretrain/resnet18_imagenet.py for ZF variants, the paper\'s '
+                         'Plain-18)')
 
 
 def parse_variant(text: str, task: str) -> dict:
