@@ -8,6 +8,7 @@ classifier-to-detector hand-off and the sweep (a service below ``models``, ``dis
 * :func:`build_model`: the eval-mode model of a config (file, ``Config``, or model dict) on a device, with a
   checkpoint's weights loaded strictly (every key and shape must match; the error lists what does not) or not.
 """
+import itertools
 import os.path as osp
 from typing import Dict, Optional
 
@@ -111,10 +112,20 @@ def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu', s
     return model.to(device).eval()
 
 
+_RUNNER_COUNT = itertools.count()
+
+
 def build_runner(cfg: Config) -> Runner:
     """The Runner named by the config (``runner_type``) or mmengine's default one, with glibc malloc tuned for
-    large tensor buffers first (:mod:`featquant_mmdet.malloc`; ``FEATQUANT_MALLOC=system`` keeps glibc's own)."""
+    large tensor buffers first (:mod:`featquant_mmdet.malloc`; ``FEATQUANT_MALLOC=system`` keeps glibc's own).
+
+    Without an ``experiment_name``, each runner of the process gets its own (config stem + a counter): mmengine
+    names its logger, MessageHub and Visualizer instances by config stem + the second, so two runs of one config
+    started within the same second in one process would share them (the second writing into the first's folder)."""
     tune_malloc()
+    if cfg.get('experiment_name') is None:
+        stem = osp.splitext(osp.basename(cfg.filename))[0] if cfg.filename else 'run'
+        cfg.experiment_name = f'{stem}_{next(_RUNNER_COUNT)}'
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

@@ -426,3 +426,27 @@ def test_setup_script_reports_the_failed_step(tmp_path, repo_root):
     assert 'FAILED at step: check toolchain' in out.stderr
     assert 'NOT ready' in out.stderr and 'rerun' in out.stderr
     assert not (venv / '.featquant-ready').exists()
+
+
+def test_runners_of_one_config_started_in_one_second_keep_their_own_folders(tmp_path, monkeypatch, repo_root):
+    """Two runs of one config in one process within the same second (a study, a test session): mmengine names its
+    Visualizer/logger instances by config stem + second, so without build_runner's own experiment name the second
+    run would reuse the first's Visualizer and write into the first's (possibly deleted) folder."""
+    import time
+    import types
+
+    import mmengine.runner.runner as mmengine_runner
+    from featquant_mmdet.loading import build_runner, load_config
+
+    frozen = types.SimpleNamespace(time=lambda: 1.8e9, strftime=time.strftime, localtime=time.localtime)
+    monkeypatch.setattr(mmengine_runner, 'time', frozen)
+    save_dirs = []
+    for i in range(2):
+        cfg = load_config(osp.join(repo_root, 'configs', 'pretrain', 'zf_imagenet.py'))
+        cfg.work_dir = str(tmp_path / f'run{i}')
+        runner = build_runner(cfg)
+        backend = runner.visualizer._vis_backends['LocalVisBackend']
+        save_dirs.append(backend._save_dir)
+        assert backend._save_dir.startswith(cfg.work_dir), (i, backend._save_dir)
+        assert runner.log_dir.startswith(cfg.work_dir)
+    assert osp.basename(osp.dirname(save_dirs[0])) == osp.basename(osp.dirname(save_dirs[1]))  # same second

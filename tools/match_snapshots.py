@@ -33,8 +33,18 @@ def target_arg(text: str):
         raise argparse.ArgumentTypeError(f'expected a number, reference or common, got {text!r}') from None
 
 
+EXAMPLES = """examples:
+  # the paper's Table 3 protocol: classifier snapshots matched on clean top-1 to the reference's final value
+  python tools/match_snapshots.py work_dirs/zf work_dirs/zf_pow1 --metric accuracy/top1 --target reference --tolerance 1
+  # detector snapshots matched to a fixed mAP, written to JSON
+  python tools/match_snapshots.py work_dirs/det_zf work_dirs/det_zf_pow1 --metric pascal_voc/mAP --target 58.7 \\
+      --tolerance 0.5 --json matched.json
+"""
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Snapshots matched on a clean metric')
+    parser = argparse.ArgumentParser(description='Snapshots matched on a clean metric', epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('runs', nargs='+', help='training work dirs with periodic, validated checkpoints')
     parser.add_argument('--metric', required=True, help='the recorded metric (accuracy/top1, pascal_voc/mAP, ...)')
     parser.add_argument('--target', type=target_arg, default='reference',
