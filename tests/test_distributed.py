@@ -7,7 +7,6 @@ import os.path as osp
 import pickle
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -131,7 +130,8 @@ def test_exit_handler_joins_gloo_threads_of_a_group_held_in_a_cycle(launcher_env
 # classifier's bias), which is why that is not the reference.
 IMAGE_SIZE = (192, 160)
 NPROC = 2
-ITERS = 3  # optimizer steps
+EPOCHS = 2  # of the 2 * NPROC training images: a new sampler order in the second (set_epoch)
+ITERS = EPOCHS * 2  # optimizer steps of the 2-process run (NPROC images each)
 
 
 def tool_options(data_root, max_iters):
@@ -156,6 +156,10 @@ def tool_options(data_root, max_iters):
 
 
 CONFIG = osp.join(REPO, 'configs', 'faster_rcnn_zf_pow1_voc.py')
+# The 2-process training runs the 2-GPU schedule's config (it differs from CONFIG only in the schedule keys:
+# tests/test_schedules.py) with CONFIG's lr and no warm-up, so that its weights compare with one process of CONFIG.
+CONFIG_2GPU = osp.join(REPO, 'configs', f'faster_rcnn_zf_pow1_voc_{NPROC}xb1.py')
+SAME_LR_AS_CONFIG = ['optim_wrapper.optimizer.lr=0.001', 'param_scheduler.1.start_factor=1.0']
 
 # A write audit for the sweep's subprocesses: every file opened for writing (or renamed into place) under a folder,
 # with the RANK of the process that did it (sys.addaudithook; loaded through sitecustomize on PYTHONPATH).
@@ -239,31 +243,98 @@ def state_dict(path):
     return torch.load(path, map_location='cpu', weights_only=False)['state_dict']
 
 
+# A hook that appends the image ids of every training batch to <work_dir>/images_rank<R>.jsonl, imported by the
+# trainings below through custom_imports (the runs are the real tools; nothing in the training is replaced).
+RECORD_HOOK = '''
+import json, os
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RecordImageIds(Hook):
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        ids = [sample.img_id for sample in data_batch['data_samples']]
+        with open(os.path.join(runner.work_dir, f'images_rank{runner.rank}.jsonl'), 'a') as f:
+            f.write(json.dumps(dict(iter=runner.iter, ids=ids)) + chr(10))
+'''
+
+
+def recording_config(folder, config):
+    """A config in ``folder`` that is ``config`` plus the image-id recorder (after the config's own hooks:
+    custom_hooks.0/1 keep their meaning)."""
+    (folder / 'record_image_ids.py').write_text(RECORD_HOOK)
+    path = folder / osp.basename(config)
+    path.write_text(f"_base_ = '{config}'\n"
+                    "custom_imports = dict(imports=['featquant_mmdet', 'record_image_ids'], allow_failed_imports=False)\n"
+                    "custom_hooks = _base_.custom_hooks + [dict(type='RecordImageIds')]\n")
+    return path
+
+
+def recorded_ids(work_dir, rank):
+    lines = (work_dir / f'images_rank{rank}.jsonl').read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r['iter'] for r in records] == list(range(len(records)))
+    assert all(len(r['ids']) == 1 for r in records)  # one image per GPU
+    return [r['ids'][0] for r in records]
+
+
 @pytest.fixture(scope='module')
 def ddp_training(voc_root, tools_env, tmp_path_factory):
-    """``tools/dist_train.sh CONFIG 2``: 2 CPU processes x 1 image, ITERS iterations; its work dir."""
+    """``tools/dist_train.sh`` of the 2-GPU config (CONFIG_2GPU, with the image-id recorder): 2 CPU processes x 1
+    image, ITERS iterations (EPOCHS epochs); its work dir."""
 
     def train(work_dir):
-        env = dict(tools_env, PORT=str(free_port()))
-        _, out = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), CONFIG, str(NPROC), '--work-dir', work_dir,
-                      '--cfg-options', *tool_options(voc_root, ITERS)], env)
+        child = recording_config(work_dir, CONFIG_2GPU)
+        env = dict(tools_env, PORT=str(free_port()),
+                   PYTHONPATH=str(work_dir) + os.pathsep + tools_env['PYTHONPATH'])
+        _, out = run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), child, str(NPROC), '--work-dir', work_dir,
+                      '--cfg-options', *tool_options(voc_root, ITERS), *SAME_LR_AS_CONFIG], env)
         assert 'Distributed training: True' in out
         assert osp.isfile(work_dir / f'iter_{ITERS}.pth'), out[-3000:]
 
     return once(tmp_path_factory, 'distributed_train', train)
 
 
-def test_dist_train_equals_single_process_with_the_same_total_batch(ddp_training, voc_root, tools_env, tmp_path):
-    work_dir = tmp_path / 'single'
-    run([sys.executable, osp.join(REPO, 'tools', 'train.py'), CONFIG, '--work-dir', work_dir, '--cfg-options',
-         *tool_options(voc_root, NPROC * ITERS), f'optim_wrapper.accumulative_counts={NPROC}'], tools_env)
-    ddp, single = state_dict(ddp_training / f'iter_{ITERS}.pth'), state_dict(work_dir / f'iter_{NPROC * ITERS}.pth')
+@pytest.fixture(scope='module')
+def single_training(voc_root, tools_env, tmp_path_factory):
+    """``tools/train.py`` of the 1-GPU config (CONFIG, with the image-id recorder) in one process: one image per
+    iteration, gradients accumulated over NPROC iterations (see above), NPROC * ITERS iterations; its work dir."""
+    work_dir = tmp_path_factory.mktemp('single')
+    child = recording_config(work_dir, CONFIG)
+    env = dict(tools_env, PYTHONPATH=str(work_dir) + os.pathsep + tools_env['PYTHONPATH'])
+    run([sys.executable, osp.join(REPO, 'tools', 'train.py'), child, '--work-dir', work_dir, '--cfg-options',
+         *tool_options(voc_root, NPROC * ITERS), f'optim_wrapper.accumulative_counts={NPROC}'], env)
+    return work_dir
+
+
+def test_dist_train_equals_single_process_with_the_same_total_batch(ddp_training, single_training):
+    ddp = state_dict(ddp_training / f'iter_{ITERS}.pth')
+    single = state_dict(single_training / f'iter_{NPROC * ITERS}.pth')
     assert ddp.keys() == single.keys()
     assert {f'backbone.conv{i}.alpha' for i in (3, 4, 5)} <= set(ddp)
     different = [k for k in ddp if not torch.equal(ddp[k], single[k])]
     assert not different, f'weights differ: {different}'
     # the run trained: the exponents moved away from their initial 0.05 (task gradient and penalty)
     assert not torch.equal(ddp['backbone.conv3.alpha'], torch.full_like(ddp['backbone.conv3.alpha'], 0.05))
+
+
+def test_two_gpu_schedule_in_two_processes_sees_the_images_of_the_one_gpu_schedule(ddp_training, single_training):
+    """``faster_rcnn_zf_pow1_voc_2xb1.py`` under ``tools/dist_train.sh ... 2`` against ``faster_rcnn_zf_pow1_voc.py``
+    in one process, EPOCHS epochs each (the 2xb1 config in half the iterations): per epoch the two ranks take
+    disjoint halves of the one process's images, in its order interleaved (rank r: positions r, r + 2, ...), so
+    together they see the same images (the recorder of the two trainings above: the real tools, nothing in the
+    training replaced)."""
+    num_train = 2 * NPROC
+    single, ranks = recorded_ids(single_training, 0), [recorded_ids(ddp_training, rank) for rank in range(NPROC)]
+    assert len(single) == EPOCHS * num_train and all(len(r) == EPOCHS * num_train // NPROC for r in ranks)
+    per_rank = num_train // NPROC
+    for epoch in range(EPOCHS):
+        seen = single[epoch * num_train:(epoch + 1) * num_train]
+        halves = [r[epoch * per_rank:(epoch + 1) * per_rank] for r in ranks]
+        assert sorted(seen) == sorted(sum(halves, [])) and len(set(seen)) == num_train  # every image once
+        assert [seen[i::NPROC] for i in range(NPROC)] == halves
+    assert single[:num_train] != single[num_train:]  # a new order each epoch (the sampler's set_epoch)
 
 
 def test_dist_train_alpha_stats_written_once_per_iteration(ddp_training):
@@ -316,26 +387,39 @@ def test_dist_sweep_writes_one_results_file_from_rank_0(ddp_training, voc_root, 
     assert {rank for rank, _, _ in sweep_writes} == {'0'}, sweep_writes
 
 
+# Another process holding a work dir's sweep lock: the real SweepLock (robustness/lock.py, standard library only,
+# loaded alone so that the holder starts in a moment), held until the test kills it.
+HOLD_LOCK = """
+import importlib, sys, time, types
+package = types.ModuleType('robustness_alone')
+package.__path__ = [sys.argv[1]]
+sys.modules['robustness_alone'] = package
+importlib.import_module('robustness_alone.lock').SweepLock(sys.argv[2]).acquire()
+print('held', flush=True)
+time.sleep(600)
+"""
+
+
 def test_dist_sweep_refused_while_another_sweep_holds_the_work_dir(ddp_training, voc_root, tools_env, tmp_path):
-    """A single-process sweep takes the lock and is stopped (SIGSTOP) while holding it; a distributed sweep on the
-    same work dir is then refused, naming the holder, and leaves the work dir as it was."""
+    """Another process holds the sweep lock of the work dir (as a running sweep does: tests/test_robustness.py has
+    the tool itself as the holder); a distributed sweep on the same work dir is then refused on every rank, naming
+    the holder, and leaves the work dir as it was."""
+    from featquant_mmdet.evaluation import robustness as rb
     work_dir = tmp_path / 'sweep'
+    work_dir.mkdir()
     sweep = [osp.join(REPO, 'tools', 'robustness.py'), CONFIG, ddp_training / f'iter_{ITERS}.pth',
              '--distortions', 'mix_heavy', '--work-dir', work_dir, '--cfg-options', *tool_options(voc_root, ITERS)]
-    holder = subprocess.Popen([sys.executable, *map(str, sweep)], cwd=REPO, env=tools_env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, osp.dirname(rb.__file__),
+                               str(work_dir / 'robustness.json')], stdout=subprocess.PIPE, text=True)
     lock = work_dir / 'robustness.lock'
     try:
-        deadline = time.monotonic() + 120
-        while not (lock.is_file() and lock.stat().st_size) and holder.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert holder.poll() is None and lock.stat().st_size, 'the first sweep did not take the lock'
-        os.kill(holder.pid, signal.SIGSTOP)  # holds the lock for as long as the test needs
+        assert holder.stdout.readline() == 'held\n', 'the holder did not take the lock'
         assert json.loads(lock.read_text())['pid'] == holder.pid
         proc, _ = run(torchrun('--log-dir', tmp_path / 'ranks', '--redirects', '3', *sweep[:5], '--launcher',
                                'pytorch', *sweep[5:]), tools_env, expect_rc=None)
         assert proc.returncode != 0
         assert json.loads(lock.read_text())['pid'] == holder.pid  # the holder's record is untouched
+        assert holder.poll() is None  # and it still holds the lock
         assert not (work_dir / 'robustness.json').exists()
         rank_logs = {p.parent.name: p.read_text() for p in (tmp_path / 'ranks').glob('*/attempt_0/*/stderr.log')}
         assert set(rank_logs) == {'0', '1'}
@@ -344,82 +428,9 @@ def test_dist_sweep_refused_while_another_sweep_holds_the_work_dir(ddp_training,
         assert 'Traceback' not in rank_logs['0']
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()
     # every rank is refused with the holder named (rank 0 tried the lock and broadcast the outcome)
     assert refusal in rank_logs['1'] and 'Traceback' not in rank_logs['1']
-
-
-# ---------------------------------------------------------------------------------------------- GPU-count schedules
-# A hook that appends the image ids of every training batch to <work_dir>/images_rank<R>.jsonl, imported by the
-# runs below through custom_imports (the runs are the real tools; nothing in the training is replaced).
-RECORD_HOOK = '''
-import json, os
-from mmengine.hooks import Hook
-from mmdet.registry import HOOKS
-
-
-@HOOKS.register_module()
-class RecordImageIds(Hook):
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        ids = [sample.img_id for sample in data_batch['data_samples']]
-        with open(os.path.join(runner.work_dir, f'images_rank{runner.rank}.jsonl'), 'a') as f:
-            f.write(json.dumps(dict(iter=runner.iter, ids=ids)) + chr(10))
-'''
-
-
-def recording_config(folder, config):
-    """A config in ``folder`` that is ``config`` plus the image-id recorder."""
-    (folder / 'record_image_ids.py').write_text(RECORD_HOOK)
-    path = folder / osp.basename(config)
-    path.write_text(f"_base_ = '{config}'\n"
-                    "custom_imports = dict(imports=['featquant_mmdet', 'record_image_ids'], allow_failed_imports=False)\n"
-                    "custom_hooks = [dict(type='RecordImageIds')]\n")
-    return path
-
-
-def recorded_ids(work_dir, rank):
-    lines = (work_dir / f'images_rank{rank}.jsonl').read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    assert [r['iter'] for r in records] == list(range(len(records)))
-    assert all(len(r['ids']) == 1 for r in records)  # one image per GPU
-    return [r['ids'][0] for r in records]
-
-
-def test_two_gpu_schedule_in_two_processes_sees_the_images_of_the_one_gpu_schedule(voc_root, tools_env, tmp_path):
-    """``faster_rcnn_zf_voc_2xb1.py`` under ``tools/dist_train.sh ... 2`` against ``faster_rcnn_zf_voc.py`` in one
-    process, two epochs each (the 2xb1 config in half the iterations): per epoch the two ranks take disjoint halves
-    of the one process's images, in its order interleaved (rank r: positions r, r + 2, ...), so together they see
-    the same images; the lr of each config is its own (tests/test_schedules.py)."""
-    from featquant_mmdet.engine.study import loader_options, voc_data_options
-    num_train, epochs = 2 * NPROC, 2
-    options = ['randomness.seed=0', 'train_cfg.val_begin=100000', 'param_scheduler.0.milestones=[100000]',
-               'default_hooks.logger.interval=1', 'model.train_cfg.rpn_proposal.max_per_img=64',
-               'model.roi_head.bbox_head.fc_out_channels=256', *voc_data_options(voc_root, IMAGE_SIZE),
-               *loader_options()]
-    runs = {}
-    for gpus, config in ((NPROC, f'faster_rcnn_zf_voc_{NPROC}xb1.py'), (1, 'faster_rcnn_zf_voc.py')):
-        work_dir = tmp_path / f'{gpus}gpu'
-        work_dir.mkdir()
-        child = recording_config(work_dir, osp.join(REPO, 'configs', config))
-        iters = epochs * num_train // gpus
-        args = [child, '--work-dir', work_dir, '--cfg-options', f'train_cfg.max_iters={iters}',
-                f'default_hooks.checkpoint.interval={iters}', *options]
-        env = dict(tools_env, PYTHONPATH=str(work_dir) + os.pathsep + tools_env['PYTHONPATH'])
-        if gpus == 1:
-            run([sys.executable, osp.join(REPO, 'tools', 'train.py'), *args], env)
-        else:
-            run(['bash', osp.join(REPO, 'tools', 'dist_train.sh'), args[0], str(gpus), *args[1:]],
-                dict(env, PORT=str(free_port())))
-        runs[gpus] = [recorded_ids(work_dir, rank) for rank in range(gpus)]
-    (single, ), ranks = runs[1], runs[NPROC]
-    assert len(single) == epochs * num_train and all(len(r) == epochs * num_train // NPROC for r in ranks)
-    per_rank = num_train // NPROC
-    for epoch in range(epochs):
-        seen = single[epoch * num_train:(epoch + 1) * num_train]
-        halves = [r[epoch * per_rank:(epoch + 1) * per_rank] for r in ranks]
-        assert sorted(seen) == sorted(sum(halves, [])) and len(set(seen)) == num_train  # every image once
-        assert [seen[i::NPROC] for i in range(NPROC)] == halves
-    assert single[:num_train] != single[num_train:]  # a new order each epoch (the sampler's set_epoch)
 
 
 # ---------------------------------------------------------------------------------------------- Slurm scripts

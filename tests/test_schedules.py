@@ -2,6 +2,7 @@
 images seen and lr per image, and ``auto_scale_lr.base_batch_size`` is the total batch of the stated lr in every
 config (so ``--auto-scale-lr`` means one thing everywhere). The 2-process run of the 2-GPU schedule is in
 tests/test_distributed.py."""
+import functools
 import os
 import os.path as osp
 import re
@@ -29,7 +30,14 @@ def config_name(detector, gpus):
 
 
 def load(name):
-    return Config.fromfile(osp.join(CONFIGS, name + '.py'))
+    return load_file(name + '.py')
+
+
+@functools.cache
+def load_file(relpath):
+    """Each config parsed once per test process (a ``mmdet::`` base costs mmengine a scan of mmdet's metafiles, a
+    second or more per config); the tests only read the Config they get (``to_dict()`` copies)."""
+    return Config.fromfile(osp.join(CONFIGS, relpath))
 
 
 def schedulers(cfg, kind):
@@ -135,7 +143,7 @@ def test_every_config_names_the_total_batch_of_its_lr():
     names = list(every_config())
     assert len(names) >= 30 and 'pretrain/resnet50_pow1_imagenet.py' in names
     for name in names:
-        cfg = Config.fromfile(osp.join(CONFIGS, name))
+        cfg = load_file(name)
         total = stated_gpus(name) * cfg.train_dataloader.batch_size
         # mmengine's Runner.scale_lr multiplies the lr by world_size x batch_size / base_batch_size: on the stated
         # GPU count it leaves the lr as written
