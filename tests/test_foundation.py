@@ -1,6 +1,7 @@
 """The plugin's foundation: registration by import and through custom_imports, the torch.load fix, mmcv ops, the
 setup script. The torch-only import of ops/layers: test_layers_without_mm.py; the patches of mmengine: test_compat.py."""
 import ast
+import json
 import os
 import os.path as osp
 import re
@@ -12,40 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-
-REGISTERING_CHECK = textwrap.dedent("""
-    import os, sys
-    {before}
-    finders = list(sys.meta_path)
-    import featquant_mmdet
-    added = [f for f in sys.meta_path if f not in finders]  # six, imported by a dependency, adds its own
-    ours = [f for f in added if (getattr(f, '__module__', None) or type(f).__module__).startswith('featquant_mmdet')]
-    assert not ours and all(f in sys.meta_path for f in finders), f'import hooks: {{ours}}'
-    package = os.path.dirname(featquant_mmdet.__file__)
-    registering = []
-    for folder, _, files in os.walk(package):
-        for name in files:
-            path = os.path.join(folder, name)
-            if name.endswith('.py') and '.register_module(' in open(path).read():
-                module = os.path.relpath(path[:-3], os.path.dirname(package)).replace(os.sep, '.')
-                registering.append(module[:-len('.__init__')] if module.endswith('.__init__') else module)
-    assert len(registering) >= 15, registering
-    missing = [m for m in registering if m not in sys.modules and not m.startswith('featquant_mmdet.analysis')]
-    assert not missing, f'not imported by `import featquant_mmdet`: {{missing}}'
-    analysis = [m for m in sys.modules if m.startswith('featquant_mmdet.analysis')]
-    assert not analysis, f'the analyses are opt-in, yet imported: {{analysis}}'
-    print('OK', len(registering))
-""")
-
-
-@pytest.mark.parametrize('before', ['', 'import mmdet.registry'])
-def test_import_registers_every_registering_module_and_leaves_analysis_opt_in(before, subprocess_env):
-    """Every module with a ``register_module`` call is imported by ``import featquant_mmdet`` itself, whether mmdet
-    was imported before or not, and no import hook is left in ``sys.meta_path``."""
-    out = subprocess.run([sys.executable, '-c', REGISTERING_CHECK.format(before=before)], env=subprocess_env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.startswith('OK'), out.stdout + out.stderr[-3000:]
-
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG_WITH_MMDET_BASES = osp.join(REPO_ROOT, 'configs', 'faster_rcnn_zf_voc.py')
 
 # One entry per component the plugin registers, with the arguments it needs; the test fails for a registered type
 # that is missing here. The detector comes from a shipped config through the `featquant_mmdet::` prefix.
@@ -74,49 +43,68 @@ hooks = [dict(type='AlphaRegularizationHook', l2=1e-4), dict(type='AlphaStatsHoo
          dict(type='RNGStateHook')]
 """
 
-EVERY_TYPE_CHECK = textwrap.dedent("""
-    import sys
-    import featquant_mmdet
-    from mmcv.cnn import build_conv_layer
-    from mmengine.config import Config
-    from mmengine.registry import Registry, init_default_scope
-    import mmdet.registry
-    registries = [r for r in vars(mmdet.registry).values() if isinstance(r, Registry)]
-    registered = {{name for registry in registries + [r.parent for r in registries if r.parent is not None]
-                  for name, cls in registry.module_dict.items() if cls.__module__.startswith('featquant_mmdet.')}}
+# ---------------------------------------------------------------------------- what a fresh interpreter observes
+# Import side effects (registration, the default scope, sys.meta_path, the first import of pkg_resources) are seen
+# only in a fresh interpreter. Each costs ~15-25 s of `import mmdet` on a loaded CI machine, so two processes make
+# every observation in sequence, each check in its own section (its result and its stderr recorded apart) and in an
+# order where no check sees another's effects: IN_REPO (the checkout on PYTHONPATH) imports featquant_mmdet first;
+# ELSEWHERE (an unrelated folder, the installed package) imports mmdet.registry first, then featquant_mmdet through
+# a config's custom_imports. The tests below read the sections' results.
+FRESH_HARNESS = textwrap.dedent("""
+    import contextlib, io, json, os, sys, traceback, warnings
+    warnings.simplefilter('always')  # every warning shown, as the tools' users would see them
+    RESULTS = {}
 
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(sys.argv[1])
-    built = [mmdet.registry.MODELS.build(cfg.model)] + [mmdet.registry.MODELS.build(c) for c in cfg.classifiers]
-    built += [build_conv_layer(c, 4, 4, 3) for c in cfg.convs]
-    for c in cfg.pipeline:
-        try:
-            built.append(mmdet.registry.TRANSFORMS.build(c))
-        except ImportError as err:  # the optional imagecorruptions package is missing: found, refused by its class
-            assert c.type == 'ImageCorruption' and 'needs the optional package imagecorruptions' in str(err), err
-            built.append(mmdet.registry.TRANSFORMS.get(c.type).__new__(mmdet.registry.TRANSFORMS.get(c.type)))
-    built += [mmdet.registry.DATASETS.build(c) for c in cfg.datasets]
-    built += [mmdet.registry.METRICS.build(c) for c in cfg.metrics] + [mmdet.registry.HOOKS.build(c) for c in cfg.hooks]
-    types = {{type(m).__name__ for obj in built for m in (obj.modules() if hasattr(obj, 'modules') else [obj])}}
-    missing = sorted(registered - types)
-    assert not missing, f'registered but not in the config (add them to EVERY_TYPE_CONFIG): {{missing}}'
-    print('OK', len(registered), sorted(registered))
+    def section(name):
+        def run(check):
+            err = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(err):
+                    value = check()
+                RESULTS[name] = dict(ok=True, value=value, stderr=err.getvalue())
+            except BaseException:
+                RESULTS[name] = dict(ok=False, error=traceback.format_exc()[-3000:], stderr=err.getvalue()[-3000:])
+        return run
+
+    def registering_check(finders):
+        import featquant_mmdet
+        added = [f for f in sys.meta_path if f not in finders]  # six, imported by a dependency, adds its own
+        ours = [f for f in added
+                if (getattr(f, '__module__', None) or type(f).__module__).startswith('featquant_mmdet')]
+        assert not ours and all(f in sys.meta_path for f in finders), f'import hooks: {ours}'
+        package = os.path.dirname(featquant_mmdet.__file__)
+        registering = []
+        for folder, _, files in os.walk(package):
+            for name in files:
+                path = os.path.join(folder, name)
+                if name.endswith('.py') and '.register_module(' in open(path).read():
+                    module = os.path.relpath(path[:-3], os.path.dirname(package)).replace(os.sep, '.')
+                    registering.append(module[:-len('.__init__')] if module.endswith('.__init__') else module)
+        assert len(registering) >= 15, registering
+        missing = [m for m in registering if m not in sys.modules and not m.startswith('featquant_mmdet.analysis')]
+        assert not missing, f'not imported by `import featquant_mmdet`: {missing}'
+        analysis = [m for m in sys.modules if m.startswith('featquant_mmdet.analysis')]
+        assert not analysis, f'the analyses are opt-in, yet imported: {analysis}'
+        return len(registering)
+
+    def load_config_with_mmdet_bases(tool):
+        # mmengine imports pkg_resources (which warns) to find the mmdet:: bases: not yet imported before this
+        assert 'pkg_resources' not in sys.modules, 'pkg_resources imported by an earlier section'
+        if tool:
+            from featquant_mmdet.engine.cli import quiet_warnings
+            quiet_warnings()
+        from featquant_mmdet.engine.loading import load_config
+        load_config(CONFIG_WITH_MMDET_BASES)
+        assert 'pkg_resources' in sys.modules
 """)
 
+IN_REPO_CHECKS = textwrap.dedent("""
+    @section('registering')
+    def _():
+        return registering_check(list(sys.meta_path))
 
-def test_a_config_with_every_registered_type_builds_after_import(tmp_path, subprocess_env):
-    config = tmp_path / 'every_type.py'
-    config.write_text(EVERY_TYPE_CONFIG)
-    out = subprocess.run([sys.executable, '-c', EVERY_TYPE_CHECK.format(), str(config)], env=subprocess_env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-    count = int(out.stdout.split()[1])
-    assert count >= 30, out.stdout  # 5 convs, 10 models, 6 transforms, 2 datasets, 4 metrics, 4 hooks (today)
-    assert "'PowConv'" in out.stdout and "'ZF'" in out.stdout and "'RNGStateHook'" in out.stdout
-
-
-def test_explicit_register_all_modules_sets_the_scope_like_mmdets(subprocess_env):
-    script = textwrap.dedent("""
+    @section('explicit_scope')
+    def _():
         import featquant_mmdet
         from mmengine.registry import DefaultScope
         from mmdet.registry import MODELS
@@ -124,11 +112,151 @@ def test_explicit_register_all_modules_sets_the_scope_like_mmdets(subprocess_env
         featquant_mmdet.register_all_modules(init_default_scope=True)
         assert DefaultScope.get_current_instance().scope_name == 'mmdet'
         assert type(MODELS.build(dict(type='ZF'))).__name__ == 'ZF'
-        print('OK')
-    """)
-    out = subprocess.run([sys.executable, '-c', script], env=subprocess_env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == 'OK', out.stdout + out.stderr[-3000:]
+
+    @section('tool_warning')
+    def _():
+        load_config_with_mmdet_bases(tool=True)
+
+    @section('every_type')
+    def _():
+        import featquant_mmdet
+        from mmcv.cnn import build_conv_layer
+        from mmengine.config import Config
+        from mmengine.registry import Registry, init_default_scope
+        import mmdet.registry
+        registries = [r for r in vars(mmdet.registry).values() if isinstance(r, Registry)]
+        registered = {name for registry in registries + [r.parent for r in registries if r.parent is not None]
+                      for name, cls in registry.module_dict.items() if cls.__module__.startswith('featquant_mmdet.')}
+        init_default_scope('mmdet')
+        cfg = Config.fromfile(EVERY_TYPE_CONFIG_FILE)
+        built = [mmdet.registry.MODELS.build(cfg.model)] + [mmdet.registry.MODELS.build(c) for c in cfg.classifiers]
+        built += [build_conv_layer(c, 4, 4, 3) for c in cfg.convs]
+        for c in cfg.pipeline:
+            try:
+                built.append(mmdet.registry.TRANSFORMS.build(c))
+            except ImportError as err:  # the optional imagecorruptions package is missing: found, refused by its class
+                assert c.type == 'ImageCorruption' and 'needs the optional package imagecorruptions' in str(err), err
+                built.append(mmdet.registry.TRANSFORMS.get(c.type).__new__(mmdet.registry.TRANSFORMS.get(c.type)))
+        built += [mmdet.registry.DATASETS.build(c) for c in cfg.datasets]
+        built += [mmdet.registry.METRICS.build(c) for c in cfg.metrics]
+        built += [mmdet.registry.HOOKS.build(c) for c in cfg.hooks]
+        types = {type(m).__name__ for obj in built for m in (obj.modules() if hasattr(obj, 'modules') else [obj])}
+        missing = sorted(registered - types)
+        assert not missing, f'registered but not in the config (add them to EVERY_TYPE_CONFIG): {missing}'
+        return sorted(registered)
+""")
+
+ELSEWHERE_CHECKS = textwrap.dedent("""
+    FINDERS = list(sys.meta_path)
+
+    @section('custom_imports')
+    def _():
+        from mmengine.config import Config
+        from mmengine.registry import MODELS as ROOT_MODELS
+        from mmdet.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
+        FINDERS[:] = list(sys.meta_path)  # as they are before featquant_mmdet is imported
+        assert 'featquant_mmdet' not in sys.modules
+        cfg = Config.fromfile(CUSTOM_IMPORTS_CONFIG_FILE)
+        assert 'featquant_mmdet' in sys.modules
+        # conv layers live in mmengine's root registry, like mmcv's own 'Conv'
+        for name in ('SFConv', 'PowConv', 'HPowConv', 'SFPowConv'):
+            assert ROOT_MODELS.get(name) is not None, name
+        for registry, names in ((MODELS, ('ZF', 'ImageClassifier')), (TRANSFORMS, ('Distort', )),
+                                (DATASETS, ('ImageNetDataset', )), (METRICS, ('Accuracy', )),
+                                (HOOKS, ('AlphaRegularizationHook', ))):
+            for name in names:
+                assert registry.get(name) is not None, (registry.name, name)
+        from mmcv.cnn import build_conv_layer
+        conv = build_conv_layer(cfg.conv, 8, 4, 3, padding=1)
+        import torch
+        assert conv(torch.rand(1, 8, 5, 5)).shape == (1, 4, 5, 5)
+        from mmdet.utils import register_all_modules
+        register_all_modules()
+        backbone = MODELS.build(cfg.model)
+        return [type(backbone).__name__, type(conv).__name__, os.getcwd()]
+
+    @section('registering')
+    def _():  # imported by custom_imports above, after mmdet.registry
+        return registering_check(FINDERS)
+
+    @section('plain_warning')
+    def _():
+        load_config_with_mmdet_bases(tool=False)
+""")
+
+
+def run_fresh(checks, cwd, env, **constants):
+    """Run ``checks`` (sections of :data:`FRESH_HARNESS`) in a fresh interpreter: ``{section: result}``."""
+    script = FRESH_HARNESS + ''.join(f'{k} = {v!r}\n' for k, v in constants.items()) + checks + \
+        '\nprint("RESULTS", json.dumps(RESULTS))\n'
+    out = subprocess.run([sys.executable, '-c', script], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and 'RESULTS ' in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+    return json.loads(out.stdout.split('RESULTS ', 1)[1])
+
+
+def fresh_env(pythonpath):
+    """As conftest's (function-scoped) ``subprocess_env``, with or without the checkout on PYTHONPATH."""
+    env = dict(os.environ)
+    env.pop('PYTHONPATH', None)
+    if pythonpath:
+        env['PYTHONPATH'] = REPO_ROOT + os.pathsep + os.environ.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '2')
+    return env
+
+
+@pytest.fixture(scope='module')
+def in_repo(tmp_path_factory):
+    config = tmp_path_factory.mktemp('every_type') / 'every_type.py'
+    config.write_text(EVERY_TYPE_CONFIG)
+    return run_fresh(IN_REPO_CHECKS, REPO_ROOT, fresh_env(pythonpath=True), EVERY_TYPE_CONFIG_FILE=str(config),
+                     CONFIG_WITH_MMDET_BASES=CONFIG_WITH_MMDET_BASES)
+
+
+@pytest.fixture(scope='module')
+def elsewhere(tmp_path_factory):
+    """A config in an unrelated folder, loaded by a process started there, with the installed (editable) package
+    rather than the checkout on the path."""
+    cfg = tmp_path_factory.mktemp('elsewhere') / 'my_config.py'
+    cfg.write_text(textwrap.dedent("""
+        custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
+        default_scope = 'mmdet'
+        model = dict(type='ZF')
+        conv = dict(type='PowConv')
+    """))
+    return run_fresh(ELSEWHERE_CHECKS, str(cfg.parent), fresh_env(pythonpath=False),
+                     CUSTOM_IMPORTS_CONFIG_FILE=str(cfg), CONFIG_WITH_MMDET_BASES=CONFIG_WITH_MMDET_BASES)
+
+
+def section_result(results, name):
+    result = results[name]
+    assert result['ok'], f"section {name!r} failed:\n{result['error']}\nstderr:\n{result['stderr']}"
+    return result
+
+
+@pytest.mark.parametrize('process', ['in_repo', 'elsewhere'],
+                         ids=['import featquant_mmdet first', 'mmdet.registry first, then custom_imports'])
+def test_import_registers_every_registering_module_and_leaves_analysis_opt_in(process, request):
+    """Every module with a ``register_module`` call is imported by ``import featquant_mmdet`` itself, whether mmdet
+    was imported before or not, and no import hook is left in ``sys.meta_path``."""
+    assert section_result(request.getfixturevalue(process), 'registering')['value'] >= 15
+
+
+def test_a_config_with_every_registered_type_builds_after_import(in_repo):
+    registered = section_result(in_repo, 'every_type')['value']
+    assert len(registered) >= 30, registered  # 5 convs, 10 models, 6 transforms, 2 datasets, 4 metrics, 4 hooks
+    assert {'PowConv', 'ZF', 'RNGStateHook'} <= set(registered)
+
+
+def test_explicit_register_all_modules_sets_the_scope_like_mmdets(in_repo):
+    section_result(in_repo, 'explicit_scope')
+
+
+def test_custom_imports_from_a_config_outside_the_repo(elsewhere):
+    """A config in an unrelated folder, loaded by a process started there, gets every plugin component."""
+    backbone, conv, cwd = section_result(elsewhere, 'custom_imports')['value']
+    assert (backbone, conv) == ('ZF', 'PowConv')
+    assert osp.basename(cwd).startswith('elsewhere') and not osp.realpath(cwd).startswith(osp.realpath(REPO_ROOT))
 
 
 def package_layers():
@@ -188,49 +316,6 @@ def test_no_module_imports_from_a_layer_above_its_own():
                         upward.append(f'{module} imports {target} (line {node.lineno})')
     assert not unplaced, f'modules missing from the layer table of featquant_mmdet/__init__.py: {unplaced}'
     assert not upward, upward
-
-
-def test_custom_imports_from_a_config_outside_the_repo(tmp_path, subprocess_env, repo_root):
-    """A config in an unrelated folder, loaded by a process started there, gets every plugin component."""
-    cfg = tmp_path / 'elsewhere' / 'my_config.py'
-    cfg.parent.mkdir()
-    cfg.write_text(textwrap.dedent("""
-        custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
-        default_scope = 'mmdet'
-        model = dict(type='ZF')
-        conv = dict(type='PowConv')
-    """))
-    script = textwrap.dedent(f"""
-        import sys
-        from mmengine.config import Config
-        from mmengine.registry import MODELS as ROOT_MODELS
-        from mmdet.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
-        assert 'featquant_mmdet' not in sys.modules
-        cfg = Config.fromfile({str(cfg)!r})
-        assert 'featquant_mmdet' in sys.modules
-        # conv layers live in mmengine's root registry, like mmcv's own 'Conv'
-        for name in ('SFConv', 'PowConv', 'HPowConv', 'SFPowConv'):
-            assert ROOT_MODELS.get(name) is not None, name
-        for registry, names in ((MODELS, ('ZF', 'ImageClassifier')), (TRANSFORMS, ('Distort', )),
-                                (DATASETS, ('ImageNetDataset', )), (METRICS, ('Accuracy', )),
-                                (HOOKS, ('AlphaRegularizationHook', ))):
-            for name in names:
-                assert registry.get(name) is not None, (registry.name, name)
-        from mmcv.cnn import build_conv_layer
-        conv = build_conv_layer(cfg.conv, 8, 4, 3, padding=1)
-        import torch
-        assert conv(torch.rand(1, 8, 5, 5)).shape == (1, 4, 5, 5)
-        from mmdet.utils import register_all_modules
-        register_all_modules()
-        backbone = MODELS.build(cfg.model)
-        print('OK', type(backbone).__name__, type(conv).__name__)
-    """)
-    env = dict(subprocess_env)
-    env.pop('PYTHONPATH')  # the installed (editable) package, not the checkout on the path
-    out = subprocess.run([sys.executable, '-c', script], cwd=cfg.parent, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'OK ZF PowConv' in out.stdout
 
 
 def test_mmcv_ops_run_on_cpu():
@@ -370,39 +455,28 @@ def test_test_tool_checks_its_arguments_before_loading_anything(extra, message, 
 
 
 @pytest.mark.parametrize('which', ['config', 'checkpoint'])
-def test_test_tool_missing_files_are_usage_errors_without_a_traceback(which, tmp_path, subprocess_env, repo_root):
+def test_test_tool_missing_files_are_usage_errors_without_a_traceback(which, load_tool, tmp_path, capsys):
+    """A usage error (exit 2, the argparse line), not a FileNotFoundError raised while loading. In process: the
+    script's own process is tests/test_tools_help.py's (``python tools/... --help``)."""
     existing = tmp_path / 'exists.py'
     existing.write_text('')
     argv = [str(tmp_path / 'missing.py'), str(existing)] if which == 'config' else [str(existing),
                                                                                     str(tmp_path / 'missing.pth')]
-    out = subprocess.run([sys.executable, osp.join(repo_root, 'tools', 'test.py'), *argv], env=subprocess_env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and 'Traceback' not in out.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool('test').main(argv)
+    assert exit_info.value.code == 2
     missing = argv[0] if which == 'config' else argv[1]
-    assert out.stderr.strip().splitlines()[-1] == f'test.py: error: {which} file not found: {missing}'
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f': error: {which} file not found: {missing}'), last  # '<prog>: error: ...'
 
 
-def test_tools_silence_the_pkg_resources_warning_of_mmengine_only_in_their_process(subprocess_env, repo_root):
+def test_tools_silence_the_pkg_resources_warning_of_mmengine_only_in_their_process(in_repo, elsewhere):
     """Loading a config with mmdet:: bases makes mmengine import pkg_resources, which warns; the tools filter that
     one warning, a process that only imports the package keeps it."""
-    config = osp.join(repo_root, 'configs', 'faster_rcnn_zf_voc.py')
-    script = textwrap.dedent(f"""
-        import sys, warnings
-        warnings.simplefilter('always')
-        import featquant_mmdet
-        if sys.argv[1] == 'tool':
-            from featquant_mmdet.engine.cli import quiet_warnings
-            quiet_warnings()
-        from featquant_mmdet.engine.loading import load_config
-        load_config({config!r})
-    """)
-    tool = subprocess.run([sys.executable, '-c', script, 'tool'], env=subprocess_env, capture_output=True, text=True,
-                          timeout=300)
-    plain = subprocess.run([sys.executable, '-c', script, 'plain'], env=subprocess_env, capture_output=True,
-                           text=True, timeout=300)
-    assert tool.returncode == 0 and plain.returncode == 0, tool.stderr[-2000:] + plain.stderr[-2000:]
-    assert 'pkg_resources is deprecated' in plain.stderr  # the warning exists (setuptools >= 80) ...
-    assert 'pkg_resources is deprecated' not in tool.stderr  # ... and the tools do not show it
+    plain = section_result(elsewhere, 'plain_warning')['stderr']
+    tool = section_result(in_repo, 'tool_warning')['stderr']
+    assert 'pkg_resources is deprecated' in plain  # the warning exists (setuptools >= 80) ...
+    assert 'pkg_resources is deprecated' not in tool  # ... and the tools do not show it
 
 
 def test_setup_script_is_a_noop_when_ready(repo_root):
