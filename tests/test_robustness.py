@@ -316,15 +316,6 @@ def test_classifier_sweep_summary_matches_hand_computation(cls_sweep):
     assert again['mPC'] == pytest.approx(hand['mPC'])
 
 
-def test_sweep_is_deterministic_in_the_distortion_seed(cls, cls_sweep, tmp_path):
-    """A fresh sweep of the same cells reproduces every number (draws depend on seed, image, distortion, level)."""
-    cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), tmp_path)
-    plan = rb.prepare_sweep(cfg, cls['checkpoint'], distortions=['motion_blur'], levels=[3], metric='accuracy/top5')
-    fresh = rb.run_sweep(plan)
-    for key in ('clean', 'motion_blur@3'):
-        assert fresh['cells'][key]['metrics'] == cls_sweep['results']['cells'][key]['metrics']
-
-
 def test_failed_interval_step_keeps_the_cells_and_a_rerun_computes_the_intervals_without_evaluating(
         cls, tmp_path, robustness_main, load_tool, capsys, monkeypatch):
     """The intervals step made to fail as an environment would (MemoryError from the bootstrap; the rest real): the
@@ -617,14 +608,15 @@ def test_detector_metric_prefix_is_checked_before_any_evaluation(det, tmp_path, 
     assert not osp.exists(tmp_path / 'robustness.json')
 
 
-def test_metric_key_is_checked_after_the_clean_cell_and_a_rerun_resumes_from_it(cls, tmp_path):
+def test_metric_key_is_checked_after_the_clean_cell_and_a_rerun_resumes_from_it(cls, cls_sweep, tmp_path):
     """Which keys an evaluator reports, its clean cell tells (here with mmengine's DumpResults beside Accuracy);
-    a rerun with a reported key resumes from that cell."""
+    a rerun with a reported key resumes from that cell. The fresh sweep reproduces every number of the module's
+    sweep (the distortion's draws depend on seed, image, distortion, level; not on the run)."""
     work_dir = tmp_path / 'work'
     cfg = load_cfg(CLS_CONFIG, dict(cls['options'], **NO_WORKERS), work_dir)
     dump = str(tmp_path / 'predictions.pkl')
     cfg.test_evaluator = [dict(type='Accuracy', topk=(1, 5)), dict(type='DumpResults', out_file_path=dump)]
-    kwargs = dict(distortions=['jpeg'], levels=[1])
+    kwargs = dict(distortions=['motion_blur'], levels=[3])  # random draws (kernel direction)
     later = rb.prepare_sweep(cfg, cls['checkpoint'], metric='accuracy/top5', **kwargs)  # before any results file
     plan = rb.prepare_sweep(cfg, cls['checkpoint'], metric='accuracy/top3', **kwargs)
     with pytest.raises(rb.RobustnessError, match=r"metric 'accuracy/top3' is not reported by the test evaluator; "
@@ -637,8 +629,10 @@ def test_metric_key_is_checked_after_the_clean_cell_and_a_rerun_resumes_from_it(
     assert later.action == 'new'
     results = rb.run_sweep(later)
     assert later.action == 'resume'
-    assert results['runs'][-1]['skipped'] == ['clean'] and results['runs'][-1]['evaluated'] == ['jpeg@1']
+    assert results['runs'][-1]['skipped'] == ['clean'] and results['runs'][-1]['evaluated'] == ['motion_blur@3']
     assert results['cells']['clean'] == saved['cells']['clean']
+    for key in ('clean', 'motion_blur@3'):  # deterministic in the distortion seed
+        assert results['cells'][key]['metrics'] == cls_sweep['results']['cells'][key]['metrics'], key
 
 
 def test_metric_key_prefix_check():
