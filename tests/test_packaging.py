@@ -30,10 +30,10 @@ CHILD_CONFIGS = {
         model = dict(head=dict(num_classes=5))
         """,
 }
-# Loads the child configs in a fresh interpreter and builds their models through mmengine's root registry with no
-# default scope, so that the scope the configs carry is what finds the plugin's and mmdet's classes.
-LOAD_SCRIPT = """
-import json, sys
+# Loads the child configs of the current folder and builds their models through mmengine's root registry with no
+# default scope (or whatever scope the process has), so that the scope the configs carry is what finds the plugin's
+# and mmdet's classes. Run by a fresh interpreter (an unpacked wheel) or in process (the checkout).
+LOAD_CODE = """
 import featquant_mmdet
 from mmengine.config import Config
 from mmengine.registry import MODELS
@@ -47,8 +47,8 @@ for name in ('det', 'cls'):
     if name == 'det':
         out[name]['num_classes'] = model.roi_head.bbox_head.num_classes
         out[name]['fc6'] = list(model.roi_head.bbox_head.shared_fcs[0].weight.shape)
-print(json.dumps(out))
 """
+LOAD_SCRIPT = 'import json\n' + LOAD_CODE + 'print(json.dumps(out))\n'
 
 
 def write_child_project(folder):
@@ -77,11 +77,15 @@ def check_loaded(out):
     assert det['scope'] == cls['scope'] == 'mmdet' and det['default_scope'] == 'mmdet'
 
 
-def test_config_in_another_folder_inherits_featquant_configs(tmp_path):
-    project = str(tmp_path / 'my_project')
-    write_child_project(project)
-    package_parent = osp.dirname(osp.dirname(featquant_mmdet.__file__))
-    out = load_child_configs(project, package_parent)
+def test_config_in_another_folder_inherits_featquant_configs(tmp_path, monkeypatch):
+    """In process, from the checkout (test_built_wheel_works_unpacked does the same in a fresh interpreter started in
+    the other folder, from the wheel's copy of the package)."""
+    project = tmp_path / 'my_project'
+    write_child_project(str(project))
+    monkeypatch.chdir(project)
+    namespace = {}
+    exec(LOAD_CODE, namespace)
+    out = namespace['out']
     assert osp.dirname(out['package']) == osp.dirname(featquant_mmdet.__file__)
     check_loaded(out)
 
