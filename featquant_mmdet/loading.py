@@ -8,7 +8,9 @@ classifier-to-detector hand-off and the sweep (a service below ``models``, ``dis
 * :func:`build_model`: the eval-mode model of a config (file, ``Config``, or model dict) on a device, with a
   checkpoint's weights loaded strictly (every key and shape must match; the error lists what does not) or not.
 """
+import copy
 import itertools
+from collections import OrderedDict
 import os.path as osp
 from typing import Dict, Optional
 
@@ -115,6 +117,24 @@ def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu', s
 _RUNNER_COUNT = itertools.count()
 
 
+class _FormattedOnceConfig(Config):
+    """A ``Config`` whose ``pretty_text`` is formatted once per content (a small LRU shared by its deep copies).
+
+    mmengine formats the whole config with yapf (~1 s) each time it wants the text: logging it, dumping it twice at
+    start, and into every checkpoint's meta; a run keeping a snapshot per epoch paid that at every one."""
+    _texts: 'OrderedDict[tuple, str]' = OrderedDict()
+
+    @property
+    def pretty_text(self) -> str:
+        key = (repr(self.to_dict()), self._format_python_code)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = Config.pretty_text.fget(self)
+            while len(self._texts) > 8:
+                self._texts.popitem(last=False)
+        return text
+
+
 def build_runner(cfg: Config) -> Runner:
     """The Runner named by the config (``runner_type``) or mmengine's default one, with glibc malloc tuned for
     large tensor buffers first (:mod:`featquant_mmdet.malloc`; ``FEATQUANT_MALLOC=system`` keeps glibc's own).
@@ -123,6 +143,9 @@ def build_runner(cfg: Config) -> Runner:
     names its logger, MessageHub and Visualizer instances by config stem + the second, so two runs of one config
     started within the same second in one process would share them (the second writing into the first's folder)."""
     tune_malloc()
+    if type(cfg) is Config:
+        cfg = copy.copy(cfg)
+        object.__setattr__(cfg, '__class__', _FormattedOnceConfig)  # Config.__setattr__ writes into the dict
     if cfg.get('experiment_name') is None:
         stem = osp.splitext(osp.basename(cfg.filename))[0] if cfg.filename else 'run'
         cfg.experiment_name = f'{stem}_{next(_RUNNER_COUNT)}'

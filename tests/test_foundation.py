@@ -524,3 +524,30 @@ def test_runners_of_one_config_started_in_one_second_keep_their_own_folders(tmp_
         assert backend._save_dir.startswith(cfg.work_dir), (i, backend._save_dir)
         assert runner.log_dir.startswith(cfg.work_dir)
     assert osp.basename(osp.dirname(save_dirs[0])) == osp.basename(osp.dirname(save_dirs[1]))  # same second
+
+
+def test_a_runner_formats_its_config_once(tmp_path, monkeypatch, repo_root):
+    """mmengine formats the config with yapf (~1 s) to log it, dump it twice and put it in every checkpoint's meta:
+    build_runner's config formats each content once, to the same text as mmengine's."""
+    import mmengine.config.config as mmengine_config
+    from featquant_mmdet.loading import build_runner, load_config
+    from mmengine.config import Config
+
+    path = osp.join(repo_root, 'configs', 'pretrain', 'zf_imagenet.py')
+    calls = []
+    real = mmengine_config.FormatCode
+    monkeypatch.setattr(mmengine_config, 'FormatCode', lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = load_config(path, {'model.head.num_classes': 7})  # content no other test formats
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = build_runner(cfg)
+    assert len(calls) == 1  # log + config.py + vis_data/config.py, formatted once
+    text = runner.cfg.pretty_text
+    assert len(calls) == 1
+    with open(osp.join(runner.log_dir, 'vis_data', 'config.py')) as f:
+        assert f.read() == text
+    plain = Config.fromfile(path)
+    plain.merge_from_dict({'model.head.num_classes': 7, 'work_dir': cfg.work_dir,
+                           'experiment_name': runner.cfg.experiment_name})
+    assert text == plain.pretty_text and len(calls) == 2  # a plain Config formats at every call, to the same text
+    runner.cfg.merge_from_dict({'train_cfg.max_epochs': 3})
+    assert 'max_epochs=3' in runner.cfg.pretty_text and len(calls) == 3  # another content: formatted again
