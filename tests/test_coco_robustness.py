@@ -17,6 +17,7 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')  # tiny images: a secon
 
 CLASSES = ('bottle', 'car', 'tvmonitor')
 METRIC = 'coco/bbox_mAP_50'
+NUM_TEST = 4
 
 CONFIG = """_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['featquant_mmdet'], allow_failed_imports=False)
@@ -63,10 +64,11 @@ def save_checkpoint(config: str, path: str, seed: int) -> str:
 
 @pytest.fixture(scope='module')
 def coco_sweeps(tmp_path_factory, load_tool):
-    """Two seeded models swept over clean and motion blur 1 with 200 resamples."""
+    """Two seeded models (NUM_TEST images) swept over clean and motion blur 1 with 200 resamples."""
     from featquant_mmdet.datasets.synthetic_coco import make_coco_dataset
     root = tmp_path_factory.mktemp('coco_robustness')
-    data_root = make_coco_dataset(str(root / 'coco'), num_train=1, num_test=6, image_size=(128, 96), seed=0) + '/'
+    data_root = make_coco_dataset(str(root / 'coco'), num_train=1, num_test=NUM_TEST, image_size=(128, 96),
+                                  seed=0) + '/'
     config = write_config(root / 'faster_rcnn_r18_fpn_pow_coco.py', data_root)
     tool = load_tool('robustness')
     out = dict(root=root, config=config, data_root=data_root, paths={}, results={})
@@ -84,10 +86,10 @@ def test_coco_sweep_keeps_per_image_records_and_intervals(coco_sweeps, capsys):
     results = coco_sweeps['results']['A']
     for key, cell in results['cells'].items():
         entry = cell['per_image']
-        assert entry['file'] == f'robustness.cells/{key}.npz' and entry['num_images'] == 6
+        assert entry['file'] == f'robustness.cells/{key}.npz' and entry['num_images'] == NUM_TEST
         records = load_per_image(osp.join(osp.dirname(coco_sweeps['paths']['A']), entry['file']))
         assert records.kind == 'coco' and records.metric == METRIC
-        assert records.scores.size > 6 * 100  # many ranked detections of an untrained detector
+        assert records.scores.size > NUM_TEST * 100  # many ranked detections of an untrained detector
         # the cell keeps pycocotools' value of every CocoMetric key (CocoMetric itself rounds to 3 decimals)
         assert cell['metrics'][METRIC] == records.value() == entry['value']
         for key, value in cell['metrics'].items():
@@ -95,11 +97,11 @@ def test_coco_sweep_keeps_per_image_records_and_intervals(coco_sweeps, capsys):
                 assert value == records.with_metric(key).value(), key
     assert results['cells']['clean']['per_image']['value'] > 0  # the detector finds something
     intervals = results['summary']['intervals']
-    assert (intervals['resamples'], intervals['num_images']) == (200, 6)
+    assert (intervals['resamples'], intervals['num_images']) == (200, NUM_TEST)
     cols = intervals['columns']
     assert {'cell/clean', 'cell/motion_blur@1', 'P', 'mean/motion_blur', 'mPC', 'rPC'} <= set(cols)
     for name in ('cell/clean', 'P', 'mPC'):
-        assert cols[name]['low'] < cols[name]['high'], name  # resampling 6 images moves the mAP
+        assert cols[name]['low'] < cols[name]['high'], name  # resampling the images moves the mAP
         assert cols[name]['value'] == pytest.approx(
             results['cells']['clean' if name != 'mPC' else 'motion_blur@1']['per_image']['value'])
 
