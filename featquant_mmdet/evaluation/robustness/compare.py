@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ...stats.bootstrap import DEFAULT_METHOD, Estimate, Resamples, bootstrap_summary
+from ...stats.bootstrap import DEFAULT_METHOD, Estimate, Resamples, bootstrap_summary, paired_difference
 from ...stats.format import MARKER_NOTE, csv_table, level_text, markdown_table
 from ...stats.multiplicity import family_text, holm, p_text
 from .errors import RobustnessError
@@ -185,8 +185,7 @@ def compare_results(results: Sequence[dict], paths: Sequence[str], labels: Seque
         if i == ref:
             continue
         with np.errstate(invalid='ignore'):  # inf - inf (a CE without reference errors): NaN, interval undefined
-            comp.diffs[label] = [None if a is None or b is None else
-                                 Estimate(b.point - a.point, b.samples - a.samples, level, method)
+            comp.diffs[label] = [None if a is None or b is None else paired_difference(a, b)
                                  for a, b in zip(comp.rows[ref], comp.rows[i])]
         comp.p_values[label] = [float('nan') if d is None else d.p_value for d in comp.diffs[label]]
         comp.p_adjusted[label] = holm(comp.p_values[label]).tolist()

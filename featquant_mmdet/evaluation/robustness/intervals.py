@@ -6,8 +6,9 @@ written by the per-image recorder, :mod:`featquant_mmdet.evaluation.per_image`):
     "per_image": {"file": "robustness.cells/clean.npz", "sha256": ..., "bytes": ..., "num_images": 80,
                   "value": 0.8123}                        # the metric recomputed from the file on all images
 
-or ``{"unsupported": why}`` (e.g. a COCO metric). :func:`load_per_image_cells` reads and checks them (present,
-unchanged since the sweep wrote them, same test images in every cell); :func:`bootstrap_results` draws one
+or ``{"unsupported": why}`` (a metric without a per-image recorder; VOC, classification and COCO-style have one).
+:func:`load_per_image_cells` reads and checks them (present, unchanged since the sweep wrote them, same test images
+in every cell); :func:`bootstrap_results` draws one
 :class:`~featquant_mmdet.stats.bootstrap.Resamples` (B x n image indices, seeded) and recomputes every cell and
 summary on each resample; :func:`intervals_json` is what the summary stores.
 """
