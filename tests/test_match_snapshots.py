@@ -120,15 +120,21 @@ def test_prune_keeps_the_matched_snapshot_only(tmp_path):
 
 
 def run_tool(*argv):
+    """The real entry point in a subprocess (exit status, stderr, no traceback)."""
     return subprocess.run([sys.executable, TOOL, *map(str, argv)], capture_output=True, text=True, timeout=120)
 
 
-def test_tool_prints_the_table_and_writes_the_matches(tmp_path):
+@pytest.fixture(scope='module')
+def tool(load_tool):
+    return load_tool('match_snapshots')
+
+
+def test_tool_prints_the_table_and_writes_the_matches(tmp_path, tool, capsys):
     a = make_run(tmp_path / 'zf', [50.0, 58.6, 61.0])
     b = make_run(tmp_path / 'pow', [48.0, 57.5, 59.0, 63.0])
-    out = run_tool(a, b, '--metric', KEY, '--target', 'common', '--tolerance', '2', '--json', tmp_path / 'm.json')
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    assert tool.main([a, b, '--metric', KEY, '--target', 'common', '--tolerance', '2',
+                      '--json', str(tmp_path / 'm.json')]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "target accuracy/top1 61.00 ('common'), tolerance 2:"
     assert lines[1].startswith('| Run | Snapshot | accuracy/top1 | Distance to target |')
     assert lines[3] == f'| {osp.normpath(a)} | epoch_3.pth | 61.00 | 0.00 | epoch_3.pth (61.00) |'
@@ -154,8 +160,13 @@ def test_tool_refuses_in_one_line_naming_the_closest_candidate(tmp_path):
     (['--tolerance', '1', '--reference', 'elsewhere'], '--reference elsewhere is not one of the runs'),
     (['missing_run', '--tolerance', '1'], 'no such run folder'),
 ])
-def test_tool_argument_mistakes_are_one_line_and_exit_2(tmp_path, extra, message):
+def test_tool_argument_mistakes_are_one_line_and_exit_2(tmp_path, tool, capsys, extra, message):
+    """In process (main(argv)): argparse's usage line and one error line, exit 2 (the subprocess entry point's exit
+    status and one-line stderr are checked by test_tool_refuses_in_one_line_naming_the_closest_candidate)."""
     a = make_run(tmp_path / 'zf', [50.0, 60.0])
-    out = run_tool(a, *extra, '--metric', KEY)
-    assert out.returncode == 2 and message in out.stderr
-    assert 'Traceback' not in out.stderr
+    with pytest.raises(SystemExit) as exc:
+        tool.main([a, *extra, '--metric', KEY])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err
+    errors = [line for line in err.splitlines() if 'error:' in line]
+    assert len(errors) == 1 and ': error: ' in errors[0] and message in errors[0], err

@@ -1,6 +1,7 @@
 """The multi-seed study (tools/study.py, featquant_mmdet/engine/study.py): a tiny two-variant, two-seed classifier
 study end to end through the real tools on generated ImageNet-format data, killed mid-way (SIGKILL of its process
-group) and resumed; its numbers against a hand computation from the runs' robustness.json; bad input.
+group) and resumed; its numbers against a hand computation from the runs' robustness.json; its matched snapshots and
+the own-saliency occlusion column (one study run, shared by the tests that read it); bad input.
 """
 import csv
 import json
@@ -18,19 +19,25 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY = osp.join(REPO, 'tools', 'study.py')
 VARIANTS = ('ZF', 'POW1')
 SEEDS = (0, 1)
+# One study for every end-to-end test (each study step is a tool in a subprocess: their start-up is most of the cost):
+# two variants x two seeds for the intervals and the paired differences, matched snapshots (every epoch validated and
+# kept, one match step per seed before any sweep) and the own-saliency cross-check column.
 SPEC = """
 task = 'classification'
 seeds = [0, 1]
 distortions = ['jpeg', 'targeted_occlusion', 'mix']
 levels = [2]
 saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=9)  # an architecture none compared has
+own_saliency = True
+match = dict(pretrain='accuracy/top1', tolerance=100.0, target='common', interval=1, begin=1)
 threads = 1
 jobs = 2
 data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
-pretrain = dict(epochs=1, batch=8, lr=0.01, scale=64)
+pretrain = dict(epochs=2, batch=8, lr=0.01, scale=64)
 variants = [dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
             dict(name='POW1', config='configs/pretrain/zf_pow1_imagenet.py', alpha_lr_mult=3)]
 """
+EPOCHS = 2
 
 
 def study_cmd(spec, work, *extra):
@@ -39,13 +46,17 @@ def study_cmd(spec, work, *extra):
 
 @pytest.fixture(scope='module')
 def tiny_study(tmp_path_factory):
-    """The study killed (SIGKILL, whole process group) once the first training has finished, then rerun."""
+    """The study killed (SIGKILL, whole process group) once the first training has finished, then rerun.
+
+    The killed run takes one step at a time (``--jobs 1``: the step after the marked training has just started when
+    the kill comes, so little work is thrown away); the rerun is the spec's own command (``jobs = 2``): the steps'
+    done-markers do not depend on how many run side by side."""
     base = tmp_path_factory.mktemp('study')
     spec, work = base / 'spec.py', base / 'work'
     spec.write_text(SPEC)
     marker = work / 'stages' / 'train_ZF_s0.json'
-    proc = subprocess.Popen(study_cmd(spec, work), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(study_cmd(spec, work, '--jobs', '1'), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 400
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -54,7 +65,7 @@ def tiny_study(tmp_path_factory):
     killed_out = proc.communicate(timeout=60)[0]
     done_before = {p[:-5]: json.loads((work / 'stages' / p).read_text())
                    for p in os.listdir(work / 'stages') if p.endswith('.json')}
-    resumed = subprocess.run(study_cmd(spec, work), cwd=REPO, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(study_cmd(spec, work), cwd=REPO, capture_output=True, text=True, timeout=900)
     return dict(work=work, killed_out=killed_out, done_before=done_before, resumed=resumed)
 
 
@@ -69,8 +80,8 @@ def test_killed_study_resumes_without_redoing_finished_steps(tiny_study):
         assert after['finished_at'] == marker['finished_at'], name  # not redone
     redone = [line for line in resumed.stdout.splitlines() if ' done in ' in line]
     assert not any(f'] {name} done in' in line for name in done_before for line in redone)
-    # trains, sweeps, data, the saliency classifier, report
-    assert len(redone) == 2 * len(VARIANTS) * len(SEEDS) + 3 - len(done_before)
+    # trains, sweeps, own-saliency sweeps, a match per seed, data, the saliency classifier, report
+    assert len(redone) == 3 * len(VARIANTS) * len(SEEDS) + len(SEEDS) + 3 - len(done_before)
     assert 'progress:' in resumed.stdout and 'left' in resumed.stdout
     record = json.loads((tiny_study['work'] / 'results' / 'study_run.json').read_text())
     assert record['threads'] == 1 and record['cpu_capability']
@@ -351,74 +362,50 @@ def test_shipped_study_specs_pass_the_checks(spec_file):
 
 # ---- matched snapshots and the saliency classifier's architecture (issue 27)
 
-MATCH_SPEC = """
-task = 'classification'
-seeds = [0]
-distortions = ['jpeg', 'targeted_occlusion']
-levels = [2]
-saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=9)
-own_saliency = True
-match = dict(pretrain='accuracy/top1', tolerance=100.0, target='common', interval=1, begin=1)
-threads = 1
-jobs = 2
-data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
-pretrain = dict(epochs=3, batch=8, lr=0.01, scale=64)
-variants = [dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
-            dict(name='POW1', config='configs/pretrain/zf_pow1_imagenet.py')]
-"""
-
-
-@pytest.fixture(scope='module')
-def matched_study(tmp_path_factory):
-    base = tmp_path_factory.mktemp('matched')
-    spec, work = base / 'spec.py', base / 'work'
-    spec.write_text(MATCH_SPEC)
-    proc = subprocess.run(study_cmd(spec, work), cwd=REPO, capture_output=True, text=True, timeout=900)
-    return dict(work=work, proc=proc)
-
-
-def test_a_matched_study_sweeps_exactly_the_matched_snapshots(matched_study):
+def test_a_matched_study_sweeps_exactly_the_matched_snapshots(tiny_study):
     """Each classifier validated and kept a snapshot every epoch; the match picked, per run, the snapshot closest to
-    the best top-1 both runs reach (ties: the later), as recomputed here from mmengine's own validation records; the
-    sweeps evaluated exactly those files, the others were deleted, and the report names them."""
+    the best top-1 both runs of the seed reach (ties: the later), as recomputed here from mmengine's own validation
+    records; the sweeps evaluated exactly those files, the others were deleted, and the report names them."""
     import glob
-    work, proc = matched_study['work'], matched_study['proc']
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    values = {}
-    for name in ('ZF', 'POW1'):
-        records = [json.loads(line) for path in sorted(glob.glob(str(work / 'train' / f'{name}_s0' / '*' / 'vis_data'
-                                                                     / 'scalars.json')))
-                   for line in open(path) if 'accuracy/top1' in line]
-        values[name] = {r['step']: r['accuracy/top1'] for r in records}
-        assert sorted(values[name]) == [1, 2, 3]  # validated every epoch
-    target = min(max(v.values()) for v in values.values())
-    (record_path, ) = glob.glob(str(work / 'match' / 'train_s0_*.json'))
-    record = json.loads(open(record_path).read())
+    work = tiny_study['work']
     report = (work / 'results' / 'study.md').read_text()
-    for name, by_step in values.items():
-        step = min(by_step, key=lambda k: (abs(by_step[k] - target), -k))
-        match = record['matches'][name]
-        assert match['step'] == step and match['value'] == pytest.approx(by_step[step])
-        assert match['target'] == pytest.approx(target)
-        assert sorted(p.name for p in (work / 'train' / f'{name}_s0').glob('*.pth')) == [f'epoch_{step}.pth']
-        for sweep in ('robustness', 'occlusion_own'):
-            res = json.loads((work / sweep / f'{name}_s0' / 'robustness.json').read_text())
-            assert osp.realpath(res['identity']['checkpoint']) == osp.realpath(match['checkpoint']), (name, sweep)
-        assert f'| {name} s0 | epoch_{step}.pth | {by_step[step]:.2f} |' in report
+    for seed in SEEDS:
+        values = {}
+        for name in VARIANTS:
+            records = [json.loads(line) for path in sorted(glob.glob(str(
+                work / 'train' / f'{name}_s{seed}' / '*' / 'vis_data' / 'scalars.json')))
+                for line in open(path) if 'accuracy/top1' in line]
+            values[name] = {r['step']: r['accuracy/top1'] for r in records}
+            assert sorted(values[name]) == list(range(1, EPOCHS + 1))  # validated every epoch
+        target = min(max(v.values()) for v in values.values())
+        (record_path, ) = glob.glob(str(work / 'match' / f'train_s{seed}_*.json'))
+        record = json.loads(open(record_path).read())
+        for name, by_step in values.items():
+            step = min(by_step, key=lambda k: (abs(by_step[k] - target), -k))
+            match = record['matches'][name]
+            assert match['step'] == step and match['value'] == pytest.approx(by_step[step])
+            assert match['target'] == pytest.approx(target)
+            assert sorted(p.name for p in (work / 'train' / f'{name}_s{seed}').glob('*.pth')) == [f'epoch_{step}.pth']
+            for sweep in ('robustness', 'occlusion_own'):
+                res = json.loads((work / sweep / f'{name}_s{seed}' / 'robustness.json').read_text())
+                assert osp.realpath(res['identity']['checkpoint']) == osp.realpath(match['checkpoint']), (
+                    name, seed, sweep)
+            assert f'| {name} s{seed} | epoch_{step}.pth | {by_step[step]:.2f} |' in report
     assert (work / 'results' / 'matched_snapshots.md').exists()
 
 
-def test_own_saliency_is_a_second_occlusion_column_made_by_each_model_itself(matched_study):
+def test_own_saliency_is_a_second_occlusion_column_made_by_each_model_itself(tiny_study):
     import hashlib
-    work = matched_study['work']
+    work = tiny_study['work']
     with open(work / 'results' / 'study.csv') as f:
         header = next(csv.reader(f))
     assert 'Occ.' in header and 'Occ. (own)' in header, header
-    record = json.loads(open(next((work / 'match').glob('train_s0_*.json'))).read())
-    for name in ('ZF', 'POW1'):
-        res = json.loads((work / 'occlusion_own' / f'{name}_s0' / 'robustness.json').read_text())
-        digest = hashlib.sha256(open(record['matches'][name]['checkpoint'], 'rb').read()).hexdigest()
-        assert res['cells']['targeted_occlusion@2']['inputs']['saliency_checkpoint_sha256'] == digest
+    for seed in SEEDS:
+        record = json.loads(open(next((work / 'match').glob(f'train_s{seed}_*.json'))).read())
+        for name in VARIANTS:
+            res = json.loads((work / 'occlusion_own' / f'{name}_s{seed}' / 'robustness.json').read_text())
+            digest = hashlib.sha256(open(record['matches'][name]['checkpoint'], 'rb').read()).hexdigest()
+            assert res['cells']['targeted_occlusion@2']['inputs']['saliency_checkpoint_sha256'] == digest
 
 
 def test_a_run_that_cannot_be_matched_stops_the_study_before_any_sweep(tmp_path):
