@@ -23,10 +23,13 @@ IMAGE_SIZE = (192, 160)  # smallest size at which some 128x128 anchors lie insid
 
 
 def short_run_options(data_root, max_iters):
-    """The --cfg-options the configs document for another data root, a small image scale and a short schedule."""
+    """The --cfg-options the configs document for another data root, a small image scale and a short schedule, and
+    fc6/fc7 of 256 instead of 4096: the 4096-d RoI head is nine tenths of the ZF detector's parameters and compute
+    (0.5 GB checkpoints with the optimizer state) and plays no part in what these tests check."""
     from featquant_mmdet.engine.study import loader_options, voc_data_options
     return [f'train_cfg.max_iters={max_iters}', f'param_scheduler.0.milestones=[{max_iters}]',
             'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+            'model.roi_head.bbox_head.fc_out_channels=256',
             *voc_data_options(data_root, IMAGE_SIZE), *loader_options()]
 
 
@@ -327,31 +330,48 @@ def undecodable_png(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize('kind', ['truncated', 'undecodable'])
-def test_sweep_names_the_bad_image(voc_copy, tmp_path, small_detector_checkpoint, kind):
-    """tools/robustness.py with two loader workers: a truncated test image is named before the first cell; an image
-    that only fails when decoded (in a worker) is named too, with its id, instead of a bare decoder error; both as the
-    tool's one-line error, no traceback."""
-    jpg = voc_copy / f'VOC2007/JPEGImages/{SPLIT_IMAGE["test"]}.jpg'
-    if kind == 'truncated':
-        break_image(voc_copy, SPLIT_IMAGE['test'], kind)
-        expected = re.escape(repr(str(jpg))) + '.*is truncated'
-    else:
-        undecodable_png(jpg)
-        expected = (re.escape(repr(str(jpg))) + r" \(id '000004'\) failed in the data pipeline: AssertionError: "
-                    'failed to load image')
-    options = [o for o in short_run_options(voc_copy, 2) if not o.startswith('test_dataloader.')
+def sweep_options(voc_root):
+    """short_run_options for tools/robustness.py: the test loader with two workers."""
+    options = [o for o in short_run_options(voc_root, 2) if not o.startswith('test_dataloader.')
                or 'data_root' in o or 'pipeline' in o]
-    options += ['test_dataloader.num_workers=2', 'test_dataloader.persistent_workers=False',
-                'model.roi_head.bbox_head.fc_out_channels=256']
+    return options + ['test_dataloader.num_workers=2', 'test_dataloader.persistent_workers=False']
+
+
+def check_no_sweep_results(work_dir):
+    results = work_dir / 'robustness.json'
+    assert not results.exists() or 'mix_heavy' not in json.loads(results.read_text())['cells']
+
+
+def test_sweep_names_a_truncated_image_before_the_first_cell(voc_copy, tmp_path, small_detector_checkpoint,
+                                                              load_tool):
+    """tools/robustness.py (in process: the check runs before any worker starts): a truncated test image ends the
+    sweep in the tool's one-line error naming the file."""
+    jpg = voc_copy / f'VOC2007/JPEGImages/{SPLIT_IMAGE["test"]}.jpg'
+    break_image(voc_copy, SPLIT_IMAGE['test'], 'truncated')
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool('robustness').main([osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), small_detector_checkpoint,
+                                      '--distortions', 'mix_heavy', '--work-dir', str(tmp_path / 'sweep'),
+                                      '--cfg-options', *sweep_options(voc_copy)])
+    message = exit_info.value.code  # SystemExit(str): Python prints it to stderr, exit status 1
+    assert isinstance(message, str) and '\n' not in message, message
+    assert re.fullmatch('robustness.py: error: .*' + re.escape(repr(str(jpg))) + '.*is truncated.*', message), message
+    check_no_sweep_results(tmp_path / 'sweep')
+
+
+def test_sweep_names_an_image_that_fails_in_a_worker(voc_copy, tmp_path, small_detector_checkpoint):
+    """tools/robustness.py with two loader workers, as a user runs it: an image that only fails when decoded (in a
+    worker) is named with its id, instead of a bare decoder error, as the tool's one-line error, no traceback."""
+    jpg = voc_copy / f'VOC2007/JPEGImages/{SPLIT_IMAGE["test"]}.jpg'
+    undecodable_png(jpg)
+    expected = (re.escape(repr(str(jpg))) + r" \(id '000004'\) failed in the data pipeline: AssertionError: "
+                'failed to load image')
     proc = subprocess.run([sys.executable, osp.join(REPO, 'tools', 'robustness.py'),
                            osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py'), small_detector_checkpoint,
                            '--distortions', 'mix_heavy', '--work-dir', str(tmp_path / 'sweep'), '--cfg-options',
-                           *options], cwd=REPO, capture_output=True, text=True, timeout=600,
+                           *sweep_options(voc_copy)], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1'))
     assert proc.returncode != 0
     last_line = proc.stderr.strip().splitlines()[-1]
     assert re.search('robustness.py: error: .*' + expected, last_line), proc.stderr[-3000:]  # one line, the file named
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    results = tmp_path / 'sweep' / 'robustness.json'
-    assert not results.exists() or 'mix_heavy' not in json.loads(results.read_text())['cells']
+    check_no_sweep_results(tmp_path / 'sweep')
