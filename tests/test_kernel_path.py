@@ -243,24 +243,28 @@ def _venv_without_ninja(root) -> str:
 @pytest.mark.skipif(not HAS_COMPILER, reason='needs a C++ compiler to take away piece by piece')
 @pytest.mark.parametrize('missing', ['compiler', 'compiler-on-path', 'ninja', 'build'])
 def test_a_kernel_that_cannot_be_built_says_why_in_one_line_and_the_eager_maps_run(missing, tmp_path,
-                                                                                   subprocess_env):
-    """A fresh TORCH_EXTENSIONS_DIR each time (no cached build to load); each case fails before or at compiling."""
-    env = dict(subprocess_env, TORCH_EXTENSIONS_DIR=str(tmp_path / 'extensions'))
-    env.pop(path.ENV_VAR, None)
-    python = sys.executable
+                                                                                   subprocess_env, monkeypatch,
+                                                                                   capsys):
+    """A fresh TORCH_EXTENSIONS_DIR each time (no cached build to load); each case fails before or at compiling.
+
+    The workload runs in this process as in a new one (the kernel not tried yet; its state, the environment and
+    torch's record of extensions built in this process restored afterwards), except 'ninja': that needs an
+    interpreter with no ninja beside it (a virtual environment of its own), so it runs in a subprocess."""
+    env = {'TORCH_EXTENSIONS_DIR': str(tmp_path / 'extensions'), path.ENV_VAR: None}  # None: unset
+    python = None  # this process
     tools = tmp_path / 'bin'
     tools.mkdir()
     if missing == 'compiler':
         env['CXX'] = str(tmp_path / 'no' / 'c++')
         reason = f"no C\\+\\+ compiler: CXX='{re.escape(env['CXX'])}' not found on PATH"
     elif missing == 'compiler-on-path':  # ninja there, no c++: the case the warning used to show ninja's command for
-        env.pop('CXX', None)
+        env['CXX'] = None
         os.symlink(shutil.which('ninja', path=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH']),
                    tools / 'ninja')
         env['PATH'] = str(tools)
         reason = r"no C\+\+ compiler: 'c\+\+' \(set CXX to choose one\) not found on PATH"
     elif missing == 'ninja':
-        env.pop('CXX', None)
+        env['CXX'] = None
         os.symlink(shutil.which('c++'), tools / 'c++')
         env['PATH'] = str(tools)
         python = _venv_without_ninja(tmp_path / 'venv')
@@ -272,14 +276,34 @@ def test_a_kernel_that_cannot_be_built_says_why_in_one_line_and_the_eager_maps_r
         os.chmod(env['CXX'], 0o755)
         reason = (r"build error \(c\+\+: error: unrecognized command-line option .-fno-such-flag.*\), the compiler's "
                   r"output in (?P<log>\S+featquant_build_error\.log)")
-    proc = subprocess.run([python, '-c', WORKLOAD], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    said = [line for line in proc.stderr.splitlines() if 'cannot be built' in line]
-    assert len(said) == 1, proc.stderr[-3000:]
+    if python:
+        subprocess_env.update((name, value) for name, value in env.items() if value is not None)
+        for name in [name for name, value in env.items() if value is None]:
+            subprocess_env.pop(name, None)
+        proc = subprocess.run([python, '-c', WORKLOAD], env=subprocess_env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said = [line for line in proc.stderr.splitlines() if 'cannot be built' in line]
+        stdout, stderr = proc.stdout, proc.stderr
+    else:
+        for name, value in env.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        monkeypatch.setattr(native, '_state', {})
+        from torch.utils.cpp_extension import JIT_EXTENSION_VERSIONER  # the failed build would bump its version
+        monkeypatch.setattr(JIT_EXTENSION_VERSIONER, 'entries', dict(JIT_EXTENSION_VERSIONER.entries))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            exec(compile(WORKLOAD, '<workload>', 'exec'), {})
+        said = [f'{w.category.__name__}: {w.message}' for w in caught if 'cannot be built' in str(w.message)]
+        stdout, stderr = capsys.readouterr().out, '\n'.join(said)
+    assert len(said) == 1, stderr[-3000:]
     warning = re.search(f'RuntimeWarning: featquant_mmdet: the CPU maps kernel cannot be built: {reason}; the eager '
                         f'maps run on the CPU$', said[0])
     assert warning, said[0]
-    out = proc.stdout.splitlines()
+    out = stdout.splitlines()
     assert out[0] == 'map: _SignedPowerBackward'  # the eager maps trained the step
     assert re.fullmatch(f'cpu: eager maps \\(the C\\+\\+ kernel cannot be built: {reason}\\)', out[1]), out[1]
     if missing == 'build':

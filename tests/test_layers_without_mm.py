@@ -4,6 +4,7 @@ The subprocesses install an import blocker for mmengine, mmcv and mmdet before a
 them fails exactly as on a machine where they are not installed (``ModuleNotFoundError``).
 """
 import importlib.util
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -77,9 +78,33 @@ def test_ops_and_layers_import_and_run_with_torch_alone(repo_root, subprocess_en
     assert 'torch-only OK' in proc.stdout
 
 
-def test_import_featquant_mmdet_layers_through_the_package_with_torch_alone(repo_root, subprocess_env):
-    proc = _run(BLOCKER + WORKLOAD, repo_root, subprocess_env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+# What a GPU machine without OpenMMLab runs from a checkout, in one process (one torch import for both tests below):
+# the layers imported through the package (``import featquant_mmdet.layers``), then benchmarks/bench_quant_conv_gpu.py
+# (here on the CPU, one round of the layer table at batch 1, one thread), the import blocker in place throughout.
+BENCHMARK = textwrap.dedent('''
+    print('--- benchmark ---', flush=True)
+    import runpy
+    sys.argv = ['bench_quant_conv_gpu.py', '--device', 'cpu', '--repeats', '1', '--warmup', '0', '--batches', '1',
+                '--threads', '1', '--skip', 'zf', 'memory', '--malloc', 'system']
+    runpy.run_path('benchmarks/bench_quant_conv_gpu.py', run_name='__main__')
+    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('mmengine', 'mmcv', 'mmdet'))
+    assert not loaded, loaded
+''')
+
+
+@pytest.fixture(scope='module')
+def through_the_package(repo_root):
+    """(exit status, stdout before the benchmark, the benchmark's stdout, stderr) of BLOCKER + WORKLOAD + BENCHMARK."""
+    env = dict(os.environ, PYTHONPATH=repo_root + os.pathsep + os.environ.get('PYTHONPATH', ''))  # subprocess_env
+    env.setdefault('OMP_NUM_THREADS', '2')
+    proc = _run(BLOCKER + WORKLOAD + BENCHMARK, repo_root, env)
+    layers, _, bench = proc.stdout.partition('--- benchmark ---')
+    return proc.returncode, layers, bench, proc.stderr
+
+
+def test_import_featquant_mmdet_layers_through_the_package_with_torch_alone(through_the_package):
+    returncode, layers, bench, stderr = through_the_package
+    assert 'torch-only OK' in layers, stderr[-3000:]
 
 
 def test_layers_are_registered_in_mmengine_when_it_is_there():
@@ -114,18 +139,10 @@ def test_benchmark_torch_zf_mirrors_the_zf_backbone(repo_root):
         torch.testing.assert_close(ours(x), theirs(x)[-1])
 
 
-def test_the_gpu_benchmark_runs_with_torch_alone(repo_root, subprocess_env):
+def test_the_gpu_benchmark_runs_with_torch_alone(through_the_package):
     """benchmarks/bench_quant_conv_gpu.py is what a GPU machine without OpenMMLab runs from a checkout: the whole
     script (here on the CPU, one round, the layer table) with the import blocker in place."""
-    run = textwrap.dedent('''
-        import runpy
-        sys.argv = ['bench_quant_conv_gpu.py', '--device', 'cpu', '--repeats', '1', '--warmup', '0', '--skip', 'zf',
-                    'memory', '--malloc', 'system']
-        runpy.run_path('benchmarks/bench_quant_conv_gpu.py', run_name='__main__')
-        loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('mmengine', 'mmcv', 'mmdet'))
-        assert not loaded, loaded
-    ''')
-    proc = _run(BLOCKER + run, repo_root, subprocess_env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'malloc: system' in proc.stdout and 'R50 layer4 3x3' in proc.stdout
-    assert 'PowConv L=1, worst shape/batch/dtype' in proc.stdout  # the targets, met or missed
+    returncode, layers, bench, stderr = through_the_package
+    assert returncode == 0, stderr[-3000:]
+    assert 'malloc: system' in bench and 'R50 layer4 3x3' in bench
+    assert 'PowConv L=1, worst shape/batch/dtype' in bench  # the targets, met or missed

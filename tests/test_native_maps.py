@@ -2,6 +2,7 @@
 of eq. 6 on ReLU features, results independent of the thread count, no process-wide floating-point side effect, the
 layouts it leaves to the eager path, and a failed build. Values and gradients against the eager reference, layers
 included: tests/test_fused_maps.py (BOTH_BACKENDS)."""
+import importlib.util
 import os.path as osp
 import shutil
 import subprocess
@@ -251,20 +252,34 @@ def test_exponents_outside_the_range_are_clamped_by_the_kernel_with_the_eager_gr
     torch.testing.assert_close(got[2], ref[2], rtol=1e-5, atol=1e-5 * float(ref[2].abs().max()))
 
 
+def _load_benchmark(path):
+    """A benchmarks/ script as a module, to call its ``main(argv)`` in this process (no second torch import)."""
+    spec = importlib.util.spec_from_file_location('featquant_bench_' + osp.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.skipif(not HAS_COMPILER, reason='no C++ compiler on this machine')
-def test_kernel_revision_benchmark_builds_an_earlier_kernel_and_refuses_an_unknown_revision(repo_root):
-    """benchmarks/bench_native_kernel.py: HEAD's kernel source built beside the current one (one round; about 25 s
-    to build), every row timed; a bad --ref in one line."""
-    import os
-    import subprocess
-    import sys
-    script = os.path.join(repo_root, 'benchmarks', 'bench_native_kernel.py')
-    proc = subprocess.run([sys.executable, script, '--ref', 'HEAD', '--repeats', '1', '--threads', '1'],
-                          cwd=repo_root, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(('ZF conv', 'R50 layer'))]
+def test_kernel_revision_benchmark_builds_an_earlier_kernel_and_refuses_an_unknown_revision(repo_root, monkeypatch,
+                                                                                           capsys):
+    """benchmarks/bench_native_kernel.py, its main() run here as its command line would: the kernel source of the
+    last commit that changed it built beside the current one (one round; about 25 s to build once, then cached under
+    that commit's name, unlike HEAD's, which changes with every commit), every row timed; a bad --ref in one line."""
+    script = osp.join(repo_root, 'benchmarks', 'bench_native_kernel.py')
+    bench = _load_benchmark(script)
+    monkeypatch.setattr(sys, 'argv', [script])  # argparse's prog, as when run as a script
+    ref = bench.git('log', '-n', '1', '--format=%h', '--', bench.SOURCE).strip()
+    threads = torch.get_num_threads()
+    try:
+        bench.main(['--ref', ref, '--repeats', '1', '--threads', '1'])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert f'ref = {ref}, now = this tree' in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(('ZF conv', 'R50 layer'))]
     assert len(rows) == 6 * 2 * 2 and all(float(v) > 0 for row in rows for v in row[-4:])
-    bad = subprocess.run([sys.executable, script, '--ref', 'no-such-revision'], cwd=repo_root, capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+    with pytest.raises(SystemExit) as bad:
+        bench.main(['--ref', 'no-such-revision'])
+    assert bad.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].startswith(
         'bench_native_kernel.py: error: git show no-such-revision:featquant_mmdet/ops/csrc/maps_cpu.cpp')

@@ -1,5 +1,8 @@
 """SFConv, PowConv, HPowConv, SFPowConv: values, gradients, portions, registry, precision, bad input, training."""
 import copy
+import importlib.util
+import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -7,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 
+from featquant_mmdet.layers import quant_conv
 from featquant_mmdet.layers.quant_conv import HPowConv, PowConv, QuantConv2d, SFConv, SFPowConv
 
 ALL_TYPES = ('SFConv', 'PowConv', 'HPowConv', 'SFPowConv')
@@ -303,39 +307,47 @@ def test_mmdet_resnet18_with_each_conv_type_trains(conv_type):
             assert any((e.detach() != 0).any() for e in exps)  # the exponents were trained
 
 
-def test_map_revision_benchmark_loads_an_earlier_map_and_refuses_an_unknown_revision(repo_root):
+def _benchmark(repo_root, name, monkeypatch):
+    """benchmarks/<name>.py as a module, to call its ``main(argv)`` in this process as its command line would (no
+    second torch import): argparse's prog is the script's name; sys.path and the layers' map are restored afterwards,
+    the thread count (--threads) by the module's one_torch_thread fixture."""
+    path = osp.join(repo_root, 'benchmarks', f'{name}.py')
+    monkeypatch.setattr(sys, 'argv', [path])
+    monkeypatch.setattr(sys, 'path', list(sys.path))  # the scripts put their directories first
+    monkeypatch.setattr(quant_conv, 'signed_power', quant_conv.signed_power)  # bench_map_revision swaps it
+    spec = importlib.util.spec_from_file_location(f'featquant_bench_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_map_revision_benchmark_loads_an_earlier_map_and_refuses_an_unknown_revision(repo_root, monkeypatch,
+                                                                                     capsys):
     """benchmarks/bench_map_revision.py: the table against HEAD's map (one round), and a bad --ref in one line."""
-    import os
-    import subprocess
-    import sys
-    script = os.path.join(repo_root, 'benchmarks', 'bench_map_revision.py')
-    proc = subprocess.run([sys.executable, script, '--ref', 'HEAD', '--repeats', '1', '--threads', '1'],
-                          cwd=repo_root, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(('ZF conv', 'R50 layer'))]
+    bench = _benchmark(repo_root, 'bench_map_revision', monkeypatch)
+    try:
+        bench.main(['--ref', 'HEAD', '--repeats', '1', '--threads', '1'])
+    finally:
+        sys.modules.pop('featquant_mmdet.ops._quantize_HEAD', None)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(('ZF conv', 'R50 layer'))]
     assert len(rows) == 7 and all(float(v) > 0 for row in rows for v in row[-5:])
-    bad = subprocess.run([sys.executable, script, '--ref', 'no-such-revision'], cwd=repo_root, capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+    with pytest.raises(SystemExit) as bad:
+        bench.main(['--ref', 'no-such-revision'])
+    assert bad.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].startswith(
         'bench_map_revision.py: error: --ref no-such-revision: no featquant_mmdet/ops/quantize.py there')
 
 
-def test_conv_layout_benchmark_prints_every_row_and_refuses_an_unknown_shape(repo_root):
-    """benchmarks/bench_conv_layout.py (docs/speed.md, Lambda = 4 on the CPU): one round at the smallest shape, and a
-    bad --shapes in one line with exit status 2."""
-    import os
-    import subprocess
-    import sys
-    script = os.path.join(repo_root, 'benchmarks', 'bench_conv_layout.py')
-    proc = subprocess.run([sys.executable, script, '--repeats', '1', '--warmup', '0', '--threads', '1', '--shapes',
-                           'R50 layer4 3x3'], cwd=repo_root, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith('R50 layer4 3x3')]
+def test_conv_layout_benchmark_prints_every_row_and_refuses_an_unknown_shape(repo_root, monkeypatch, capsys):
+    """benchmarks/bench_conv_layout.py (docs/speed.md, Lambda = 4 on the CPU): one round at the smallest shape, batch
+    1, and a bad --shapes in one line with exit status 2."""
+    bench = _benchmark(repo_root, 'bench_conv_layout', monkeypatch)
+    bench.main(['--repeats', '1', '--warmup', '0', '--threads', '1', '--batch', '1', '--shapes', 'R50 layer4 3x3'])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith('R50 layer4 3x3')]
     assert len(rows) == 1
     ratios = [float(v.rstrip('x')) for v in rows[0].split()[3:] if v.endswith('x')]
     assert len(ratios) == 6 and ratios[0] == 1.0 and all(r > 0 for r in ratios)
-    bad = subprocess.run([sys.executable, script, '--shapes', 'R50 layer5'], cwd=repo_root, capture_output=True,
-                         text=True, timeout=120)
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith(
+    with pytest.raises(SystemExit) as bad:
+        bench.main(['--shapes', 'R50 layer5'])
+    assert bad.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         "bench_conv_layout.py: error: unknown shape(s) ['R50 layer5']; accepted: ['ZF conv3'")
