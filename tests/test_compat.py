@@ -5,6 +5,7 @@ What each patch does is tested where it matters: checkpoint loading in test_foun
 test_distributed.py, ``featquant_mmdet::`` configs in test_packaging.py.
 """
 import importlib.util
+import os.path as osp
 import subprocess
 import sys
 import textwrap
@@ -151,6 +152,32 @@ def test_package_configs_patch_leaves_an_mmengine_that_resolves_the_prefix_alone
     assert OldConfig._get_cfg_path(PREFIX + name, '') == (config_path(name), 'mmdet')
     with pytest.raises(AssertionError, match='does not support'):
         OldConfig._get_cfg_path('mmpretrain::x/y.py', '')  # other prefixes: mmengine's own code
+
+
+
+def test_package_base_configs_resolve_to_mmengines_path_without_the_metafile_search(monkeypatch):
+    """``mmdet::_base_/...``: the same (path, scope) as mmengine's own resolution, without reading a metafile."""
+    import glob
+    import re
+
+    import mmengine.config.utils as config_utils
+    from mmengine.config import Config
+
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    paths = sorted({m for f in glob.glob(osp.join(repo, 'configs', '**', '*.py'), recursive=True)
+                    for m in re.findall(r"mmdet::_base_/[\w./-]+\.py", open(f).read())})
+    assert len(paths) >= 3, paths
+    expected = {p: Config._get_cfg_path.__wrapped__(p, '') for p in paths}  # mmengine's code, metafiles read
+    monkeypatch.setattr(config_utils, '_get_cfg_metainfo', lambda *a: pytest.fail('read the metafiles'))
+    for p in paths:
+        assert Config._get_cfg_path(p, '') == expected[p]
+        assert osp.isfile(expected[p][0]) and expected[p][1] == 'mmdet'
+    errors = []
+    for resolve in (Config._get_cfg_path, Config._get_cfg_path.__wrapped__):  # an absent package: mmengine's error
+        with pytest.raises(Exception) as error:
+            resolve('nosuchpkg::_base_/x.py', '')
+        errors.append((type(error.value), str(error.value)))
+    assert errors[0] == errors[1]
 
 
 NO_PATCHES_CHECK = '''
