@@ -222,8 +222,9 @@ class Study:
         return self.match['detect' if stage == 'detect' else 'pretrain']
 
     def match_path(self, stage: str, seed: int) -> str:
-        """The matching's record, named by its settings (other settings: another file, the step reruns)."""
-        digest = hashlib.sha256(repr(sorted(self.match.items())).encode()).hexdigest()[:8]
+        """The matching's record, named by its settings and the matched variants (other settings or another set of
+        variants, e.g. a spec that drops one: another file, the step reruns)."""
+        digest = hashlib.sha256(repr((sorted(self.match.items()), sorted(self.variants))).encode()).hexdigest()[:8]
         return osp.join(self.work, 'match', f'{stage}_s{seed}_{digest}.json')
 
     def checkpoint(self, stage: str, name: str, seed: int) -> str:
