@@ -443,14 +443,22 @@ def _voc_options(data_root):
 
 @pytest.fixture(scope='module')
 def trained_voc_detector(tmp_path_factory, load_tool):
-    """(config, checkpoint, --cfg-options) of a detector trained with tools/train.py (about 2 min of CPU)."""
+    """(config, checkpoint, --cfg-options) of a detector trained with tools/train.py (about 2 min of CPU). One torch
+    thread while the module's detector trains and is tested: the same floating-point results on any machine (the
+    default thread count follows the cores, and the weights depend on it), and no OpenMP barrier waits with two
+    test workers on two cores."""
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     base = tmp_path_factory.mktemp('voc_detector')
     root = make_voc_dataset(str(base / 'voc'), num_train=16, num_test=16, image_size=DETECTOR_IMAGE_SIZE, seed=0)
     config = osp.join(REPO, 'configs', 'faster_rcnn_zf_voc.py')
     options = _voc_options(root)
-    load_tool('train').main([config, '--work-dir', str(base / 'work'), '--cfg-options', *options])
-    return config, str(base / 'work' / f'iter_{DETECTOR_ITERS}.pth'), options
+    try:
+        load_tool('train').main([config, '--work-dir', str(base / 'work'), '--cfg-options', *options])
+        yield config, str(base / 'work' / f'iter_{DETECTOR_ITERS}.pth'), options
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_tools_test_distortion_lowers_the_map_of_a_trained_detector(trained_voc_detector, tmp_path, load_tool,
