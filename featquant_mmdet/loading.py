@@ -139,16 +139,20 @@ def build_runner(cfg: Config) -> Runner:
     """The Runner named by the config (``runner_type``) or mmengine's default one, with glibc malloc tuned for
     large tensor buffers first (:mod:`featquant_mmdet.malloc`; ``FEATQUANT_MALLOC=system`` keeps glibc's own).
 
-    Without an ``experiment_name``, each runner of the process gets its own (config stem + a counter): mmengine
-    names its logger, MessageHub and Visualizer instances by config stem + the second, so two runs of one config
-    started within the same second in one process would share them (the second writing into the first's folder)."""
+    Each runner of the process gets its own Visualizer name (the configured one + a counter) and, without an
+    ``experiment_name``, its own (config stem + the counter): mmengine reuses an instance of the same name, and names
+    them by config stem + the second unless the config names them (mmdet: ``'visualizer'``), so two runs in one
+    process would share them (the second writing into the first's, possibly deleted, folder)."""
     tune_malloc()
     if type(cfg) is Config:
         cfg = copy.copy(cfg)
         object.__setattr__(cfg, '__class__', _FormattedOnceConfig)  # Config.__setattr__ writes into the dict
+    number = next(_RUNNER_COUNT)
     if cfg.get('experiment_name') is None:
         stem = osp.splitext(osp.basename(cfg.filename))[0] if cfg.filename else 'run'
-        cfg.experiment_name = f'{stem}_{next(_RUNNER_COUNT)}'
+        cfg.experiment_name = f'{stem}_{number}'
+    if isinstance(cfg.get('visualizer'), dict):  # mmdet's runtime names it 'visualizer': one instance per process
+        cfg.visualizer = dict(cfg.visualizer, name=f'{cfg.visualizer.get("name", "visualizer")}_{number}')
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
