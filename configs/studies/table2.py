@@ -8,8 +8,10 @@
 #   - targeted occlusion needs a saliency classifier of an architecture none of the compared models has: with ZF
 #     models the paper's own Plain-18 (a plain ResNet-18) is neutral; with ResNet-18 models it would be the
 #     reference model itself (the confound issue 27 removes);
-#   - time: ZF's training is measured (~175 CPU-s at 24 epochs, configs/studies/evidence.py), 25 of them fit in the
-#     ~1 h budget on 2 cores.
+#   - time: a ZF training here takes ~620 CPU-s (measured 2026-12-05, seed 0: 24 epochs, a validation and a snapshot
+#     per epoch), a ResNet-18 one about twice that; the 25 ZF trainings alone are ~2.2 h on 2 cores (~4 h in all).
+# Seed 0 ran (docs/robustness_study.md, "Table 2"): ZF-HPOW diverged (NaN from epoch 2), so this spec's matching refuses;
+# configs/studies/table2_no_hpow.py matches the other four.
 # Only zf_imagenet.py and zf_pow1_imagenet.py exist as ZF configs; SF-100, HPOW and SF-POW are the same ZF backbone
 # with the resnet18_{sf100,hpow,sfpow}_imagenet.py conv_cfg dicts put in through --cfg-options (ZF's `quant` takes
 # any registered quantizing conv). The POW-type variants inherit the exponents' regularisation and projection from
@@ -38,7 +40,7 @@ jobs = 2
 workers = 0
 data = dict(imagenet=dict(num_train=40, num_val=20, image_size=80, style='photo'))
 pretrain = dict(epochs=24, batch=16, lr=0.01, scale=64)
-weights = dict(data=6.0, pretrain=175.0, train=175.0, robustness=25.0, robustness_own=5.0)
+weights = dict(data=11.0, pretrain=290.0, train=620.0, robustness=115.0, robustness_own=45.0)  # CPU-s, seed 0
 variants = [
     dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
     dict(name='ZF-SF-100', config='configs/pretrain/zf_imagenet.py',
