@@ -10,8 +10,8 @@ classifier-to-detector hand-off and the sweep (a service below ``models``, ``dis
 """
 import copy
 import itertools
-from collections import OrderedDict
 import os.path as osp
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
