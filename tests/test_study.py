@@ -299,15 +299,21 @@ def test_bad_input_is_one_line_and_exit_2_before_any_step(tmp_path, extra, messa
     assert not work.exists()  # nothing started
 
 
-def test_a_data_style_the_generators_do_not_have_is_refused(tmp_path, load_tool, capsys):
+def study_refusal(spec_text, tmp_path, load_tool, capsys) -> str:
+    """tools/study.py on a spec file of ``spec_text``: exit 2 before the work dir exists; returns the stderr."""
     spec = tmp_path / 'spec.py'
-    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
-                    "data = dict(imagenet=dict(style='cartoon'))\n")
+    spec.write_text(spec_text)
     with pytest.raises(SystemExit) as exc:
         load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
-    line = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and "data.imagenet.style must be one of shapes, photo, got 'cartoon'" in line
+    assert exc.value.code == 2
     assert not (tmp_path / 'work').exists()
+    return capsys.readouterr().err.strip()
+
+
+def test_a_data_style_the_generators_do_not_have_is_refused(tmp_path, load_tool, capsys):
+    line = study_refusal("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                         "data = dict(imagenet=dict(style='cartoon'))\n", tmp_path, load_tool, capsys)
+    assert "data.imagenet.style must be one of shapes, photo, got 'cartoon'" in line
 
 
 @pytest.mark.parametrize('saliency, message', [
@@ -317,14 +323,9 @@ def test_a_data_style_the_generators_do_not_have_is_refused(tmp_path, load_tool,
     ("'zf'", 'saliency must be dict(config='),
 ])
 def test_a_saliency_classifier_the_study_cannot_train_is_refused(tmp_path, load_tool, capsys, saliency, message):
-    spec = tmp_path / 'spec.py'
-    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
-                    f"seeds = [0]\nsaliency = {saliency}\n")
-    with pytest.raises(SystemExit) as exc:
-        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
-    line = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and message in line, line
-    assert not (tmp_path / 'work').exists()
+    line = study_refusal("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                         f"seeds = [0]\nsaliency = {saliency}\n", tmp_path, load_tool, capsys)
+    assert message in line, line
 
 
 def test_bad_input_from_the_command_line_in_a_subprocess(tmp_path):
@@ -443,14 +444,9 @@ def test_a_run_that_cannot_be_matched_stops_the_study_before_any_sweep(tmp_path)
     ("dict(pretrain='accuracy/top1', every=2)", 'match must be a dict with keys from'),
 ])
 def test_a_bad_match_option_is_refused_before_any_step(tmp_path, load_tool, capsys, match, message):
-    spec = tmp_path / 'spec.py'
-    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
-                    f"pretrain = dict(epochs=24)\nmatch = {match}\n")
-    with pytest.raises(SystemExit) as exc:
-        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
-    line = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and message in line and '\n' not in line, line
-    assert not (tmp_path / 'work').exists()
+    line = study_refusal("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                         f"pretrain = dict(epochs=24)\nmatch = {match}\n", tmp_path, load_tool, capsys)
+    assert message in line and '\n' not in line, line
 
 
 @pytest.mark.parametrize('variant, saliency', [
@@ -460,20 +456,14 @@ def test_a_bad_match_option_is_refused_before_any_step(tmp_path, load_tool, caps
 def test_a_saliency_classifier_of_a_compared_architecture_is_refused(tmp_path, load_tool, capsys, variant,
                                                                       saliency):
     """Masks placed by the saliency of one of the compared architectures target that model (issue 27)."""
-    spec = tmp_path / 'spec.py'
-    spec.write_text(f"variants = [dict(name='R50', config='configs/pretrain/resnet50_imagenet.py'), {variant}]\n"
-                    f"seeds = [0]\nsaliency = dict(config='{saliency}', seed=5)\n")
-    with pytest.raises(SystemExit) as exc:
-        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
-    line = capsys.readouterr().err.strip()
+    r50 = "dict(name='R50', config='configs/pretrain/resnet50_imagenet.py')"
+    line = study_refusal(f"variants = [{r50}, {variant}]\nseeds = [0]\nsaliency = dict(config='{saliency}', seed=5)\n",
+                         tmp_path, load_tool, capsys)
     name = variant.split("'")[1]
-    assert exc.value.code == 2 and f"the architecture of the compared variant(s) ['{name}']" in line, line
+    assert f"the architecture of the compared variant(s) ['{name}']" in line, line
     assert 'use a classifier of another architecture' in line
 
 
 def test_own_saliency_needs_the_neutral_one(tmp_path, load_tool, capsys):
-    spec = tmp_path / 'spec.py'
-    spec.write_text("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\nown_saliency = True\n")
-    with pytest.raises(SystemExit) as exc:
-        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
-    assert exc.value.code == 2 and 'own_saliency' in capsys.readouterr().err
+    assert 'own_saliency' in study_refusal("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py')]\n"
+                                           "own_saliency = True\n", tmp_path, load_tool, capsys)
