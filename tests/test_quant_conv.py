@@ -1,6 +1,7 @@
 """SFConv, PowConv, HPowConv, SFPowConv: values, gradients, portions, registry, precision, bad input, training."""
 import copy
 import importlib.util
+import math
 import os.path as osp
 import sys
 
@@ -187,6 +188,49 @@ def test_hpow_starts_at_alpha_init_and_is_data_dependent_after_training():
     assert (alpha[0] - alpha[2]).abs().max() > 1e-4  # samples with different statistics get different exponents
     assert ((alpha > -1) & (alpha < 5)).all()
     copy.deepcopy(conv)  # the graph-attached exponents must not break deep copies (EMA, checkpoints)
+
+
+def test_hpow_hypernetwork_input_is_the_signed_log_of_the_statistics():
+    x = torch.randn(2, 3, 5, 5) * 30 - 4  # negative and large means, large stds
+    mean, std = x.mean((2, 3)), (x.var((2, 3), unbiased=False) + 1e-5).sqrt()
+    raw = torch.cat([mean, std], 1)
+    torch.testing.assert_close(HPowConv(3, 4, 3, hyper_input='raw').hyper_statistics(x), raw)
+    torch.testing.assert_close(HPowConv(3, 4, 3).hyper_statistics(x), raw.sign() * raw.abs().log1p())
+    conv = HPowConv(3, 4, 3)  # scale information kept, compressed: x100 adds ~log(100) to every std entry
+    grown = conv.hyper_statistics(x * 100)[:, 3:] - conv.hyper_statistics(x)[:, 3:]
+    torch.testing.assert_close(grown, torch.full_like(grown, math.log(100)), atol=0.05, rtol=0)
+
+
+def _hpow_upper_exponent_after_training(hyper_input: str, seed: int) -> float:
+    """The largest per-sample exponent over 30 clipped SGD steps of an HPOW layer on unnormalised ReLU features
+    (|[mu; sigma]| ~ 137, as ZF's conv3-5 inputs, where ZF-HPOW diverged: docs/robustness_study.md)."""
+    torch.manual_seed(seed)
+    conv, head = HPowConv(64, 32, 3, padding=1, hyper_input=hyper_input), nn.Linear(32, 6)
+    params = list(conv.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    upper = 0.0
+    for _ in range(30):
+        y = torch.randint(0, 6, (16, ))
+        x = torch.relu(torch.randn(16, 64, 8, 8) * 20 + 5) * (1 + 0.2 * y.view(16, 1, 1, 1))
+        opt.zero_grad()
+        F.cross_entropy(head(conv(x).mean((2, 3))), y).backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)  # as ZF's schedule
+        opt.step()
+        upper = max(upper, float(conv.exponents().detach().max()))
+    return upper
+
+
+def test_hpow_log_input_keeps_the_exponents_off_the_upper_bound_where_raw_statistics_reach_it():
+    # measured 2026-12-06, seeds 0-3: raw 0.62 / 2.62 / 4.42 / 1.79 (alpha + 1 = 5.4: |x|^5.4 overflows the next
+    # layer, the NaN of the ZF-HPOW training), log 0.03 / 0.03 / 0.05 / 0.05
+    raw = [_hpow_upper_exponent_after_training('raw', seed) for seed in range(4)]
+    log = [_hpow_upper_exponent_after_training('log', seed) for seed in range(4)]
+    assert max(raw) > 2.0 and max(log) < 0.5, (raw, log)
+
+
+def test_hpow_hyper_input_must_be_known():
+    with pytest.raises(ValueError, match=r"hyper_input must be one of \('log', 'raw'\), got 'lg'"):
+        HPowConv(4, 4, 3, hyper_input='lg')
 
 
 @pytest.mark.parametrize('conv_type', ALL_TYPES)

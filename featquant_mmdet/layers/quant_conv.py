@@ -368,8 +368,14 @@ class HPowConv(QuantConv2d, nn.Conv2d):
     Hypernetwork ``F`` (per sample n; C = in_channels, H = hidden_channels, Lambda = num_portions)::
 
         s     = [mu_X ; sigma_X]                       (2C,)  per-channel mean and std over the spatial dims
-        z     = fc2(ReLU(fc1(s)))                      fc1: 2C -> H,  fc2: H -> Lambda*C
+        s'    = sign(s) * log(1 + |s|)                 hyper_input='log' (default); 'raw': s' = s
+        z     = fc2(ReLU(fc1(s')))                     fc1: 2C -> H,  fc2: H -> Lambda*C
         alpha = -1 + 6 * sigmoid(z)                    (Lambda, C), always inside the valid range (-1, 5)
+
+    Why the log: unnormalised features make ``s`` large (ZF's conv3-5 inputs: |s| ~ 130, entries up to 33), so a
+    clipped SGD step on ``fc1`` moves ``z`` by tens and the exponents jump to the bounds within ~20 iterations:
+    loss NaN (measured, docs/robustness_study.md "HPOW's divergence"). The log keeps the entries O(1) (|s'| ~ 38,
+    entries <= 3.5 there) and the scale information (monotone, sample-wise, no batch or running statistics).
 
     Initialisation: ``fc1`` keeps PyTorch's default init; ``fc2``'s weight is 0 and its bias is
     ``logit((alpha_init + 1) / 6)``, so every sample starts at exactly ``alpha = alpha_init`` (default 0: the
@@ -382,12 +388,15 @@ class HPowConv(QuantConv2d, nn.Conv2d):
         num_portions: Lambda output-channel portions, each with its own exponents (divides ``out_channels``).
         alpha_init: the exponent at initialisation, strictly inside (-1, 5).
         eps: added to the variance before the square root.
+        hyper_input: ``'log'`` (default) or ``'raw'`` (the statistics as they are; diverges on ZF, kept to
+            reproduce that measurement and for checkpoints trained before 2026-12-06).
     """
 
     input_map = staticmethod(portioned_power_map)
+    HYPER_INPUTS = ('log', 'raw')
 
     def __init__(self, *args, hidden_channels: Optional[int] = None, num_portions: int = 1,
-                 alpha_init: float = 0.0, eps: float = 1e-5, **kwargs):
+                 alpha_init: float = 0.0, eps: float = 1e-5, hyper_input: str = 'log', **kwargs):
         super().__init__(*args, **kwargs)
         self._set_num_portions(num_portions)
         alpha_init = check_alpha(alpha_init, 'HPowConv: alpha_init')
@@ -401,6 +410,9 @@ class HPowConv(QuantConv2d, nn.Conv2d):
         if not eps > 0:
             raise ValueError(f'HPowConv: eps must be > 0, got {eps!r}')
         self.eps = float(eps)
+        if hyper_input not in self.HYPER_INPUTS:
+            raise ValueError(f'HPowConv: hyper_input must be one of {self.HYPER_INPUTS}, got {hyper_input!r}')
+        self.hyper_input = hyper_input
         factory = dict(device=self.weight.device, dtype=self.weight.dtype)
         self.hyper_fc1 = nn.Linear(2 * self.in_channels, hidden_channels, **factory)
         self.hyper_fc2 = nn.Linear(hidden_channels, num_portions * self.in_channels, **factory)
@@ -409,13 +421,18 @@ class HPowConv(QuantConv2d, nn.Conv2d):
         nn.init.constant_(self.hyper_fc2.bias, math.log(fraction / (1 - fraction)))
         self._last = _LastExponents()
 
-    def compute_exponents(self, x: Tensor) -> Tensor:
-        """alpha = F(mu_X, sigma_X) for every sample: (N, Lambda, C)."""
+    def hyper_statistics(self, x: Tensor) -> Tensor:
+        """The hypernetwork's input s' (N, 2C), in float32 (float64 for float64 x)."""
         x32 = x if x.dtype in (torch.float32, torch.float64) else x.float()
         var, mean = torch.var_mean(x32, dim=(2, 3), correction=0)
         stats = torch.cat([mean, (var + self.eps).sqrt()], dim=1)
+        return stats.sign() * stats.abs().log1p() if self.hyper_input == 'log' else stats
+
+    def compute_exponents(self, x: Tensor) -> Tensor:
+        """alpha = F(mu_X, sigma_X) for every sample: (N, Lambda, C)."""
+        stats = self.hyper_statistics(x)
         z = self.hyper_fc2(F.relu(self.hyper_fc1(stats.to(self.hyper_fc1.weight.dtype))))
-        alpha = ALPHA_MIN + (ALPHA_MAX - ALPHA_MIN) * torch.sigmoid(z.to(x32.dtype))
+        alpha = ALPHA_MIN + (ALPHA_MAX - ALPHA_MIN) * torch.sigmoid(z.to(stats.dtype))
         return alpha.view(x.shape[0], self.num_portions, self.in_channels)
 
     def map_params(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -432,7 +449,7 @@ class HPowConv(QuantConv2d, nn.Conv2d):
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, num_portions={self.num_portions}, '
-                f'hidden_channels={self.hyper_fc1.out_features}')
+                f'hidden_channels={self.hyper_fc1.out_features}, hyper_input={self.hyper_input!r}')
 
 
 register_in_mmengine(SFConv, PowConv, SFPowConv, HPowConv)
