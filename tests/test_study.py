@@ -299,15 +299,47 @@ def test_bad_input_is_one_line_and_exit_2_before_any_step(tmp_path, extra, messa
     assert not work.exists()  # nothing started
 
 
-def study_refusal(spec_text, tmp_path, load_tool, capsys) -> str:
-    """tools/study.py on a spec file of ``spec_text``: exit 2 before the work dir exists; returns the stderr."""
+def study_refusal(spec_text, tmp_path, load_tool, capsys, *args) -> str:
+    """tools/study.py on a spec file of ``spec_text`` (+ ``args``): exit 2 before the work dir exists; returns the
+    stderr."""
     spec = tmp_path / 'spec.py'
     spec.write_text(spec_text)
     with pytest.raises(SystemExit) as exc:
-        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work')])
+        load_tool('study').main([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'work'), *args])
     assert exc.value.code == 2
     assert not (tmp_path / 'work').exists()
     return capsys.readouterr().err.strip()
+
+
+THREE_VARIANTS = ("variants = [dict(name='A', config='configs/pretrain/zf_imagenet.py'), "
+                  "dict(name='B', config='configs/pretrain/zf_pow1_imagenet.py'), "
+                  "dict(name='C', config='configs/pretrain/zf_imagenet.py', options=['model.backbone.quant=None'])]\n"
+                  "seeds = [0]\npretrain = dict(epochs=4)\n"
+                  "match = dict(pretrain='accuracy/top1', tolerance=3.0, target='common')\n")
+
+
+def test_only_runs_the_named_variants_as_a_spec_listing_just_them_would(tmp_path, load_tool):
+    spec = tmp_path / 'spec.py'
+    spec.write_text(THREE_VARIANTS)
+    tool = load_tool('study')
+    _, study = tool.parse_args([str(spec), '--task', 'classification', '--only', 'C', 'A',
+                                '--work-dir', str(tmp_path / 'w')])
+    assert list(study.variants) == ['A', 'C'] and study.reference == 'A'  # the spec's order, its reference
+    two = tmp_path / 'two.py'
+    two.write_text(THREE_VARIANTS.replace("dict(name='B', config='configs/pretrain/zf_pow1_imagenet.py'), ", ''))
+    _, same = tool.parse_args([str(two), '--task', 'classification', '--work-dir', str(tmp_path / 'w')])
+    _, all_three = tool.parse_args([str(spec), '--task', 'classification', '--work-dir', str(tmp_path / 'w')])
+    assert study.match_path('train', 0) == same.match_path('train', 0) != all_three.match_path('train', 0)
+
+
+@pytest.mark.parametrize('only, message', [
+    (['A', 'D'], 'study.py: error: --only D: no such variant; the variants: A, B, C'),
+    (['B', 'C'], "reference 'A' is not a variant"),
+])
+def test_only_with_a_name_the_spec_lacks_or_without_the_reference_is_refused(tmp_path, load_tool, capsys, only,
+                                                                             message):
+    spec_text = THREE_VARIANTS + ("reference = 'A'\n" if 'A' not in only else '')
+    assert message in study_refusal(spec_text, tmp_path, load_tool, capsys, '--only', *only)
 
 
 def test_a_data_style_the_generators_do_not_have_is_refused(tmp_path, load_tool, capsys):

@@ -26,6 +26,7 @@ from featquant_mmdet.engine.study import Study, load_spec, parse_variant  # noqa
 EXAMPLES = """examples:
   python tools/study.py --preset quick                       # the flow in minutes (configs/studies/quick.py)
   python tools/study.py configs/studies/evidence.py          # the exponent study (docs/robustness_study.md)
+  python tools/study.py configs/studies/table2.py --seeds 0 --only ZF ZF-POW-1   # two of the spec's variants
   python tools/study.py --task classification --seeds 0 1 2 \\
       --variant ZF=configs/pretrain/zf_imagenet.py --variant POW1=configs/pretrain/zf_pow1_imagenet.py:alpha_lr_mult=3
 """
@@ -43,6 +44,9 @@ def parse_args(argv=None):
     parser.add_argument('--variant', action='append', default=[], metavar='NAME=CONFIG[:key=value,...]',
                         help='a variant (repeatable; replaces the spec\'s variants): cfg-options after the colon, '
                              'plus pretrain=CONFIG (detection) and alpha_lr_mult=X')
+    parser.add_argument('--only', nargs='+', metavar='NAME',
+                        help='run only these of the variants (the reference among them); a variant set of its own, '
+                             'so its snapshot matching is its own too')
     parser.add_argument('--task', choices=['detection', 'classification'], help='(spec)')
     parser.add_argument('--seeds', type=int, nargs='+', help='training seeds (spec)')
     parser.add_argument('--reference', help='the variant the others are compared with (spec; default: the first)')
@@ -65,6 +69,13 @@ def parse_args(argv=None):
         spec = load_spec(path, overrides)
         if args.variant:
             spec['variants'] = [parse_variant(v, spec['task']) for v in args.variant]
+        if args.only:
+            names = [v.get('name') for v in spec['variants']]
+            unknown = [n for n in args.only if n not in names]
+            if unknown:
+                raise StageError(f'--only {" ".join(unknown)}: no such variant; the variants: '
+                                 f'{", ".join(map(str, names))}')
+            spec['variants'] = [v for v in spec['variants'] if v.get('name') in args.only]
         study = Study(spec, args.work_dir, args.results_dir or osp.join(args.work_dir, 'results'))
     except StageError as err:  # one line, exit 2, before any step
         print(f'study.py: error: {err}', file=sys.stderr)

@@ -10,8 +10,10 @@
 #     reference model itself (the confound issue 27 removes);
 #   - time: a ZF training here takes ~620 CPU-s (measured 2026-12-05, seed 0: 24 epochs, a validation and a snapshot
 #     per epoch), a ResNet-18 one about twice that; the 25 ZF trainings alone are ~2.2 h on 2 cores (~4 h in all).
-# Seed 0 ran (docs/robustness_study.md, "Table 2"): ZF-HPOW diverged (NaN from epoch 2), so this spec's matching refuses;
-# configs/studies/table2_no_hpow.py matches the other four.
+# Seed 0 ran first with HPowConv's raw hypernetwork input: ZF-HPOW diverged (NaN from epoch 2), so its matching
+# refused; the other four were matched among themselves (`--seeds 0 --only ZF ZF-SF-100 ZF-POW-1 ZF-SF-POW`) and
+# their unmatched snapshots deleted. HPowConv now reads the log of the statistics (hyper_input='log', measured in
+# docs/robustness_study.md); seeds 1 and up run all five.
 # Only zf_imagenet.py and zf_pow1_imagenet.py exist as ZF configs; SF-100, HPOW and SF-POW are the same ZF backbone
 # with the resnet18_{sf100,hpow,sfpow}_imagenet.py conv_cfg dicts put in through --cfg-options (ZF's `quant` takes
 # any registered quantizing conv). The POW-type variants inherit the exponents' regularisation and projection from
