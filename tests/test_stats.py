@@ -344,6 +344,10 @@ def test_seed_aggregation_with_one_seed_has_no_interval():
     assert stat.mean == 81.5 and stat.low is None and stat.high is None and not stat.defined
     study = aggregate_seeds({'A': {0: {'mCE': 1.0}}, 'B': {0: {'mCE': 0.9}}})
     assert study.verdicts['B']['mCE'] == 'interval undefined with 1 seed (need at least 2)'
+    study = aggregate_seeds({v: {0: {'mCE': x, 'mPC': 60.0 + x}} for v, x in (('A', 1.0), ('B', 0.9), ('C', 0.8))})
+    assert verdict_lines(study) == [  # one line per variant, not a line per column saying "undefined"
+        f'{v} - A: no verdict, 1 seed paired by seed (a t-interval over seeds needs at least 2); the differences are '
+        'in the table' for v in ('B', 'C')]
     assert F.format_entry(study.stats['A']['mCE']) == '1.00'  # the value alone, no fake interval
 
 

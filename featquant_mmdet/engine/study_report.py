@@ -68,8 +68,8 @@ def write_report(runs, out_dir: str, reference: str, level: float, caption: str)
         md += markdown_table(cols, [[study.diffs[v].get(c) for c in cols] for v in others],
                              [f'{v} - {reference}' for v in others], level, head='Difference', signed=True,
                              mark=True, kind='t-interval')
-        md += ['', f'Verdicts, Holm-adjusted ({holm_family_text(study)} for each variant against {reference}; the '
-               'intervals and * above are unadjusted):', ''] + [f'- {line}' for line in lines]
+        md += ['', f'Verdicts, Holm-adjusted ({verdict_family_text(study)}; the intervals and * above are '
+               'unadjusted):', ''] + [f'- {line}' for line in lines]
     md += ['', 'Per run:', '', '| Variant | Seed | ' + ' | '.join(cols) + ' |', '|' + '---|' * (len(cols) + 2)]
     md += [f'| {v} | {s} | ' + ' | '.join('-' if r.get(c) is None else f'{r[c]:.2f}' for c in cols) + ' |'
            for v in runs for s, r in runs[v].items()]
@@ -92,6 +92,13 @@ def holm_family_text(study: SeedStudy) -> str:
     """The family of the verdicts in words, e.g. ``Holm over the 15 columns of this table, family-wise level 95 %``
     (the largest family when variants differ in their defined columns)."""
     return family_text(max([study.family_size(v) for v in study.diffs] or [0]), study.level)
+
+
+def verdict_family_text(study: SeedStudy) -> str:
+    """What the verdicts are adjusted over, or that there is none (no column with an interval over seeds)."""
+    if not any(study.family_size(v) for v in study.diffs):
+        return 'no column has an interval over seeds'
+    return f'{holm_family_text(study)} for each variant against {study.reference}'
 
 
 def _number(value: float) -> Optional[float]:
@@ -136,7 +143,7 @@ def main(argv=None) -> int:
             study = aggregate_seeds(runs, args.reference, args.level, bounds=percent_bounds)
         except (OSError, StageError, ValueError) as err:
             parser.error(f'{path}: {err}')
-        print(f'{path} ({holm_family_text(study)} for each variant against {study.reference}):',
+        print(f'{path} ({verdict_family_text(study)}):',
               *[f'- {line}' for line in verdict_lines(study)], '', sep='\n')
     return 0
 

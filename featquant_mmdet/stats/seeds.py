@@ -179,11 +179,17 @@ def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[flo
 
 def verdict_lines(study: SeedStudy, digits: int = 2) -> List[str]:
     """One line per (variant, column): the paired difference, its unadjusted interval and p-value, the
-    Holm-adjusted p-value over the variant's columns and the Holm-adjusted verdict."""
+    Holm-adjusted p-value over the variant's columns and the Holm-adjusted verdict; one line for a variant none of
+    whose columns has an interval (fewer than 2 seeds paired with the reference), instead of a line per column."""
     lines = []
     pct = f'{study.level * 100:g}%'
     for variant, by_col in study.diffs.items():
         m = study.family_size(variant)
+        if m == 0 and by_col:
+            n = max(d.n for d in by_col.values())
+            lines.append(f'{variant} - {study.reference}: no verdict, {n} seed{"s" if n != 1 else ""} paired by seed '
+                         f'(a t-interval over seeds needs at least 2); the differences are in the table')
+            continue
         for col, d in by_col.items():
             interval = (f' [{d.low:+.{digits}f}, {d.high:+.{digits}f}]' if d.defined else '')
             tests = (f'; {p_text(d.p)}, {p_text(study.p_adjusted[variant][col], "Holm-adjusted p")} over the {m} '
