@@ -37,6 +37,12 @@ def test_summary_matches_numpy():
     assert table['a']['frac_clamped'] == pytest.approx(0.4)  # -1.5 and 6.0 lie outside [-1, 5]
     pooled = np.concatenate([a, values['b'].numpy()])
     assert table['all layers']['count'] == 12 and table['all layers']['mean'] == pytest.approx(pooled.mean())
+    assert np.isnan(table['a']['std_images']) and np.isnan(table['all layers']['std_images'])  # learned: shared
+    per_image = torch.tensor([[[-0.5, 0.1]], [[-0.3, 0.1]], [[-0.1, 0.4]]])  # (N=3 images, Lambda=1, C=2)
+    spread = summarize_exponents({'h': per_image, 'g': per_image * 2})
+    want = per_image.numpy().astype(np.float64).std(0).mean()  # per channel over the images, then averaged
+    assert spread['h']['std_images'] == pytest.approx(want) and spread['g']['std_images'] == pytest.approx(2 * want)
+    assert spread['all layers']['std_images'] == pytest.approx(1.5 * want)
     broken = summarize_exponents({'c': torch.tensor([float('nan'), 1.0, 3.0])})['c']
     assert broken['count'] == 3 and broken['nonfinite'] == 1 and broken['mean'] == 2.0
     with pytest.raises(ValueError, match='no exponents'):
@@ -109,6 +115,7 @@ def test_tool_hpow_needs_images_and_collects_per_image_exponents(tmp_path, repo_
     assert table['backbone.conv3']['count'] == 2 * 256  # 2 images x Lambda=1 x 256 input channels
     assert table['backbone.conv4']['count'] == 2 * 384
     assert -1 < table['all layers']['min'] < table['all layers']['max'] < 5 and table['all layers']['std'] > 0
+    assert 0 < table['all layers']['std_images'] < table['all layers']['std']  # images differ, less than channels
 
 
 def test_tool_errors(tmp_path, repo_root, load_tool):

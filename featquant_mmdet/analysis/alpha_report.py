@@ -20,7 +20,7 @@ from torch import nn
 from .report_files import finish_figure
 
 SUMMARY_COLUMNS = ('count', 'nonfinite', 'mean', 'std', 'min', 'p05', 'median', 'p95', 'max', 'frac_negative',
-                   'frac_clamped')
+                   'frac_clamped', 'std_images')
 
 
 def exponent_parameter_names() -> List[str]:
@@ -76,8 +76,10 @@ def collect_hyper_exponents(model: nn.Module, dataloader, num_images: int) -> Di
 
 def summarize_exponents(exponents: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, float]]:
     """Per layer (and ``'all layers'`` pooled): count, how many are NaN/Inf (a diverged model), and over the finite
-    ones mean, std, min, 5/50/95 % quantiles, max, the fraction below 0 (compressing maps) and the fraction outside
-    [-1, 5] (clamped by the forward)."""
+    ones mean, std, min, 5/50/95 % quantiles, max, the fraction below 0 (compressing maps), the fraction outside
+    [-1, 5] (clamped by the forward) and ``std_images``, the per-sample spread of per-image exponents (N, Lambda, C)
+    (HPOW): the std over the N images of each (portion, channel) exponent, averaged over them (NaN for learned
+    exponents, which every image shares; ``std`` mixes channels and images)."""
     from ..ops.quantize import ALPHA_MAX, ALPHA_MIN
     if not exponents:
         raise ValueError('no exponents to summarise')
@@ -87,7 +89,7 @@ def summarize_exponents(exponents: Dict[str, torch.Tensor]) -> Dict[str, Dict[st
         if values.size == 0:
             nan = float('nan')
             return dict(count=int(all_values.size), nonfinite=int(all_values.size),
-                        **{c: nan for c in SUMMARY_COLUMNS[2:]})
+                        **{c: nan for c in SUMMARY_COLUMNS[2:-1]})
         return dict(count=int(all_values.size), nonfinite=int(all_values.size - values.size),
                     mean=float(values.mean()), std=float(values.std()),
                     min=float(values.min()), p05=float(np.quantile(values, 0.05)),
@@ -95,10 +97,23 @@ def summarize_exponents(exponents: Dict[str, torch.Tensor]) -> Dict[str, Dict[st
                     frac_negative=float((values < 0).mean()),
                     frac_clamped=float(((values < ALPHA_MIN) | (values > ALPHA_MAX)).mean()))
 
+    def image_spread(t: torch.Tensor) -> Optional[np.ndarray]:
+        """Per (portion, channel) the std over images, of the entries finite in every image."""
+        if t.dim() != 3 or t.shape[0] < 2:
+            return None
+        values = t.numpy().astype(np.float64).reshape(t.shape[0], -1)
+        return values[:, np.isfinite(values).all(0)].std(0)
+
     arrays = {name: t.numpy().ravel().astype(np.float64) for name, t in exponents.items()}
+    spreads = {name: image_spread(t) for name, t in exponents.items()}
     table = {name: summary(v) for name, v in arrays.items()}
     if len(arrays) > 1:
         table['all layers'] = summary(np.concatenate(list(arrays.values())))
+        per_layer = list(spreads.values())
+        spreads['all layers'] = None if any(v is None for v in per_layer) else np.concatenate(per_layer)
+    for name, row in table.items():
+        spread = spreads[name]
+        row['std_images'] = float(spread.mean()) if spread is not None and spread.size else float('nan')
     return table
 
 
