@@ -494,6 +494,19 @@ def test_bad_input_is_an_error_before_any_evaluation(cls, tmp_path, tool_without
     assert not osp.exists(tmp_path / 'robustness.json')
 
 
+def test_a_checkpoint_of_another_model_is_refused_not_loaded_in_part(cls, tmp_path, robustness_main):
+    """mmengine's loading (strict=False) only logs missing and unexpected keys: an HPOW checkpoint swept with the POW
+    config ran as POW with alpha at its initial value. A sweep loads strictly: a plain ZF checkpoint and the
+    ZF-POW-1 config (alpha in conv3-5) stop it before any cell."""
+    argv = [osp.join(REPO, 'configs', 'pretrain', 'zf_pow1_imagenet.py'), cls['checkpoint'], '--distortions', 'jpeg',
+            '--levels', '1', '--work-dir', str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
+    with pytest.raises(SystemExit, match=r"does not match the model of config 'zf_pow1_imagenet' .*missing keys in "
+                                         r"source state_dict: backbone\.conv3\.alpha"):
+        robustness_main(argv)
+    results = tmp_path / 'robustness.json'
+    assert not results.exists() or not json.loads(results.read_text()).get('cells')
+
+
 def test_missing_checkpoint_and_corrupt_results_file_are_errors(cls, tmp_path, tool_without_evaluation):
     base = ['--work-dir', str(tmp_path), '--cfg-options'] + cli_options(cls['options'])
     with pytest.raises(SystemExit, match='checkpoint file not found: .*missing.pth'):

@@ -4,6 +4,7 @@ group) and resumed; its numbers against a hand computation from the runs' robust
 the own-saliency occlusion column (one study run, shared by the tests that read it); bad input.
 """
 import csv
+import glob
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STUDY = osp.join(REPO, 'tools', 'study.py')
-VARIANTS = ('ZF', 'POW1')
+VARIANTS = ('ZF', 'POW2')
 SEEDS = (0, 1)
 # One study for every end-to-end test (each study step is a tool in a subprocess: their start-up is most of the cost):
 # two variants x two seeds for the intervals and the paired differences, matched snapshots (every epoch validated and
@@ -35,7 +36,8 @@ jobs = 2
 data = dict(imagenet=dict(num_train=2, num_val=1, image_size=64))
 pretrain = dict(epochs=2, batch=8, lr=0.01, scale=64)
 variants = [dict(name='ZF', config='configs/pretrain/zf_imagenet.py'),
-            dict(name='POW1', config='configs/pretrain/zf_pow1_imagenet.py', alpha_lr_mult=3)]
+            dict(name='POW2', config='configs/pretrain/zf_pow1_imagenet.py', alpha_lr_mult=3,
+                 options=['model.backbone.quant.conv_cfg.num_portions=2'])]  # options that change the model
 """
 EPOCHS = 2
 
@@ -206,8 +208,8 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
             else:
                 assert float(row[f'{name} low (95%)']) == pytest.approx(low, abs=1e-3)
                 assert float(row[f'{name} high (95%)']) == pytest.approx(high, abs=1e-3)
-    diff = by_row[('POW1', 'difference to ZF')]
-    d = [b - a for a, b in zip(values[('ZF', 'Clean')], values[('POW1', 'Clean')])]
+    diff = by_row[('POW2', 'difference to ZF')]
+    d = [b - a for a, b in zip(values[('ZF', 'Clean')], values[('POW2', 'Clean')])]
     mean, low, high = t_interval_by_hand(d, lower=-100.0, upper=100.0)
     assert float(diff['Clean']) == pytest.approx(mean, abs=1e-3)
     if low != high:
@@ -215,11 +217,11 @@ def test_aggregation_equals_a_hand_computation_from_the_results_files(tiny_study
         excludes = low > 0 or high < 0
         assert diff['Clean excludes 0'] == str(int(excludes))
     # the verdict is Holm-adjusted over the table's columns: the Clean p-value by hand, Holm over the p row
-    verdict = next(line for line in tiny_study['resumed'].stdout.splitlines() if line.startswith('Clean: POW1 - ZF'))
-    p_row = {c: float(v) for c, v in by_row[('POW1', 'p to ZF')].items() if c in columns and v}
+    verdict = next(line for line in tiny_study['resumed'].stdout.splitlines() if line.startswith('Clean: POW2 - ZF'))
+    p_row = {c: float(v) for c, v in by_row[('POW2', 'p to ZF')].items() if c in columns and v}
     assert p_row['Clean'] == pytest.approx(t_p_by_hand(d), abs=1e-4)
     holm = holm_by_hand(p_row)
-    assert {c: float(v) for c, v in by_row[('POW1', 'Holm p to ZF')].items() if c in p_row} == pytest.approx(
+    assert {c: float(v) for c, v in by_row[('POW2', 'Holm p to ZF')].items() if c in p_row} == pytest.approx(
         holm, abs=1e-4)
     assert ('better' in verdict or 'worse' in verdict) == (holm['Clean'] <= 0.05 and mean != 0)
     assert f'Holm-adjusted p' in verdict and f'over the {len(p_row)} columns, family-wise 95%' in verdict
@@ -245,23 +247,22 @@ def test_every_sweep_occludes_with_the_study_saliency_classifier(tiny_study):
 
 
 def test_the_report_has_the_exponents_of_the_runs_and_a_note_for_a_variant_without(tiny_study):
-    """study.md's alpha table: POW1's final pooled mean over its seeds equals the runs' own alpha_stats.jsonl; ZF
+    """study.md's alpha table: POW2's final pooled mean over its seeds equals the runs' own alpha_stats.jsonl; ZF
     (no exponents) gets a note, and the trajectory plot is written."""
-    import glob
     import numpy as np
     work, results = tiny_study['work'], tiny_study['work'] / 'results'
     finals = []
     for seed in SEEDS:
-        (stats, ) = glob.glob(str(work / 'train' / f'POW1_s{seed}' / '*' / 'alpha_stats.jsonl'))
+        (stats, ) = glob.glob(str(work / 'train' / f'POW2_s{seed}' / '*' / 'alpha_stats.jsonl'))
         with open(stats) as f:
             finals.append([json.loads(line) for line in f if line.strip()][-1]['all']['mean'])
     text = (results / 'study.md').read_text()
-    row = next(line for line in text.splitlines() if line.startswith('| POW1 | 2 |'))
+    row = next(line for line in text.splitlines() if line.startswith('| POW2 | 2 |'))
     mean, sd = (float(x) for x in row.split('|')[3].split('+-'))
     assert mean == pytest.approx(np.mean(finals), abs=6e-4) and sd == pytest.approx(np.std(finals, ddof=1), abs=6e-4)
     assert 'No exponents in ZF' in text and not any(line.startswith('| ZF |') and '+-' in line
                                                     for line in text.splitlines())
-    assert (results / 'alpha_trajectory.png').stat().st_size > 0 and 'POW1 s1' in (
+    assert (results / 'alpha_trajectory.png').stat().st_size > 0 and 'POW2 s1' in (
         results / 'alpha_trajectory.md').read_text()
 
 
@@ -273,10 +274,10 @@ def test_runs_swept_on_other_cells_are_refused_not_averaged(tiny_study, tmp_path
     work = tiny_study['work']
     paths = {v: {s: str(work / 'robustness' / f'{v}_s{s}' / 'robustness.json') for s in SEEDS} for v in VARIANTS}
     assert set(aggregate_runs(paths)) == set(VARIANTS)
-    odd = json.loads(open(paths['POW1'][1]).read())
+    odd = json.loads(open(paths['POW2'][1]).read())
     odd['cells']['jpeg@4'] = dict(odd['cells']['jpeg@2'])  # one more level of one distortion
     (tmp_path / 'robustness.json').write_text(json.dumps(odd))
-    paths['POW1'][1] = str(tmp_path / 'robustness.json')
+    paths['POW2'][1] = str(tmp_path / 'robustness.json')
     with pytest.raises(StageError, match=r"holds other cells than .*only here: \['jpeg@4'\], only there: \[\]"):
         aggregate_runs(paths)
 
@@ -399,7 +400,6 @@ def test_a_matched_study_sweeps_exactly_the_matched_snapshots(tiny_study):
     """Each classifier validated and kept a snapshot every epoch; the match picked, per run, the snapshot closest to
     the best top-1 both runs of the seed reach (ties: the later), as recomputed here from mmengine's own validation
     records; the sweeps evaluated exactly those files, the others were deleted, and the report names them."""
-    import glob
     work = tiny_study['work']
     report = (work / 'results' / 'study.md').read_text()
     for seed in SEEDS:
@@ -425,6 +425,19 @@ def test_a_matched_study_sweeps_exactly_the_matched_snapshots(tiny_study):
                     name, seed, sweep)
             assert f'| {name} s{seed} | epoch_{step}.pth | {by_step[step]:.2f} |' in report
     assert (work / 'results' / 'matched_snapshots.md').exists()
+
+
+def test_every_sweep_builds_the_model_its_variant_trained(tiny_study):
+    """A variant's options (here POW with Lambda = 2 on zf_pow1_imagenet.py's Lambda = 1) reach its sweeps too, not
+    only its training: table2's SF-100 / SF-POW / HPOW rows were once swept without their quantizer."""
+    from mmengine.config import Config
+    work = tiny_study['work']
+    for seed in SEEDS:
+        for folder in ('robustness', 'occlusion_own'):
+            for name, portions in (('ZF', None), ('POW2', 2)):
+                (dumped, ) = glob.glob(str(work / folder / f'{name}_s{seed}' / '*.py'))
+                quant = Config.fromfile(dumped).model.backbone.get('quant')
+                assert (quant and quant.conv_cfg.get('num_portions')) == portions, (folder, name, seed)
 
 
 def test_own_saliency_is_a_second_occlusion_column_made_by_each_model_itself(tiny_study):

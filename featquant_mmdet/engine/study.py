@@ -194,12 +194,13 @@ class Study:
             opts = self.cls_data(('test_dataloader', ))
             distortions = spec['classifier_distortions'] if in_detection else spec['distortions']
             extra = self.saliency_args()
+        # the variant's options build the model it trained (e.g. table2's SF-100: ZF's config + the quantizer);
         # not cleared: the sweep resumes from its finished cells and starts afresh for another checkpoint itself
         stage = osp.basename(osp.dirname(trained))
         return Plan(self.tool('robustness', self.derived_config(config, v), self.checkpoint(stage, name, seed),
                               '--distortions', *distortions, '--levels', *spec['levels'], '--seed',
                               spec['data_seed'], *extra, '--work-dir', sweep, '--cfg-options', *opts,
-                              'default_hooks.logger.interval=10'),
+                              'default_hooks.logger.interval=10', *v.get('options', [])),
                     [osp.join(sweep, 'robustness.json')], log_dir=sweep)
 
     def saliency_args(self) -> List[str]:
@@ -267,7 +268,7 @@ class Study:
                               *spec['levels'], '--seed', spec['data_seed'], '--saliency-classifier',
                               osp.join(trained, osp.basename(config)), '--saliency-checkpoint', ckpt,
                               '--work-dir', sweep, '--cfg-options', *self.cls_data(('test_dataloader', )),
-                              'default_hooks.logger.interval=10'),
+                              'default_hooks.logger.interval=10', *v.get('options', [])),
                     [osp.join(sweep, 'robustness.json')], log_dir=sweep)
 
     # ---- steps

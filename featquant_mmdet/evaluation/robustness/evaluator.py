@@ -35,6 +35,20 @@ def build_sweep_runner(cfg, checkpoint: str):
     return build_runner(cfg)
 
 
+def load_checkpoint_strict(runner) -> None:
+    """The runner's ``load_from`` into its model, every key and shape matching (mmengine's own loading, strict).
+
+    mmengine's default (strict=False, as in ``tools/test.py``) only logs missing and unexpected keys: an HPOW
+    checkpoint swept with the POW config ran as POW with alpha at its initial value. A sweep refuses that."""
+    path = runner.cfg.load_from
+    try:
+        runner.load_checkpoint(path, strict=True)
+    except RuntimeError as err:
+        detail = ' '.join(str(err).split())
+        raise RobustnessError(f'checkpoint {path} does not match the model of config {config_name(runner.cfg)!r} '
+                              f'(a config without the options the model was trained with?): {detail[:600]}') from None
+
+
 def _equal_except_pipeline(a: dict, b: dict) -> bool:
     strip = lambda d: {k: v for k, v in d.items() if k != 'pipeline'}  # noqa: E731
     return strip(a) == strip(b)
@@ -73,7 +87,8 @@ class CellEvaluator:
             except StatsInputError as err:
                 raise RobustnessError(str(err)) from None
         runner.call_hook('before_run')
-        runner.load_or_resume()
+        if runner.cfg.get('load_from'):
+            load_checkpoint_strict(runner)
         self._started = True
 
     def finish(self) -> None:
