@@ -374,8 +374,9 @@ class HPowConv(QuantConv2d, nn.Conv2d):
 
     Why the log: unnormalised features make ``s`` large (ZF's conv3-5 inputs: |s| ~ 130, entries up to 33), so a
     clipped SGD step on ``fc1`` moves ``z`` by tens and the exponents jump to the bounds within ~20 iterations:
-    loss NaN (measured, docs/robustness_study.md "HPOW's divergence"). The log keeps the entries O(1) (|s'| ~ 38,
-    entries <= 3.5 there) and the scale information (monotone, sample-wise, no batch or running statistics).
+    loss NaN (measured: docs/robustness_study.md, "HPOW: the divergence, its cause and the fix"). The log keeps
+    the entries O(1) (|s'| ~ 38, entries <= 3.5 there) and the scale information (monotone, sample-wise, no batch
+    or running statistics).
 
     Initialisation: ``fc1`` keeps PyTorch's default init; ``fc2``'s weight is 0 and its bias is
     ``logit((alpha_init + 1) / 6)``, so every sample starts at exactly ``alpha = alpha_init`` (default 0: the
@@ -389,7 +390,7 @@ class HPowConv(QuantConv2d, nn.Conv2d):
         alpha_init: the exponent at initialisation, strictly inside (-1, 5).
         eps: added to the variance before the square root.
         hyper_input: ``'log'`` (default) or ``'raw'`` (the statistics as they are; diverges on ZF, kept to
-            reproduce that measurement and for checkpoints trained before 2026-12-06).
+            reproduce that measurement and for checkpoints trained before this option existed).
     """
 
     input_map = staticmethod(portioned_power_map)
