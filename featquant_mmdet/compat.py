@@ -267,7 +267,8 @@ def patch_mmengine_package_configs(config_class=None) -> bool:
     it has no registration mechanism for other packages (:mod:`featquant_mmdet.package_configs`). The wrapper of
     ``Config._get_cfg_path`` sends ``featquant_mmdet::`` paths to
     :func:`featquant_mmdet.package_configs.config_path`, with the registry scope ``'mmdet'``, and every other path
-    to mmengine unchanged, except that ``pkg::_base_/...`` paths skip the metafile search (:func:`_package_base_config`).
+    to mmengine unchanged, except that ``pkg::_base_/...`` paths skip the metafile search
+    (:func:`_package_base_config`).
 
     Returns True when the patch is in place (idempotent), False when this mmengine resolves the prefix itself.
     """

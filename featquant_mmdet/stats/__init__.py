@@ -2,8 +2,9 @@
 
 * :mod:`.records`: the per-image file of a cell (``.npz``) and its one reader, dispatching by kind;
 * :mod:`.voc_matches` / :mod:`.coco_records` / :mod:`.correctness`: per-image data kept per cell (VOC match
-  records, pycocotools' per-image evaluations, classifier correctness) from which a cell's metric is recomputed on any multiset of test images, in time and memory
-  linear in images + records (:mod:`.voc_reference`: the former quadratic VOC code, the tests' reference);
+  records, pycocotools' per-image evaluations, classifier correctness) from which a cell's metric is recomputed on
+  any multiset of test images, in time and memory linear in images + records (:mod:`.voc_reference`: the former
+  quadratic VOC code, the tests' reference);
 * :mod:`.bootstrap`: bootstrap over test images with one shared resample matrix (paired comparisons): intervals
   (percentile+point, the default, percentile, basic+point, basic, bc) and p-values;
 * :mod:`.multiplicity`: Holm's adjustment over a table's columns and its verdicts;
