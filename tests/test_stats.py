@@ -351,6 +351,31 @@ def test_seed_aggregation_with_one_seed_has_no_interval():
     assert F.format_entry(study.stats['A']['mCE']) == '1.00'  # the value alone, no fake interval
 
 
+def test_equal_per_seed_differences_give_no_interval_and_no_verdict():
+    """Two seeds whose differences are both +0.83 (top-1 on 120 images moves in 0.83-point steps) have sd 0: the
+    t-test has no spread to estimate, so no zero-width interval, no p = 0 and no Holm-surviving verdict; the column
+    leaves the Holm family. Seen in table2's seeds 1-2 (a "better" and a "worse" from two equal differences)."""
+    runs = {'A': {0: {'Clean': 70.0, 'JPEG': 60.0, 'Mix.': 50.0}, 1: {'Clean': 75.0, 'JPEG': 61.0, 'Mix.': 52.0}},
+            'B': {0: {'Clean': 70.83, 'JPEG': 65.0, 'Mix.': 49.0}, 1: {'Clean': 75.83, 'JPEG': 61.5, 'Mix.': 48.0}}}
+    from featquant_mmdet.stats.seeds import percent_bounds
+    study = aggregate_seeds(runs, bounds=percent_bounds)
+    d = study.diffs['B']['Clean']
+    assert d.mean == pytest.approx(0.83) and d.sd == pytest.approx(0.0, abs=1e-12)
+    assert not d.defined and not d.excludes_zero and np.isnan(d.p)
+    assert study.verdicts['B']['Clean'] == ('interval undefined: the 2 values are all equal (+0.83), no spread over '
+                                            'seeds to estimate (more seeds needed)')
+    assert np.isnan(study.p_adjusted['B']['Clean']) and study.family_size('B') == 2  # JPEG and Mix. only
+    assert study.diffs['B']['JPEG'].defined and study.verdicts['B']['JPEG'] == 'no detectable difference at 95%'
+    lines = verdict_lines(study)
+    assert lines[0].startswith('Clean: B - A = +0.83 (95% t-interval over 2 seeds, paired by seed): interval '
+                               'undefined: the 2 values')
+    assert 'over the 2 columns' in lines[1]
+    assert F.format_entry(study.diffs['B']['Clean'], signed=True) == '+0.83'  # the value alone
+    same = t_interval([81.5, 81.5, 81.5])  # a mean over seeds too: no zero-width interval
+    assert same.mean == 81.5 and not same.defined and same.n == 3
+    assert t_interval([81.5, 82.0]).defined  # any spread: an interval
+
+
 def test_seed_verdict_direction_of_mce():
     runs = {'A': {s: {'mCE': 1.0 + 0.01 * s} for s in range(3)}, 'B': {s: {'mCE': 0.8 + 0.01 * s} for s in range(3)}}
     runs['B'][1]['mCE'] = 0.815

@@ -14,8 +14,10 @@ Each difference also gets the p-value of the t-test of 0, ``p = 2 * (1 - F_{n-1}
 (:func:`t_p_value`; below ``1 - level`` exactly when the uncut interval excludes 0). The verdicts are
 Holm-adjusted (:mod:`.multiplicity`), the family being the columns of the table for one variant against the
 reference: ``better`` / ``worse`` where the Holm-adjusted p-value is at most ``1 - level`` (direction per column:
-mCE is better lower), else ``no detectable difference at <level>``; with fewer than 2 seeds the interval is
-undefined and the verdict says so. The tables keep the unadjusted intervals. This covers training randomness (and
+mCE is better lower), else ``no detectable difference at <level>``. The interval, the p-value and the verdict are
+undefined (and say why) with fewer than 2 seeds, and where the values do not vary (``s = 0``): the t-interval
+estimates the spread from the values themselves, and metrics in steps (top-1 on 120 images: 0.83 points) give equal
+per-seed differences by chance at 2-3 seeds; a zero-width interval and p = 0 would turn that into a verdict. The tables keep the unadjusted intervals. This covers training randomness (and
 the test images only through each run's value); :func:`compare_single_runs` gives the paired image bootstrap of two
 single runs, which sees test-image sampling only (no verdict between models: tools/compare_robustness.py).
 """
@@ -53,11 +55,22 @@ class SeedStat:
     high: Optional[float]
     n: int
     level: float = DEFAULT_LEVEL
-    p: float = float('nan')  # two-sided p-value of mean 0 (t-test; NaN below 2 values)
+    p: float = float('nan')  # two-sided p-value of mean 0 (t-test; NaN where the interval is undefined)
+    sd: float = float('nan')  # standard deviation of the values (ddof=1; NaN below 2 values)
 
     @property
     def defined(self) -> bool:
         return self.low is not None
+
+    @property
+    def undefined_reason(self) -> Optional[str]:
+        """Why the interval is undefined (None where it is defined)."""
+        if self.defined:
+            return None
+        if self.n < 2:
+            return f'interval undefined with {self.n} seed{"" if self.n == 1 else "s"} (need at least 2)'
+        return (f'interval undefined: the {self.n} values are all equal ({self.mean:+.2f}), no spread over seeds to '
+                f'estimate (more seeds needed)')
 
     @property
     def excludes_zero(self) -> bool:
@@ -66,19 +79,17 @@ class SeedStat:
 
 def t_p_value(mean: float, sd: float, n: int) -> float:
     """Two-sided p-value of a mean of 0 from ``n`` values with mean ``mean`` and standard deviation ``sd``
-    (``ddof=1``): ``2 * t.sf(|mean| / (sd / sqrt(n)), n - 1)``; with ``sd = 0``: 0 if ``mean != 0`` else 1; NaN below
-    2 values."""
+    (``ddof=1``): ``2 * t.sf(|mean| / (sd / sqrt(n)), n - 1)``; NaN below 2 values and with ``sd = 0`` (the test
+    has no spread to compare the mean with)."""
     from scipy import stats
-    if n < 2:
+    if n < 2 or sd == 0:
         return float('nan')
-    if sd == 0:
-        return 0.0 if mean != 0 else 1.0
     return float(min(1.0, 2 * stats.t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1)))
 
 
 def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL, bounds: Bounds = None) -> SeedStat:
     """Mean and Student-t interval of ``values`` (NaN / None dropped), cut to ``bounds`` (lower, upper) if given;
-    undefined (None ends) below 2 values."""
+    undefined (None ends, p NaN) below 2 values and where the values are all equal."""
     from scipy import stats
     level = check_level(level)
     x = np.array([v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))], float)
@@ -88,11 +99,13 @@ def t_interval(values: Sequence[float], level: float = DEFAULT_LEVEL, bounds: Bo
     if x.size < 2:
         return SeedStat(mean, None, None, int(x.size), level)
     sd = float(x.std(ddof=1))
+    if sd == 0:
+        return SeedStat(mean, None, None, int(x.size), level, sd=0.0)
     half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * sd / math.sqrt(x.size))
     low, high = mean - half, mean + half
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
-    return SeedStat(mean, low, high, int(x.size), level, t_p_value(mean, sd, int(x.size)))
+    return SeedStat(mean, low, high, int(x.size), level, t_p_value(mean, sd, int(x.size)), sd)
 
 
 def verdict(low: Optional[float], high: Optional[float], n: int, level: float, better_high: bool = True,
@@ -173,20 +186,20 @@ def aggregate_seeds(runs: Mapping[str, Mapping[object, Mapping[str, Optional[flo
         for col, d in study.diffs[variant].items():
             study.verdicts[variant][col] = (
                 holm_verdict(d.mean, study.p_adjusted[variant][col], level, higher_is_better(col)) if d.defined
-                else verdict(d.low, d.high, d.n, level))
+                else d.undefined_reason)
     return study
 
 
 def verdict_lines(study: SeedStudy, digits: int = 2) -> List[str]:
     """One line per (variant, column): the paired difference, its unadjusted interval and p-value, the
-    Holm-adjusted p-value over the variant's columns and the Holm-adjusted verdict; one line for a variant none of
-    whose columns has an interval (fewer than 2 seeds paired with the reference), instead of a line per column."""
+    Holm-adjusted p-value over the variant's columns and the Holm-adjusted verdict (or why there is none); one line
+    for a variant paired with the reference in fewer than 2 seeds, instead of a line per column."""
     lines = []
     pct = f'{study.level * 100:g}%'
     for variant, by_col in study.diffs.items():
         m = study.family_size(variant)
-        if m == 0 and by_col:
-            n = max(d.n for d in by_col.values())
+        n = max([d.n for d in by_col.values()] or [0])
+        if m == 0 and by_col and n < 2:
             lines.append(f'{variant} - {study.reference}: no verdict, {n} seed{"s" if n != 1 else ""} paired by seed '
                          f'(a t-interval over seeds needs at least 2); the differences are in the table')
             continue
