@@ -6,12 +6,15 @@
 #   python tools/study.py configs/studies/evidence_long.py --work-dir work_dirs/evidence_long
 #
 # About 35 min wall on 2 idle cores (10 trainings of ~350 s CPU and their sweeps, 2 at a time, and the saliency
-# classifier). Results: docs/robustness_study.md ("Longer training").
+# classifier). Results: docs/robustness_study.md ("Longer training"). Targeted occlusion: the masks of a plain
+# ResNet-18 (neutral: none of the compared models is one) and each model's own (issue 27; measured first with a
+# plain ZF's masks, which favour any model unlike ZF).
 task = 'classification'
 seeds = [0, 1, 2, 3, 4]
 reference = 'ZF'
 distortions = ['all', 'mix_minor', 'mix_heavy']  # all includes targeted occlusion (saliency)
 saliency = dict(config='configs/pretrain/resnet18_imagenet.py', seed=100)  # Plain-18 (was ZF before issue 27)
+own_saliency = True  # the cross-check: each model also occluded by its own saliency ("Occ. (own)")
 levels = [2, 4]
 threads = 1
 jobs = 2
