@@ -117,6 +117,11 @@ def test_prune_keeps_the_matched_snapshot_only(tmp_path):
     removed = prune(run, [osp.join(run, 'epoch_2.pth')])
     assert [osp.basename(p) for p in removed] == ['epoch_1.pth', 'epoch_3.pth']
     assert sorted(p.name for p in (tmp_path / 'a').glob('*.pth')) == ['epoch_2.pth', 'other.pth']
+    # matching the pruned run again (another variant set, target or tolerance) says why it cannot
+    with pytest.raises(StageError, match=r"run POW s0: its snapshots were deleted after an earlier match "
+                                         r"\(.*pruned.json: 2 deleted, kept \['epoch_2.pth', 'other.pth'\]\): a new "
+                                         r"match .* needs the run trained again \(delete .*a\), or match prune=False"):
+        snapshots(run, KEY, 'POW s0')
 
 
 def run_tool(*argv):

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from .stages import StageError
 
 TARGETS = ('reference', 'common')
+PRUNED = 'pruned.json'  # written by prune(): which snapshots a match kept and deleted
 _EPS = 1e-9  # values are floats from a JSON log: a distance equal to the tolerance is within it
 
 
@@ -105,6 +106,13 @@ def snapshots(work_dir: str, key: str, run: Optional[str] = None) -> List[Snapsh
              for path in [checkpoint_of(work_dir, step)] if path is not None]
     if len(snaps) < 2:
         kept = sorted(osp.basename(p) for p in glob.glob(osp.join(work_dir, '*.pth')))
+        pruned = osp.join(work_dir, PRUNED)
+        if osp.isfile(pruned):
+            with open(pruned) as f:
+                deleted = len(json.load(f).get('removed', []))
+            raise StageError(f'run {run}: its snapshots were deleted after an earlier match ({pruned}: {deleted} '
+                             f'deleted, kept {kept}): a new match (other runs, target or tolerance) needs the run '
+                             f'trained again (delete {work_dir}), or match prune=False to keep them')
         raise StageError(f'run {run}: no periodic checkpoints: {len(snaps)} checkpoint(s) with {key} recorded '
                          f'(validated at steps {sorted(values)}, checkpoints {kept}); train with '
                          'default_hooks.checkpoint.interval = train_cfg.val_interval and max_keep_ckpts=-1')
@@ -164,14 +172,17 @@ def match_table(matches: Dict[str, Match], key: str) -> List[str]:
 
 
 def prune(work_dir: str, keep: Sequence[str]) -> List[str]:
-    """Delete the run's ``epoch_*.pth`` / ``iter_*.pth`` but ``keep`` (disk: a ZF classifier's weights are ~0.24 GB);
-    returns the deleted paths."""
+    """Delete the run's ``epoch_*.pth`` / ``iter_*.pth`` but ``keep`` (disk: a ZF classifier's weights are ~0.24 GB)
+    and say so in ``<work_dir>/pruned.json`` (a later match of the run names it); returns the deleted paths."""
     keep = {osp.abspath(p) for p in keep}
     removed = []
     for path in glob.glob(osp.join(work_dir, '*.pth')):
         if re.fullmatch(r'(epoch|iter)_\d+\.pth', osp.basename(path)) and osp.abspath(path) not in keep:
             os.remove(path)
             removed.append(path)
+    with open(osp.join(work_dir, PRUNED), 'w') as f:
+        json.dump(dict(kept=sorted(osp.basename(p) for p in keep),
+                       removed=sorted(osp.basename(p) for p in removed)), f)
     return sorted(removed)
 
 
