@@ -142,7 +142,8 @@ def test_report_verdicts_are_holm_adjusted_over_the_columns_and_the_report_reads
     # ... D2: a marginal one (p ~ 0.008 unadjusted): no detectable difference after Holm over 15 columns
     for s, d in enumerate([2.0, 1.0, 2.5, 1.5, 0.8]):
         runs['B'][s]['D2'] = round(runs['A'][s]['D2'] + d, 2)
-    study, lines = write_report(runs, str(tmp_path), 'A', 0.95, 'constructed, 5 training seeds')
+    out = tmp_path / 'new' / 'report'  # made by write_report
+    study, lines = write_report(runs, str(out), 'A', 0.95, 'constructed, 5 training seeds')
     p = {c: t_p_by_hand([runs['B'][s][c] - runs['A'][s][c] for s in range(5)]) for c in columns}
     assert p['D2'] < 0.05 and 0.05 < holm_by_hand(p)['D2']  # the case Holm exists for
     assert {c: study.diffs['B'][c].p for c in columns} == pytest.approx(p, rel=1e-9)
@@ -154,17 +155,17 @@ def test_report_verdicts_are_holm_adjusted_over_the_columns_and_the_report_reads
     assert all(v == ('better' if holm_by_hand(p)[c] <= 0.05 else 'no detectable difference at 95%')
                for c, v in verdicts.items())
     assert [c for c, v in verdicts.items() if v != 'no detectable difference at 95%'] == ['D0', 'D1']
-    md = (tmp_path / 'study.md').read_text()
+    md = (out / 'study.md').read_text()
     assert 'Verdicts, Holm-adjusted (Holm over the 15 columns of this table, family-wise level 95 % for each variant ' \
            'against A; the intervals and * above are unadjusted):' in md
     assert '| B - A |' in md and '*' in md.split('| B - A |')[1].split('\n')[0]
-    with open(tmp_path / 'study.csv') as f:
+    with open(out / 'study.csv') as f:
         rows = {(r['model'], r['row']): r for r in csv.DictReader(f)}
     assert float(rows[('B', 'Holm p to A')]['D2']) == pytest.approx(holm_by_hand(p)['D2'], abs=1e-4)
     # read back from the written report: the same runs (two decimals), the same verdicts
-    assert runs_from_report(str(tmp_path / 'study.md')) == runs
+    assert runs_from_report(str(out / 'study.md')) == runs
     from featquant_mmdet.engine import study_report
-    study_report.main([str(tmp_path / 'study.md')])
+    study_report.main([str(out / 'study.md')])
 
 
 def test_alpha_section_takes_the_trajectories_handed_in(tmp_path):

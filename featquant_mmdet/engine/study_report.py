@@ -11,6 +11,7 @@ unadjusted intervals. :func:`runs_from_report` reads the per-run table of a writ
 verdicts of an existing report can be recomputed (``python -m featquant_mmdet.engine.study_report STUDY.md``).
 The exponents' section (:func:`append_alpha_section`) gets the trajectories' table handed in by the caller.
 """
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -52,7 +53,9 @@ def aggregate_runs(paths: Dict[str, Dict[int, str]], columns: Optional[Sequence[
 
 
 def write_report(runs, out_dir: str, reference: str, level: float, caption: str) -> Tuple[SeedStudy, List[str]]:
-    """``study.md``, ``study.csv`` and ``study.png`` in ``out_dir``; returns the aggregate and its verdict lines."""
+    """``study.md``, ``study.csv`` and ``study.png`` in ``out_dir`` (made if missing); returns the aggregate and its
+    verdict lines."""
+    os.makedirs(out_dir, exist_ok=True)
     study = aggregate_seeds(runs, reference, level, bounds=percent_bounds)
     cols, variants = study.columns, list(study.stats)
     others = [v for v in variants if v != reference]
