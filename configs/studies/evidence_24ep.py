@@ -5,7 +5,9 @@
 #
 #   python tools/study.py configs/studies/evidence_24ep.py --work-dir work_dirs/evidence_24ep
 #
-# Results: docs/robustness_study.md ("Targeted occlusion with neutral masks").
+# Not run yet (session 28 ran out of time: trainings took ~3x the CPU time measured in earlier sessions on this
+# machine type, see evidence_long.py); about 1 h on 2 cores at that speed. Results go to docs/robustness_study.md
+# ("Targeted occlusion with neutral masks").
 _base_ = ['./evidence_long.py']
 pretrain = dict(epochs=24)
 weights = dict(pretrain=175.0, train=175.0)

@@ -5,8 +5,9 @@
 #
 #   python tools/study.py configs/studies/evidence_long.py --work-dir work_dirs/evidence_long
 #
-# About 35 min wall on 2 idle cores (10 trainings of ~350 s CPU and their sweeps, 2 at a time, and the saliency
-# classifier). Results: docs/robustness_study.md ("Longer training"). Targeted occlusion: the masks of a plain
+# About 35 min wall on 2 idle cores in the third session (10 trainings of ~350 s CPU and their sweeps, 2 at a time,
+# and the saliency classifier); in session 28 the same trainings took 1100-1250 CPU-s each (~1.5 s an iteration
+# against ~0.45), about 2 h 15 min for the study. Results: docs/robustness_study.md ("Longer training"). Targeted occlusion: the masks of a plain
 # ResNet-18 (neutral: none of the compared models is one) and each model's own (issue 27; measured first with a
 # plain ZF's masks, which favour any model unlike ZF).
 task = 'classification'
