@@ -17,7 +17,8 @@ reference: ``better`` / ``worse`` where the Holm-adjusted p-value is at most ``1
 mCE is better lower), else ``no detectable difference at <level>``. The interval, the p-value and the verdict are
 undefined (and say why) with fewer than 2 seeds, and where the values do not vary (``s = 0``): the t-interval
 estimates the spread from the values themselves, and metrics in steps (top-1 on 120 images: 0.83 points) give equal
-per-seed differences by chance at 2-3 seeds; a zero-width interval and p = 0 would turn that into a verdict. The tables keep the unadjusted intervals. This covers training randomness (and
+per-seed differences by chance at 2-3 seeds; a zero-width interval and p = 0 would turn that into a verdict. The
+tables keep the unadjusted intervals. This covers training randomness (and
 the test images only through each run's value); :func:`compare_single_runs` gives the paired image bootstrap of two
 single runs, which sees test-image sampling only (no verdict between models: tools/compare_robustness.py).
 """
@@ -68,7 +69,7 @@ class SeedStat:
         if self.defined:
             return None
         if self.n < 2:
-            return f'interval undefined with {self.n} seed{"" if self.n == 1 else "s"} (need at least 2)'
+            return verdict(None, None, self.n, self.level)
         return (f'interval undefined: the {self.n} values are all equal ({self.mean:+.2f}), no spread over seeds to '
                 f'estimate (more seeds needed)')
 
