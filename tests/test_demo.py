@@ -117,6 +117,8 @@ def test_table_is_the_evaluation_results(tiny_run):
     assert record['preset'] == 'tiny' and set(record['table']) == set(LABELS)
     assert record['steps']['train_ZF_s0']['status'] == 'ran' and record['steps']['train_ZF_s0']['wall_s'] > 0
     assert record['threads'] == 1 and record['cpu_capability']  # what the numbers depend on (README)
+    assert record['kernels']['torch_cpu_capability'] == record['cpu_capability']
+    assert record['kernels']['pinned']['OMP_NUM_THREADS'] == '1'
 
 
 def test_table_is_printed_with_the_comparisons_intervals(tiny_run):

@@ -131,8 +131,19 @@ def test_reproducible_env():
     from featquant_mmdet.engine.reproducibility import reproducible_env
     env = reproducible_env({'PATH': '/bin', 'OMP_NUM_THREADS': '8'}, threads=2, cpu_capability='avx2')
     assert env == {'PATH': '/bin', 'OMP_NUM_THREADS': '2', 'MKL_NUM_THREADS': '2', 'OPENBLAS_NUM_THREADS': '2',
-                   'ATEN_CPU_CAPABILITY': 'avx2'}
+                   'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_CBWR': 'AVX2'}
     with pytest.raises(ValueError, match='threads must be a positive integer'):
         reproducible_env({}, threads=0)
     with pytest.raises(ValueError, match="cpu_capability must be None, 'default', 'avx2' or 'avx512'"):
         reproducible_env({}, cpu_capability='sse4')
+
+
+def test_cpu_kernels_names_the_cpu_and_the_pinning():
+    from featquant_mmdet.engine.reproducibility import cpu_kernels, reproducible_env
+    record = cpu_kernels(reproducible_env({'PATH': '/bin'}, threads=1, cpu_capability='avx2'))
+    assert record['pinned'] == {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1',
+                                'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_CBWR': 'AVX2'}
+    assert cpu_kernels({})['pinned'] == {}
+    assert record['torch_cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+    if osp.isfile('/proc/cpuinfo') and record['avx512f'] is not None:  # torch uses AVX-512 only where the CPU has it
+        assert record['torch_cpu_capability'] != 'AVX512' or record['avx512f']

@@ -87,6 +87,8 @@ def test_killed_study_resumes_without_redoing_finished_steps(tiny_study):
     assert 'progress:' in resumed.stdout and 'left' in resumed.stdout
     record = json.loads((tiny_study['work'] / 'results' / 'study_run.json').read_text())
     assert record['threads'] == 1 and record['cpu_capability']
+    assert record['kernels']['torch_cpu_capability'] == record['cpu_capability']
+    assert record['kernels']['pinned']['OMP_NUM_THREADS'] == '1'
     for ext in ('md', 'csv', 'png'):
         assert (tiny_study['work'] / 'results' / f'study.{ext}').stat().st_size > 0
 

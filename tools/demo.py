@@ -36,6 +36,7 @@ sys.path.insert(0, REPO)  # run from a checkout without installing
 from featquant_mmdet.datasets.layouts import check_imagenet_root, check_vocdevkit  # noqa: E402
 from featquant_mmdet.datasets.synthetic_voc import STYLES  # noqa: E402
 from featquant_mmdet.engine.loading import last_checkpoint  # noqa: E402
+from featquant_mmdet.engine.reproducibility import cpu_kernels  # noqa: E402
 from featquant_mmdet.engine.stages import (Plan, StageError, StageRunner, StagesInterrupted, Step,  # noqa: E402
                                            check_writable_folder)
 from featquant_mmdet.engine.study import Study, load_spec  # noqa: E402
@@ -193,7 +194,7 @@ class Demo:
             preset=self.args.preset, settings=self.p, data=data, table=table, image_sampling=sampling,
             model_verdict='none: one training seed per model (--train-seeds runs the seed study)',
             threads=self.args.threads, cpu_capability=torch.backends.cpu.get_cpu_capability(),
-            aten_cpu_capability=self.env.get('ATEN_CPU_CAPABILITY')))
+            kernels=cpu_kernels(self.env)))
         return dict(table=table)
 
     def run(self) -> None:

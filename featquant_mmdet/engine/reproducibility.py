@@ -65,6 +65,34 @@ class RNGStateHook(Hook):
 
 # the thread pools torch, MKL, OpenBLAS and oneDNN read at start-up
 THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+# one kernel set for the three libraries that pick theirs by CPU: torch's vectorised ops, oneDNN's convolutions
+# (the largest effect: 0.14 after 4 iterations, docs/usage.md) and MKL's GEMMs (conditional numerical reproducibility)
+KERNEL_VARS = {
+    'default': dict(ATEN_CPU_CAPABILITY='default', ONEDNN_MAX_CPU_ISA='SSE41', MKL_CBWR='COMPATIBLE'),
+    'avx2': dict(ATEN_CPU_CAPABILITY='avx2', ONEDNN_MAX_CPU_ISA='AVX2', MKL_CBWR='AVX2'),
+    'avx512': dict(ATEN_CPU_CAPABILITY='avx512', ONEDNN_MAX_CPU_ISA='AVX512_CORE', MKL_CBWR='AVX512'),
+}
+
+
+def cpu_kernels(env: Optional[Mapping[str, str]] = None) -> Dict[str, object]:
+    """What the numbers of a CPU run depend on beyond the seed: the CPU model, whether it has AVX2 / AVX-512
+    (``/proc/cpuinfo`` flags, Linux), torch's kernel set and the pinning variables set in ``env`` (default
+    ``os.environ``)."""
+    env = os.environ if env is None else env
+    model, flags = None, set()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == 'model name' and model is None:
+                    model = value.strip()
+                elif key.strip() == 'flags' and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return dict(cpu=model, avx2='avx2' in flags if flags else None, avx512f='avx512f' in flags if flags else None,
+                torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                pinned={var: env[var] for var in (*THREAD_VARS, *KERNEL_VARS['avx2']) if var in env})
 
 
 def reproducible_env(base: Optional[Mapping[str, str]] = None, threads: int = 1,
@@ -74,15 +102,17 @@ def reproducible_env(base: Optional[Mapping[str, str]] = None, threads: int = 1,
     Args:
         threads: intra-op threads of every process (OMP/MKL/OpenBLAS). The result of a reduction depends on how it
             is split over threads, so runs with another count differ in the last bits and, through training, more.
-        cpu_capability: ``ATEN_CPU_CAPABILITY`` (``default``, ``avx2``, ``avx512``): which vectorised kernels torch
-            uses; None keeps torch's choice (the best the CPU has, which differs between machines).
+        cpu_capability: ``'default'``, ``'avx2'`` or ``'avx512'``: the most the kernels may use, in torch
+            (``ATEN_CPU_CAPABILITY``), oneDNN (``ONEDNN_MAX_CPU_ISA``) and MKL (``MKL_CBWR``), see
+            :data:`KERNEL_VARS`; None keeps each library's choice (the best the CPU has, which differs between
+            machines: an AVX-512 and an AVX2 machine train different weights from the same seed).
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f'threads must be a positive integer, got {threads!r}')
-    if cpu_capability is not None and cpu_capability not in ('default', 'avx2', 'avx512'):
+    if cpu_capability is not None and cpu_capability not in KERNEL_VARS:
         raise ValueError(f"cpu_capability must be None, 'default', 'avx2' or 'avx512', got {cpu_capability!r}")
     env = dict(os.environ if base is None else base)
     env.update({var: str(threads) for var in THREAD_VARS})
     if cpu_capability is not None:
-        env['ATEN_CPU_CAPABILITY'] = cpu_capability
+        env.update(KERNEL_VARS[cpu_capability])
     return env

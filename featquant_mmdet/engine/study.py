@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..fileio import write_json_atomic
 from .loading import last_checkpoint
-from .reproducibility import reproducible_env
+from .reproducibility import cpu_kernels, reproducible_env
 from .stages import Plan, StageRunner, Step
 # load_spec and parse_variant: the tools import them from here with Study
 from .study_spec import REPO, repo_path, check_spec, load_spec, parse_variant  # noqa: F401
@@ -437,5 +437,5 @@ class Study:
         runs = {t: read_json(self.runner.marker_path(f'report_{t}'))['runs'] for t in self.tracks()}
         write_json_atomic(osp.join(self.results, 'study_run.json'), self.runner.run_record(
             spec=self.spec, threads=self.spec['threads'], cpu_capability=torch.backends.cpu.get_cpu_capability(),
-            aten_cpu_capability=self.env.get('ATEN_CPU_CAPABILITY'), runs=runs, verdicts=verdicts))
+            kernels=cpu_kernels(self.env), runs=runs, verdicts=verdicts))
         return verdicts
