@@ -49,6 +49,40 @@ def test_summary_matches_numpy():
         summarize_exponents({})
 
 
+def test_streamed_hpow_summary_equals_the_exact_one_within_a_bin():
+    """Per-image exponents fed in batches give the exact summary's count, mean, std, min, max, fractions and
+    std_images, and its quantiles within one histogram bin (6 / 60000); pooled layers as the exact pooled row."""
+    from featquant_mmdet.analysis.exponent_stats import StreamedExponents
+    rng = np.random.default_rng(0)
+    layers = {'a': torch.tensor(-1 + 6 / (1 + np.exp(-rng.normal(-0.3, 0.5, (300, 2, 40)))), dtype=torch.float32),
+              'b': torch.tensor(rng.uniform(-1, 5, (300, 1, 16)), dtype=torch.float32)}
+    layers['a'][7, 1, 3] = float('nan')  # one broken image in one column: that column leaves std_images
+    exact = summarize_exponents(layers)
+    streamed = {}
+    for name, t in layers.items():
+        streamed[name] = StreamedExponents()
+        for i in range(0, 300, 32):  # batches of 32, the last one shorter
+            streamed[name].add(t[i:i + 32])
+    table = summarize_exponents(streamed)
+    assert list(table) == list(exact) == ['a', 'b', 'all layers']
+    for name in table:
+        for key in ('count', 'nonfinite', 'min', 'max', 'frac_negative', 'frac_clamped'):
+            assert table[name][key] == exact[name][key], (name, key)
+        for key in ('mean', 'std', 'std_images'):
+            assert table[name][key] == pytest.approx(exact[name][key], rel=1e-9, abs=1e-12), (name, key)
+        for key in ('p05', 'median', 'p95'):
+            assert abs(table[name][key] - exact[name][key]) <= 6 / 60000, (name, key)
+    assert table['a']['nonfinite'] == 1 and 0 < table['all layers']['std_images'] < table['all layers']['std']
+    # values beyond [-1, 5] land in the outer bins: their count (frac_clamped) and min / max stay exact
+    outside = StreamedExponents()
+    outside.add(torch.tensor([[[-1.5, 0.0, 6.0, 0.5]], [[-1.25, 0.1, 7.0, 0.5]]]))
+    row = outside.summary()
+    assert row['min'] == -1.5 and row['max'] == 7.0 and row['frac_clamped'] == 0.5
+    assert row['p05'] == pytest.approx(np.quantile([-1.5, 0.0, 6.0, 0.5, -1.25, 0.1, 7.0, 0.5], 0.05), abs=0.25)
+    mixed = summarize_exponents({'h': streamed['a'], 'learned': torch.linspace(-0.5, 0.5, 10)})
+    assert mixed['all layers']['count'] == streamed['a'].count + 10 and np.isnan(mixed['all layers']['std_images'])
+
+
 def _save(config, path, options, mutate=None):
     from mmdet.registry import MODELS
 

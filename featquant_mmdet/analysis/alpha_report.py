@@ -8,15 +8,17 @@ Sources of exponents:
   every state-dict entry named like that parameter is taken; with a config, the model is built, the checkpoint
   loaded strictly, and the layers are found by type.
 - ``HPowConv``: the exponents are computed per image by the hypernetwork (eq. 7), so they exist only for images;
-  with a config and ``num_images > 0`` the test images are run and every image's exponents are collected.
+  with a config and ``num_images > 0`` the test images are run and every image's exponents are summarised as they
+  arrive (``exponent_stats.StreamedExponents``: memory independent of the number of images; quantiles within 1e-4).
 """
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from .exponent_stats import StreamedExponents
 from .report_files import finish_figure
 
 SUMMARY_COLUMNS = ('count', 'nonfinite', 'mean', 'std', 'min', 'p05', 'median', 'p95', 'max', 'frac_negative',
@@ -50,13 +52,14 @@ def exponents_from_model(model: nn.Module) -> Dict[str, Optional[torch.Tensor]]:
 
 
 @torch.no_grad()
-def collect_hyper_exponents(model: nn.Module, dataloader, num_images: int) -> Dict[str, torch.Tensor]:
-    """Run ``num_images`` test images and collect the per-image exponents (N, Lambda, C) of every ``HPowConv``."""
+def collect_hyper_exponents(model: nn.Module, dataloader, num_images: int) -> Dict[str, StreamedExponents]:
+    """Run ``num_images`` test images and summarise the per-image exponents (N, Lambda, C) of every ``HPowConv`` as
+    they arrive (:class:`StreamedExponents`: memory independent of ``num_images``)."""
     from ..layers.quant_conv import HPowConv
     layers = {name: m for name, m in model.named_modules() if isinstance(m, HPowConv)}
-    collected: Dict[str, List[torch.Tensor]] = {name: [] for name in layers}
-    handles = [m.register_forward_hook(lambda mod, i, o, name=name: collected[name].append(
-        mod.exponents().detach().float().cpu())) for name, m in layers.items()]
+    collected = {name: StreamedExponents() for name in layers}
+    handles = [m.register_forward_hook(lambda mod, i, o, name=name: collected[name].add(mod.exponents()))
+               for name, m in layers.items()]
     model.eval()
     seen = 0
     try:
@@ -71,10 +74,10 @@ def collect_hyper_exponents(model: nn.Module, dataloader, num_images: int) -> Di
     finally:
         for h in handles:
             h.remove()
-    return {name: torch.cat(chunks) for name, chunks in collected.items() if chunks}
+    return {name: stats for name, stats in collected.items() if stats.images}
 
 
-def summarize_exponents(exponents: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, float]]:
+def summarize_exponents(exponents: Dict[str, Union[torch.Tensor, StreamedExponents]]) -> Dict[str, Dict[str, float]]:
     """Per layer (and ``'all layers'`` pooled): count, how many are NaN/Inf (a diverged model), and over the finite
     ones mean, std, min, 5/50/95 % quantiles, max, the fraction below 0 (compressing maps), the fraction outside
     [-1, 5] (clamped by the forward) and ``std_images``, the per-sample spread of per-image exponents (N, Lambda, C)
@@ -104,6 +107,18 @@ def summarize_exponents(exponents: Dict[str, torch.Tensor]) -> Dict[str, Dict[st
         values = t.numpy().astype(np.float64).reshape(t.shape[0], -1)
         return values[:, np.isfinite(values).all(0)].std(0)
 
+    if any(isinstance(v, StreamedExponents) for v in exponents.values()):
+        # HPOW layers summarised on images (exact but for the quantiles, within 1e-4: exponent_stats); the pooled
+        # row from the streamed layers and the learned ones, added as one sample each
+        table = {name: v.summary() if isinstance(v, StreamedExponents) else summarize_exponents({name: v})[name]
+                 for name, v in exponents.items()}
+        if len(exponents) > 1:
+            pooled = StreamedExponents.pooled([v if isinstance(v, StreamedExponents) else _as_streamed(v)
+                                               for v in exponents.values()])
+            if not all(isinstance(v, StreamedExponents) for v in exponents.values()):
+                pooled.spreads = np.zeros(0)  # learned exponents are shared by all images: no per-image spread
+            table['all layers'] = pooled.summary()
+        return table
     arrays = {name: t.numpy().ravel().astype(np.float64) for name, t in exponents.items()}
     spreads = {name: image_spread(t) for name, t in exponents.items()}
     table = {name: summary(v) for name, v in arrays.items()}
@@ -115,6 +130,12 @@ def summarize_exponents(exponents: Dict[str, torch.Tensor]) -> Dict[str, Dict[st
         spread = spreads[name]
         row['std_images'] = float(spread.mean()) if spread is not None and spread.size else float('nan')
     return table
+
+
+def _as_streamed(t: torch.Tensor) -> StreamedExponents:
+    out = StreamedExponents()
+    out.add(t if t.dim() == 3 else t.reshape(1, -1))
+    return out
 
 
 def format_exponent_table(table: Dict[str, Dict[str, float]]) -> str:
@@ -134,7 +155,7 @@ def write_exponent_csv(table: Dict[str, Dict[str, float]], path: str) -> None:
             writer.writerow([name, *[repr(row[c]) for c in SUMMARY_COLUMNS]])
 
 
-def plot_exponent_histograms(exponents: Dict[str, torch.Tensor], path: str, bins: int = 40,
+def plot_exponent_histograms(exponents: Dict[str, Union[torch.Tensor, StreamedExponents]], path: str, bins: int = 40,
                              title: str = '') -> None:
     """One histogram panel per layer, with the identity exponent 0 marked."""
     import matplotlib
@@ -146,6 +167,18 @@ def plot_exponent_histograms(exponents: Dict[str, torch.Tensor], path: str, bins
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
+        if isinstance(exponents[name], StreamedExponents):
+            stats = exponents[name]
+            if stats.count == stats.nonfinite:
+                ax.set_title(f'{name}\nno finite value', fontsize=9)
+                continue
+            ax.stairs(*stats.coarse_histogram(bins), fill=True, color='tab:blue')
+            ax.axvline(0.0, color='k', lw=0.8, ls='--')
+            ax.set_title(f'{name}\nmean {stats.summary()["mean"]:.3f}, n={stats.count - stats.nonfinite}',
+                         fontsize=9)
+            ax.set_xlabel('alpha (psi = sign(x) |x|^(alpha+1))', fontsize=8)
+            ax.tick_params(labelsize=7)
+            continue
         values = exponents[name].numpy().ravel()
         values = values[np.isfinite(values)]
         if values.size == 0:
@@ -159,7 +192,7 @@ def plot_exponent_histograms(exponents: Dict[str, torch.Tensor], path: str, bins
     finish_figure(fig, axes, len(names), title, path)
 
 
-def load_exponents(checkpoint: str, cfg=None, num_images: int = 0) -> Dict[str, torch.Tensor]:
+def load_exponents(checkpoint: str, cfg=None, num_images: int = 0) -> Dict[str, Union[torch.Tensor, StreamedExponents]]:
     """The exponents of ``checkpoint``: from its state dict alone, or (with ``cfg``) from the strictly loaded model,
     including HPOW layers' per-image exponents on ``num_images`` test images."""
     from ..loading import build_model, read_state_dict
