@@ -150,6 +150,8 @@ def test_tool_hpow_needs_images_and_collects_per_image_exponents(tmp_path, repo_
     assert table['backbone.conv4']['count'] == 2 * 384
     assert -1 < table['all layers']['min'] < table['all layers']['max'] < 5 and table['all layers']['std'] > 0
     assert 0 < table['all layers']['std_images'] < table['all layers']['std']  # images differ, less than channels
+    import matplotlib.image as mpimg
+    assert mpimg.imread(tmp_path / 'o' / 'alpha_histograms.png').shape[1] > 300  # drawn from the streamed layers
 
 
 def test_tool_errors(tmp_path, repo_root, load_tool):

@@ -167,26 +167,22 @@ def plot_exponent_histograms(exponents: Dict[str, Union[torch.Tensor, StreamedEx
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
-        if isinstance(exponents[name], StreamedExponents):
-            stats = exponents[name]
-            if stats.count == stats.nonfinite:
-                ax.set_title(f'{name}\nno finite value', fontsize=9)
-                continue
-            ax.stairs(*stats.coarse_histogram(bins), fill=True, color='tab:blue')
-            ax.axvline(0.0, color='k', lw=0.8, ls='--')
-            ax.set_title(f'{name}\nmean {stats.summary()["mean"]:.3f}, n={stats.count - stats.nonfinite}',
-                         fontsize=9)
-            ax.set_xlabel('alpha (psi = sign(x) |x|^(alpha+1))', fontsize=8)
-            ax.tick_params(labelsize=7)
-            continue
-        values = exponents[name].numpy().ravel()
-        values = values[np.isfinite(values)]
-        if values.size == 0:
+        source = exponents[name]
+        if isinstance(source, StreamedExponents):
+            n = source.count - source.nonfinite
+            counts, edges = source.coarse_histogram(bins) if n else (None, None)
+            mean = source.summary()['mean']
+        else:
+            values = source.numpy().ravel()
+            values = values[np.isfinite(values)]
+            n, mean = values.size, float(values.mean()) if values.size else float('nan')
+            counts, edges = np.histogram(values, bins) if n else (None, None)
+        if n == 0:
             ax.set_title(f'{name}\nno finite value', fontsize=9)
             continue
-        ax.hist(values, bins=bins, color='tab:blue')
+        ax.stairs(counts, edges, fill=True, color='tab:blue')
         ax.axvline(0.0, color='k', lw=0.8, ls='--')
-        ax.set_title(f'{name}\nmean {values.mean():.3f}, n={values.size}', fontsize=9)
+        ax.set_title(f'{name}\nmean {mean:.3f}, n={n}', fontsize=9)
         ax.set_xlabel('alpha (psi = sign(x) |x|^(alpha+1))', fontsize=8)
         ax.tick_params(labelsize=7)
     finish_figure(fig, axes, len(names), title, path)
