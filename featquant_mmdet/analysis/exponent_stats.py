@@ -122,8 +122,7 @@ class StreamedExponents:
     def pooled(cls, layers: Iterable['StreamedExponents']) -> 'StreamedExponents':
         """All layers as one (same histogram edges): their values pooled, ``std_images`` over all their columns."""
         layers = list(layers)
-        out = cls.__new__(cls)
-        out.edges = layers[0].edges
+        out = cls(len(layers[0].edges) - 1, layers[0].edges[0], layers[0].edges[-1])
         out.hist = sum(layer.hist for layer in layers)
         out.count, out.nonfinite = sum(x.count for x in layers), sum(x.nonfinite for x in layers)
         out.negative, out.clamped = sum(x.negative for x in layers), sum(x.clamped for x in layers)
@@ -137,6 +136,5 @@ class StreamedExponents:
             out.sum += x.sum + n * d
             out.sumsq += x.sumsq + 2 * d * x.sum + n * d * d
         out.images = min(x.images for x in layers)
-        out.col_shift = out.col_sum = out.col_sumsq = out.col_bad = None
         out.spreads = np.concatenate([x.column_spread() for x in layers])
         return out
