@@ -111,7 +111,7 @@ def main():
 
     from featquant_mmdet.datasets.synthetic_voc import make_voc_dataset
     from featquant_mmdet.engine.reproducibility import cpu_kernels
-    from featquant_mmdet.fileio import utc_now
+    from featquant_mmdet.fileio import utc_now, write_json_atomic
     with tempfile.TemporaryDirectory() as tmp:
         data_root = make_voc_dataset(osp.join(tmp, 'data'), num_train=8, num_test=2, image_size=IMAGE_SIZE,
                                      classes=('car', ), seed=0)
@@ -124,7 +124,7 @@ def main():
     cpu = mine['kernels']
     print(f'\n{cpu["cpu"]}, AVX2 {cpu["avx2"]}, AVX-512 {cpu["avx512f"]}, torch kernels '
           f'{cpu["torch_cpu_capability"]}; {args.iters} iterations of {osp.basename(CONFIG)} on {IMAGE_SIZE}')
-    print(f'| setting | largest relative weight difference to native | sha256 |\n|---|---:|---|')
+    print('| setting | largest relative weight difference to native | sha256 |\n|---|---:|---|')
     for name, sd in weights.items():
         diff = largest_relative_difference(weights['native'], sd)
         print(f'| {name} | {"bitwise equal" if diff == 0 else f"{diff:.2g}"} | {mine["sha256"][name][:16]} |')
@@ -132,10 +132,9 @@ def main():
         print('\nAgainst the recorded machines (same library versions needed):', *compare_with_recorded(records, mine),
               sep='\n')
     if args.record:
-        os.makedirs(osp.dirname(osp.abspath(args.record)), exist_ok=True)
-        with open(args.record, 'w') as f:
-            json.dump(records + [mine], f, indent=1)
+        write_json_atomic(args.record, records + [mine])  # a killed run leaves the earlier machines' records intact
         print(f'\nfingerprint appended to {args.record}')
+
 
 if __name__ == '__main__':
     main()
